@@ -1,0 +1,632 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""The BTS model: DenseNet encoder + local-planar-guidance decoder (official PyTorch V2 semantics).
+
+Canonical reference: the official PyTorch "V2" model ("PT" in the spec). Every detail that decides
+numerical parity with its checkpoints follows it: symmetric stem padding, BN epsilons, no conv
+biases, θ = σ·π/3, the ``reduc1x1`` branch, concat orders, top-left-pick downsampling of the LPG
+maps, and the KITTI focal scaling of the final depth (spec §1, §11).
+
+Data flow for an input of H×W (shapes NHWC, nf = ``bts_size`` = 512 for DenseNet-161)::
+
+    image (B,H,W,3) ─ encoder ─ skip2 (H/2,96) skip4 (H/4,96) skip8 (H/8,192) skip16 (H/16,384)
+                                dense32 (H/32,2208, after ReLU)
+    upconv5+bn5 ⊕ skip16 → conv5 (H/16,nf) → upconv4+bn4 ⊕ skip8 = concat4 → conv4+bn4_2 = iconv4
+    dense ASPP (rates 3..24) → daspp_conv (H/8,nf/4) → reduc8x8 → lpg8x8 ─────────────┐
+    upconv3+bn3 ⊕ skip4 ⊕ lpg8 ds → conv3 (H/4,nf/4) → reduc4x4 → lpg4x4 ─────────────┤
+    upconv2+bn2 ⊕ skip2 ⊕ lpg4 ds → conv2 (H/2,nf/8) → reduc2x2 → lpg2x2 ─────────────┤
+    upconv1 (H,nf/16) → reduc1x1 (H,1) ⊕ [lpg2, lpg4, lpg8] → conv1 → get_depth → σ·max_depth
+    (KITTI: × focal / 715.0873)
+
+Layer names equal the PT module names (``.`` is legal in Keras names), so a Keras weight path such
+as ``encoder.denseblock1.denselayer1.conv1/kernel`` or ``daspp_6/conv1x1/kernel`` maps to a PT
+state-dict key by the table ``PT_NAME_TABLE`` and :func:`pytorch_key_for` below.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Dict, Optional, Sequence, Tuple
+
+import keras
+import tensorflow as tf
+
+from utils.datasets import KITTI_FOCAL_NORMALISER, get_dataset_facts
+
+SERIALIZATION_PACKAGE = "bts"
+
+# Decoder BN (spec §1.4): PT eps 1.1e-5 (mid-DASPP 1e-5), PT momentum 0.01 == Keras 0.99.
+DECODER_BN_EPSILON = 1.1e-5
+DASPP_MID_BN_EPSILON = 1e-5
+DECODER_BN_MOMENTUM = 0.99
+# torchvision DenseNet BN: eps 1e-5, PT momentum 0.1 == Keras 0.9.
+ENCODER_BN_EPSILON = 1e-5
+ENCODER_BN_MOMENTUM = 0.9
+
+
+# --------------------------------------------------------------------------------------------
+# Batch normalisation on TF's fused kernel
+# --------------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class BatchNorm(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` computed by TF's fused kernel for NHWC inputs.
+
+    Same variables, weight names and train/inference semantics as the Keras layer (batch
+    statistics when ``training`` and the layer is trainable). Keras 3's own BN runs as ~10
+    unfused ops with dtype casts on CPU, which measured 40 % of a bf16 training step here.
+    The moving variance is updated with the unbiased batch variance, as PyTorch does.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+            return super().call(inputs, training=training, mask=mask)
+        gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
+        beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
+        gamma = tf.cast(gamma, tf.float32)
+        beta = tf.cast(beta, tf.float32)
+        if training and self.trainable:
+            outputs, batch_mean, batch_var, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=gamma, offset=beta,
+                mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
+                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+                is_training=True,
+            )
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + batch_var * (1.0 - momentum)
+            )
+            return outputs
+        outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=gamma, offset=beta,
+            mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32),
+            epsilon=self.epsilon, data_format="NHWC", is_training=False,
+        )
+        return outputs
+
+
+def _conv(filters: int, kernel: int, name: str, *, activation=None, strides: int = 1,
+          padding: str = "same", dilation: int = 1,
+          initializer="glorot_uniform") -> keras.layers.Conv2D:
+    """A bias-free conv (PT BTS has no conv biases); Xavier-uniform by default as PT's decoder."""
+    return keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding=padding, dilation_rate=dilation,
+        use_bias=False, activation=activation, kernel_initializer=initializer, name=name,
+    )
+
+
+def _decoder_bn(name: str, epsilon: float = DECODER_BN_EPSILON) -> BatchNorm:
+    return BatchNorm(epsilon=epsilon, momentum=DECODER_BN_MOMENTUM, name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders
+# --------------------------------------------------------------------------------------------
+ENCODER_PREFIX = "encoder."
+FEATURE_NAMES = ("skip2", "skip4", "skip8", "skip16", "dense32")
+
+# torchvision initialises DenseNet convs with kaiming_normal_ (fan_in, gain √2, untruncated).
+_KAIMING_NORMAL = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseNetConfig:
+    """torchvision-style DenseNet hyper-parameters (any values work, e.g. tiny test encoders)."""
+
+    growth_rate: int = 48
+    num_init_features: int = 96
+    block_config: Tuple[int, ...] = (6, 12, 36, 24)
+    bn_size: int = 4
+
+    def skip_channels(self) -> Tuple[int, int, int, int, int]:
+        """Channels of skip2, skip4, skip8, skip16, dense32."""
+        channels = self.num_init_features
+        taps = [channels, channels]
+        for index, layers in enumerate(self.block_config):
+            channels += layers * self.growth_rate
+            if index != len(self.block_config) - 1:
+                channels //= 2
+                taps.append(channels)
+        return tuple(taps[:4]) + (channels,)
+
+
+DENSENET_CONFIGS: Dict[str, DenseNetConfig] = {
+    "densenet161_bts": DenseNetConfig(48, 96, (6, 12, 36, 24), 4),
+    "densenet121_bts": DenseNetConfig(32, 64, (6, 12, 24, 16), 4),
+}
+
+
+def _encoder_bn(name: str) -> BatchNorm:
+    return BatchNorm(epsilon=ENCODER_BN_EPSILON, momentum=ENCODER_BN_MOMENTUM,
+                     name=ENCODER_PREFIX + name)
+
+
+def _dense_layer(x, config: DenseNetConfig, name: str):
+    """torchvision _DenseLayer: BN→ReLU→1×1 (bn_size·k) →BN→ReLU→3×3 (k), concatenated to x."""
+    p = ENCODER_PREFIX + name
+    y = _encoder_bn(f"{name}.norm1")(x)
+    y = keras.layers.ReLU(name=f"{p}.relu1")(y)
+    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_KAIMING_NORMAL)(y)
+    y = _encoder_bn(f"{name}.norm2")(y)
+    y = keras.layers.ReLU(name=f"{p}.relu2")(y)
+    y = _conv(config.growth_rate, 3, f"{p}.conv2", initializer=_KAIMING_NORMAL)(y)
+    return keras.layers.Concatenate(name=f"{p}.concat")([x, y])
+
+
+def _transition(x, name: str):
+    """torchvision _Transition: BN→ReLU→1×1 conv (C/2)→2×2 average pool, stride 2."""
+    p = ENCODER_PREFIX + name
+    x = _encoder_bn(f"{name}.norm")(x)
+    x = keras.layers.ReLU(name=f"{p}.relu")(x)
+    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_KAIMING_NORMAL)(x)
+    return keras.layers.AveragePooling2D(2, 2, name=f"{p}.pool")(x)
+
+
+def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTensor]:
+    """torchvision DenseNet ``features`` as a functional graph.
+
+    Args:
+      image: (B, H, W, 3) normalised RGB, H and W multiples of 32.
+    Returns:
+      dict with skip2 (B,H/2,W/2,c0) after relu0, skip4 (H/4) after pool0, skip8 (H/8) after
+      transition1, skip16 (H/16) after transition2, dense32 (H/32) = ReLU(norm5).
+    """
+    p = ENCODER_PREFIX
+    # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; spec §11).
+    x = keras.layers.ZeroPadding2D(3, name=p + "conv0_pad")(image)
+    x = _conv(config.num_init_features, 7, p + "conv0", strides=2, padding="valid",
+              initializer=_KAIMING_NORMAL)(x)
+    x = _encoder_bn("norm0")(x)
+    skip2 = x = keras.layers.ReLU(name=p + "relu0")(x)
+    # Zero padding equals PyTorch's -inf pool padding only because x >= 0 after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name=p + "pool0_pad")(x)
+    skip4 = x = keras.layers.MaxPooling2D(3, 2, padding="valid", name=p + "pool0")(x)
+    taps = []
+    for block, num_layers in enumerate(config.block_config, start=1):
+        for layer in range(1, num_layers + 1):
+            x = _dense_layer(x, config, f"denseblock{block}.denselayer{layer}")
+        if block != len(config.block_config):
+            x = _transition(x, f"transition{block}")
+            taps.append(x)
+    x = _encoder_bn("norm5")(x)
+    dense32 = keras.layers.ReLU(name=p + "relu5")(x)  # the BTS decoder's ReLU on norm5
+    return {"skip2": skip2, "skip4": skip4, "skip8": taps[0], "skip16": taps[1], "dense32": dense32}
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder the model can use: a feature builder and the input preprocessing it expects."""
+
+    build: Callable[[keras.KerasTensor], Dict[str, keras.KerasTensor]]
+    preprocessing: str  # 'torch' (ImageNet mean/std on x/255), 'tf', 'caffe', or 'raw'
+    default_bts_size: int = 512
+
+
+ENCODERS: Dict[str, EncoderSpec] = {
+    name: EncoderSpec(lambda image, c=cfg: densenet_encoder(image, c), "torch")
+    for name, cfg in DENSENET_CONFIGS.items()
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder pieces
+# --------------------------------------------------------------------------------------------
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class UpConv(keras.layers.Layer):
+    """PT ``upconv``: nearest ×2 (pixel repetition) → 3×3 conv (no bias) → ELU.
+
+    (B, h, w, C) → (B, 2h, 2w, filters). Sub-layer ``conv`` ↔ PT ``upconvN.conv``.
+    """
+
+    def __init__(self, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="up")
+        self.conv = _conv(filters, 3, "conv", activation="elu")
+
+    def build(self, input_shape):
+        shape = (input_shape[0], None, None, input_shape[-1])
+        self.conv.build(shape)
+
+    def call(self, x):
+        return self.conv(self.upsample(x))
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(self.upsample.compute_output_shape(input_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class AtrousConv(keras.layers.Layer):
+    """One dense-ASPP branch (PT ``atrous_conv``), (B,h,w,Cin) → (B,h,w,filters).
+
+    [first_bn (eps 1.1e-5)] → ReLU → 1×1 conv to 2·filters → BN (eps 1e-5) → ReLU →
+    3×3 conv, dilation = rate, padding = rate, to filters (no activation).
+    PT names: ``first_bn``, ``aconv_sequence.1`` (conv1x1), ``.2`` (bn), ``.4`` (conv3x3).
+    """
+
+    def __init__(self, filters: int, rate: int, apply_bn_first: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.rate, self.apply_bn_first = filters, rate, apply_bn_first
+        self.first_bn = _decoder_bn("first_bn") if apply_bn_first else None
+        self.conv1x1 = _conv(2 * filters, 1, "conv1x1")
+        self.bn = _decoder_bn("bn", epsilon=DASPP_MID_BN_EPSILON)
+        self.conv3x3 = _conv(filters, 3, "conv3x3", dilation=rate)
+
+    def build(self, input_shape):
+        shape = (input_shape[0], None, None, input_shape[-1])
+        if self.first_bn is not None:
+            self.first_bn.build(shape)
+        self.conv1x1.build(shape)
+        mid = (input_shape[0], None, None, 2 * self.filters)
+        self.bn.build(mid)
+        self.conv3x3.build(mid)
+
+    def call(self, x, training=None):
+        if self.first_bn is not None:
+            x = self.first_bn(x, training=training)
+        x = self.conv1x1(tf.nn.relu(x))
+        x = tf.nn.relu(self.bn(x, training=training))
+        return self.conv3x3(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.filters,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "rate": self.rate,
+                "apply_bn_first": self.apply_bn_first}
+
+
+def reduction_chain(num_in: int, num_out: int) -> Tuple[Tuple[int, int], ...]:
+    """Inner (in, out) 1×1 convs of PT ``reduction_1x1``: halve while num_out ≥ 8, head below 8."""
+    chain = []
+    while num_out >= 8:
+        chain.append((num_in, num_out))
+        num_in, num_out = num_out, num_out // 2
+    if num_out < 4:
+        raise ValueError("bts_size too small: the reduction heads need bts_size >= 128")
+    return tuple(chain)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class ReductionHead(keras.layers.Layer):
+    """PT ``reduction_1x1``: a chain of 1×1 convs + ELU, then the plane-coefficient head.
+
+    Non-final: (B,h,w,num_in) → (B,h,w,4) = (n1, n2, n3, d) with θ = σ(c0)·π/3, φ = σ(c1)·2π,
+    d = σ(c2)·max_depth, n = (sinθ cosφ, sinθ sinφ, cosθ); output float32.
+    Final (``reduc1x1``): (B,h,w,num_in) → (B,h,w,1) = σ(c0), not scaled by max_depth.
+    Sub-layers ``inter_{in}_{out}`` ↔ PT ``reduc.inter_{in}_{out}.0``; head ``plane_params`` ↔
+    ``reduc.plane_params``, ``final`` ↔ ``reduc.final.0``.
+    """
+
+    def __init__(self, num_in: int, num_out: int, max_depth: float, is_final: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_in, self.num_out = num_in, num_out
+        self.max_depth, self.is_final = float(max_depth), is_final
+        chain = reduction_chain(num_in, num_out)
+        self.inter = [_conv(o, 1, f"inter_{i}_{o}", activation="elu") for i, o in chain]
+        head_in = chain[-1][1] if chain else num_in
+        self.head_in = head_in
+        self.head = _conv(1 if is_final else 3, 1, "final" if is_final else "plane_params")
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        for layer in self.inter:
+            layer.build((input_shape[0], None, None, channels))
+            channels = layer.filters
+        self.head.build((input_shape[0], None, None, channels))
+
+    def call(self, x):
+        for layer in self.inter:
+            x = layer(x)
+        raw = tf.cast(self.head(x), tf.float32)
+        if self.is_final:
+            return tf.sigmoid(raw)
+        theta = tf.sigmoid(raw[..., 0:1]) * (math.pi / 3.0)
+        phi = tf.sigmoid(raw[..., 1:2]) * (2.0 * math.pi)
+        dist = tf.sigmoid(raw[..., 2:3]) * self.max_depth
+        n1 = tf.sin(theta) * tf.cos(phi)
+        n2 = tf.sin(theta) * tf.sin(phi)
+        n3 = tf.cos(theta)
+        return tf.concat([n1, n2, n3, dist], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (1 if self.is_final else 4,)
+
+    def compute_output_spec(self, x):
+        shape = self.compute_output_shape(x.shape)
+        return keras.KerasTensor(shape, dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "num_in": self.num_in, "num_out": self.num_out,
+                "max_depth": self.max_depth, "is_final": self.is_final}
+
+
+def lpg_offsets(upratio: int, dtype=tf.float32) -> tf.Tensor:
+    """In-patch offsets ((i mod r) − (r−1)/2) / r for i = 0..r−1, shape (r,)."""
+    r = float(upratio)
+    return (tf.range(upratio, dtype=dtype) - (r - 1.0) / 2.0) / r
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class LocalPlanarGuidance(keras.layers.Layer):
+    """Local planar guidance (spec §1.7): plane coefficients at 1/r → depth at full resolution.
+
+    Input (B, h, w, 4) = (n1, n2, n3, d); the normal is L2-normalised first (as PT; a no-op up to
+    rounding). Output (B, r·h, r·w, 1) with, for output pixel (y, x) in patch (⌊y/r⌋, ⌊x/r⌋)::
+
+        u = ((x mod r) − (r−1)/2)/r,  v = ((y mod r) − (r−1)/2)/r,  depth = d / (n1·u + n2·v + n3)
+
+    Offsets come from the runtime shape, so one set of weights runs at any input size. Always
+    float32 (also under a mixed-precision policy). The focal length does not enter (as PT).
+    """
+
+    def __init__(self, upratio: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.upratio = int(upratio)
+
+    def call(self, plane):
+        plane = tf.cast(plane, tf.float32)
+        normal = tf.math.l2_normalize(plane[..., 0:3], axis=-1, epsilon=1e-12)
+        dist = plane[..., 3]
+        r = self.upratio
+        offsets = lpg_offsets(r)
+        u = tf.reshape(offsets, (1, 1, 1, 1, r))  # column offset inside the patch
+        v = tf.reshape(offsets, (1, 1, r, 1, 1))  # row offset inside the patch
+        n1 = normal[..., 0][:, :, None, :, None]
+        n2 = normal[..., 1][:, :, None, :, None]
+        n3 = normal[..., 2][:, :, None, :, None]
+        depth = dist[:, :, None, :, None] / (n1 * u + n2 * v + n3)  # (B, h, r, w, r)
+        shape = tf.shape(plane)
+        return tf.reshape(depth, (shape[0], shape[1] * r, shape[2] * r, 1))
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, _ = input_shape
+        scale = lambda n: None if n is None else n * self.upratio  # noqa: E731
+        return (b, scale(h), scale(w), 1)
+
+    def get_config(self):
+        return {**super().get_config(), "upratio": self.upratio}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class NearestDownsample(keras.layers.Layer):
+    """PyTorch ``interpolate(scale_factor=1/s, mode='nearest')``: picks pixel (s·i, s·j).
+
+    (B, H, W, C) → (B, H/s, W/s, C). Keras/TF nearest resize would pick s·i + s/2 (spec §11).
+    """
+
+    def __init__(self, stride: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = int(stride)
+
+    def call(self, x):
+        return x[:, :: self.stride, :: self.stride, :]
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        down = lambda n: None if n is None else -(-n // self.stride)  # noqa: E731
+        return (b, down(h), down(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class FinalDepth(keras.layers.Layer):
+    """Final depth: σ(logits)·max_depth, then × focal/715.0873 per sample for KITTI (spec §1.9).
+
+    Inputs: logits (B,H,W,1) from ``get_depth``, focal (B,) in px. Output float32 (B,H,W,1).
+    """
+
+    def __init__(self, max_depth: float, scale_by_focal: bool = False, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.max_depth = float(max_depth)
+        self.scale_by_focal = bool(scale_by_focal)
+
+    def call(self, logits, focal):
+        depth = self.max_depth * tf.sigmoid(tf.cast(logits, tf.float32))
+        if self.scale_by_focal:
+            focal = tf.reshape(tf.cast(focal, tf.float32), (-1, 1, 1, 1))
+            depth = depth * focal / KITTI_FOCAL_NORMALISER
+        return depth
+
+    def compute_output_shape(self, logits_shape, focal_shape=None):
+        return tuple(logits_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "max_depth": self.max_depth,
+                "scale_by_focal": self.scale_by_focal}
+
+
+def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
+    return keras.layers.Rescaling(scale, name=name, dtype="float32")
+
+
+def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_depth: float,
+                scale_by_focal: bool) -> keras.KerasTensor:
+    """PT V2 decoder (spec §1.3 table) on encoder ``features``; returns final depth (B,H,W,1)."""
+    skip2, skip4, skip8, skip16 = (features[k] for k in ("skip2", "skip4", "skip8", "skip16"))
+    concat = lambda name, xs: keras.layers.Concatenate(name=name)(xs)  # noqa: E731
+
+    # H/32 → H/16: BN applies to the upconv output (conv → ELU → BN; spec §11).
+    upconv5 = _decoder_bn("bn5")(UpConv(nf, name="upconv5")(features["dense32"]))
+    iconv5 = _conv(nf, 3, "conv5", activation="elu")(concat("concat5", [upconv5, skip16]))
+
+    # H/16 → H/8 and the dense atrous pyramid on concat4.
+    upconv4 = _decoder_bn("bn4")(UpConv(nf // 2, name="upconv4")(iconv5))
+    concat4 = concat("concat4", [upconv4, skip8])
+    iconv4 = _decoder_bn("bn4_2")(_conv(nf // 2, 3, "conv4", activation="elu")(concat4))
+    daspp, pyramid = [], concat4
+    for index, rate in enumerate((3, 6, 12, 18, 24)):
+        source = iconv4 if index == 0 else pyramid
+        branch = AtrousConv(nf // 4, rate, apply_bn_first=index > 0, name=f"daspp_{rate}")(source)
+        daspp.append(branch)
+        if rate != 24:
+            pyramid = concat(f"concat4_{index + 2}", [pyramid, branch])
+    daspp_feat = _conv(nf // 4, 3, "daspp_conv", activation="elu")(
+        concat("concat4_daspp", [iconv4] + daspp))
+
+    # H/8 plane coefficients → LPG ×8 → full-resolution depth in units of max_depth.
+    plane8 = ReductionHead(nf // 4, nf // 4, max_depth, name="reduc8x8")(daspp_feat)
+    depth8 = _float32_rescaling(1.0 / max_depth, "depth_8x8_scaled")(
+        LocalPlanarGuidance(8, name="lpg8x8")(plane8))
+    depth8_ds = NearestDownsample(4, name="depth_8x8_scaled_ds")(depth8)
+
+    upconv3 = _decoder_bn("bn3")(UpConv(nf // 4, name="upconv3")(daspp_feat))
+    iconv3 = _conv(nf // 4, 3, "conv3", activation="elu")(
+        concat("concat3", [upconv3, skip4, depth8_ds]))
+    plane4 = ReductionHead(nf // 4, nf // 8, max_depth, name="reduc4x4")(iconv3)
+    depth4 = _float32_rescaling(1.0 / max_depth, "depth_4x4_scaled")(
+        LocalPlanarGuidance(4, name="lpg4x4")(plane4))
+    depth4_ds = NearestDownsample(2, name="depth_4x4_scaled_ds")(depth4)
+
+    upconv2 = _decoder_bn("bn2")(UpConv(nf // 8, name="upconv2")(iconv3))
+    iconv2 = _conv(nf // 8, 3, "conv2", activation="elu")(
+        concat("concat2", [upconv2, skip2, depth4_ds]))
+    plane2 = ReductionHead(nf // 8, nf // 16, max_depth, name="reduc2x2")(iconv2)
+    depth2 = _float32_rescaling(1.0 / max_depth, "depth_2x2_scaled")(
+        LocalPlanarGuidance(2, name="lpg2x2")(plane2))
+
+    upconv1 = UpConv(nf // 16, name="upconv1")(iconv2)  # no BN after upconv1
+    reduc1 = ReductionHead(nf // 16, nf // 32, max_depth, is_final=True, name="reduc1x1")(upconv1)
+    iconv1 = _conv(nf // 16, 3, "conv1", activation="elu")(
+        concat("concat1", [upconv1, reduc1, depth2, depth4, depth8]))
+    logits = _conv(1, 3, "get_depth")(iconv1)
+    return FinalDepth(max_depth, scale_by_focal, name="depth")(logits, focal)
+
+
+# --------------------------------------------------------------------------------------------
+# Builder
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BtsConfig:
+    """What the builder needs; ``from_args`` reads it from parsed command-line arguments."""
+
+    encoder: str = "densenet161_bts"
+    dataset: str = "nyu"
+    max_depth: Optional[float] = None  # None: from the dataset table
+    bts_size: int = 512
+    input_height: Optional[int] = None  # None: any size divisible by 32
+    input_width: Optional[int] = None
+    densenet: Optional[DenseNetConfig] = None  # overrides the encoder's DenseNet config (tests)
+
+    @classmethod
+    def from_args(cls, args, **overrides) -> "BtsConfig":
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if f.name != "densenet" and hasattr(args, f.name)}
+        values.update(overrides)
+        return cls(**values)
+
+    def resolved_max_depth(self) -> float:
+        return float(self.max_depth or get_dataset_facts(self.dataset).max_depth)
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    """The registered encoder ``name``; a one-line error listing the valid names otherwise."""
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"--encoder {name!r} is unknown; valid encoders: {', '.join(ENCODERS)}") \
+            from None
+
+
+def build_bts_model(params) -> keras.Model:
+    """Build BTS as a functional ``keras.Model`` with inputs ``image`` (B,H,W,3) and ``focal`` (B,).
+
+    ``params``: a :class:`BtsConfig` or parsed arguments (encoder, dataset, max_depth, bts_size,
+    input_height, input_width). Output: final depth in metres, (B, H, W, 1) float32.
+    """
+    config = params if isinstance(params, BtsConfig) else BtsConfig.from_args(params)
+    facts = get_dataset_facts(config.dataset)
+    spec = encoder_spec(config.encoder)
+    image = keras.Input((config.input_height, config.input_width, 3), name="image")
+    focal = keras.Input((), name="focal")
+    if config.densenet is not None:
+        features = densenet_encoder(image, config.densenet)
+    else:
+        features = spec.build(image)
+    depth = bts_decoder(features, focal, config.bts_size, config.resolved_max_depth(),
+                        facts.scale_output_by_focal)
+    return keras.Model({"image": image, "focal": focal}, depth, name="bts")
+
+
+LPG_MAP_LAYERS = ("depth_8x8_scaled", "depth_4x4_scaled", "depth_2x2_scaled", "reduc1x1")
+
+
+def build_lpg_maps_model(model: keras.Model) -> keras.Model:
+    """A view of ``model`` (shared weights) returning the depth and the intermediate maps.
+
+    Outputs dict: ``depth`` (B,H,W,1) metres, and ``depth_8x8_scaled``, ``depth_4x4_scaled``,
+    ``depth_2x2_scaled`` (LPG maps in units of max_depth; unbounded) and ``reduc1x1`` (σ map).
+    """
+    outputs = {"depth": model.output}
+    outputs.update({name: model.get_layer(name).output for name in LPG_MAP_LAYERS})
+    return keras.Model(model.inputs, outputs, name="bts_with_lpg_maps")
+
+
+def count_params(weights: Sequence) -> int:
+    """Number of scalars in ``weights``."""
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+def encoder_weights(model: keras.Model) -> list:
+    """All encoder variables (layers named with the ``encoder.`` prefix)."""
+    return [w for layer in model.layers if layer.name.startswith(ENCODER_PREFIX)
+            for w in layer.weights]
+
+
+def is_encoder_variable(variable) -> bool:
+    return variable.path.startswith(ENCODER_PREFIX)
+
+
+# --------------------------------------------------------------------------------------------
+# Keras ↔ PyTorch names (used by the checkpoint converter)
+# --------------------------------------------------------------------------------------------
+# Keras layer path (``/``-joined, sub-layers included) → PT module path. Encoder layers
+# ``encoder.X`` map to ``encoder.base_model.X`` (torchvision ``features`` names, unchanged).
+PT_NAME_TABLE: Dict[str, str] = {
+    "upconv5/conv": "decoder.upconv5.conv", "bn5": "decoder.bn5", "conv5": "decoder.conv5.0",
+    "upconv4/conv": "decoder.upconv4.conv", "bn4": "decoder.bn4", "conv4": "decoder.conv4.0",
+    "bn4_2": "decoder.bn4_2",
+    **{f"daspp_{r}/{k}": f"decoder.daspp_{r}.atrous_conv.{v}"
+       for r in (3, 6, 12, 18, 24)
+       for k, v in (("first_bn", "first_bn"), ("conv1x1", "aconv_sequence.1"),
+                    ("bn", "aconv_sequence.2"), ("conv3x3", "aconv_sequence.4"))
+       if not (r == 3 and k == "first_bn")},
+    "daspp_conv": "decoder.daspp_conv.0",
+    "upconv3/conv": "decoder.upconv3.conv", "bn3": "decoder.bn3", "conv3": "decoder.conv3.0",
+    "upconv2/conv": "decoder.upconv2.conv", "bn2": "decoder.bn2", "conv2": "decoder.conv2.0",
+    "upconv1/conv": "decoder.upconv1.conv", "conv1": "decoder.conv1.0",
+    "get_depth": "decoder.get_depth.0",
+    # reduction heads: sub-layers inter_{i}_{o} → reduc.inter_{i}_{o}.0, handled by the rule below
+}
+_REDUCTION_HEADS = ("reduc8x8", "reduc4x4", "reduc2x2", "reduc1x1")
+_VARIABLE_SUFFIX = {"kernel": "weight", "gamma": "weight", "beta": "bias",
+                    "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def pytorch_module_for(layer_path: str) -> str:
+    """PT module path of the Keras layer path ``layer_path`` (e.g. ``daspp_6/conv1x1``)."""
+    if layer_path.startswith(ENCODER_PREFIX):
+        return "encoder.base_model." + layer_path[len(ENCODER_PREFIX):]
+    if layer_path in PT_NAME_TABLE:
+        return PT_NAME_TABLE[layer_path]
+    head, _, sub = layer_path.partition("/")
+    if head in _REDUCTION_HEADS and sub:
+        if sub.startswith("inter_") or sub == "final":
+            return f"decoder.{head}.reduc.{sub}.0"
+        if sub == "plane_params":
+            return f"decoder.{head}.reduc.plane_params"
+    raise KeyError(f"no PyTorch module is known for Keras layer {layer_path!r}")
+
+
+def pytorch_key_for(variable_path: str) -> str:
+    """PT state-dict key (without ``module.``) of a Keras variable path such as ``bn5/gamma``."""
+    layer_path, _, leaf = variable_path.rpartition("/")
+    return f"{pytorch_module_for(layer_path)}.{_VARIABLE_SUFFIX[leaf]}"

@@ -1,0 +1,23 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Shared test set-up: repo root on sys.path, quiet TF, small model configurations."""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tiny_config():
+    """A BtsConfig with a tiny DenseNet (fast to build and trace) and the smallest legal nf."""
+    import bts_model
+
+    return bts_model.BtsConfig(
+        densenet=bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
+                                          block_config=(1, 1, 1, 1), bn_size=2),
+        bts_size=128,
+    )

@@ -1,0 +1,277 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""The one command-line / argument-file parser shared by every script.
+
+Usage rules (as upstream TF2, spec §8):
+
+* ``python bts_main.py arguments_train_nyu.txt --batch_size 2``: if the first argument does not
+  start with ``-`` it is an argument file; flags after it override the file.
+* ``@file`` works anywhere on the command line.
+* Inside argument files any whitespace separates tokens; blank lines and ``#`` comments are allowed.
+* An unknown flag is a one-line error naming the closest valid flag.
+
+Every flag is declared once, here, in a named group. A script asks for the groups it uses, so
+``--help`` stays readable and no script declares its own copy of a flag.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import shlex
+import sys
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
+
+from utils.datasets import DATASETS, get_dataset_facts
+
+ENCODERS_HELP = "densenet161_bts, densenet121_bts (see bts_model.ENCODERS for the full list)"
+
+
+def _add_model(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--mode", type=str, default="train", help="train or test (kept for upstream files)")
+    group.add_argument("--model_name", type=str, default="bts_nyu", help="run / model name")
+    group.add_argument("--encoder", type=str, default="densenet161_bts", help=ENCODERS_HELP)
+    group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS), help="dataset")
+    group.add_argument("--max_depth", type=float, default=None,
+                       help="maximum output depth in metres (default: 10 NYU, 80 KITTI)")
+    group.add_argument("--bts_size", type=int, default=512, help="decoder width nf (PT --bts_size)")
+    group.add_argument("--input_height", type=int, default=None, help="network input height (multiple of 32)")
+    group.add_argument("--input_width", type=int, default=None, help="network input width (multiple of 32)")
+    group.add_argument("--checkpoint_path", type=str, default="",
+                       help="weights to load: a .keras/.weights.h5 file or a run folder")
+    group.add_argument("--mixed_precision", type=str, default="none", choices=["none", "bf16", "fp16"],
+                       help="compute dtype policy (loss, LPG and final depth stay float32)")
+
+
+def _add_data(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--data_path", type=str, default="", help="root of the RGB paths in the list")
+    group.add_argument("--gt_path", type=str, default="", help="root of the depth paths in the list")
+    group.add_argument("--filenames_file", type=str, default="", help="list file: rgb depth focal per line")
+    group.add_argument("--tfrecord_path", type=str, default="",
+                       help="TFRecord shard prefix or glob (local or gs://); used instead of files")
+    group.add_argument("--do_kb_crop", action="store_true", help="KITTI benchmark crop to 352x1216")
+    group.add_argument("--do_random_rotate", action="store_true", help="random rotation augmentation")
+    group.add_argument("--degree", type=float, default=None,
+                       help="max rotation in degrees (default: 2.5 NYU, 1.0 KITTI)")
+    group.add_argument("--num_threads", type=int, default=-1, help="tf.data parallelism (-1: AUTOTUNE)")
+    group.add_argument("--deterministic", action="store_true", help="deterministic data order (tests)")
+    group.add_argument("--seed", type=int, default=None, help="random seed for data and initialisation")
+
+
+def _add_train(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--log_directory", type=str, default="./models/", help="run root (local or gs://)")
+    group.add_argument("--pretrained_model", type=str, default="./models/densenet161_imagenet/weights.h5",
+                       help="ImageNet encoder weights (missing file: random init with a warning)")
+    group.add_argument("--fix_first_conv_blocks", action="store_true", help="freeze the first two dense layers")
+    group.add_argument("--fix_first_conv_block", action="store_true", help="freeze the first dense layer")
+    group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
+    group.add_argument("--batch_size", type=int, default=4, help="global batch size")
+    group.add_argument("--num_epochs", type=int, default=50)
+    group.add_argument("--num_steps", type=int, default=0, help=">0: stop after this many steps")
+    group.add_argument("--learning_rate", type=float, default=1e-4)
+    group.add_argument("--end_learning_rate", type=float, default=-1.0, help="<0: 0.1 x learning_rate")
+    group.add_argument("--adam_eps", type=float, default=1e-6)
+    group.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW decay on the encoder only")
+    group.add_argument("--variance_focus", type=float, default=0.85, help="lambda of the silog loss")
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    group.add_argument("--log_freq", type=int, default=100)
+    group.add_argument("--save_freq", type=int, default=500)
+    group.add_argument("--keep_checkpoints", type=int, default=3, help="how many step checkpoints to keep")
+
+
+def _add_distribute(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--distribution_strategy", type=str, default="auto",
+                       choices=["auto", "default", "mirrored", "multi_worker", "tpu"])
+    group.add_argument("--num_gpus", type=int, default=1, help="GPUs for MirroredStrategy (auto mode)")
+    group.add_argument("--tpu_name", type=str, default="", help="TPU name or grpc:// address")
+    group.add_argument("--tpu_zone", type=str, default="")
+    group.add_argument("--gcp_project", type=str, default="")
+
+
+def _add_eval(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--do_online_eval", action="store_true", help="evaluate during training")
+    group.add_argument("--data_path_eval", type=str, default="")
+    group.add_argument("--gt_path_eval", type=str, default="")
+    group.add_argument("--filenames_file_eval", type=str, default="")
+    group.add_argument("--validation_split", type=float, default=0.0,
+                       help="fraction of training scenes/drives held out for validation")
+    group.add_argument("--min_depth_eval", type=float, default=None)
+    group.add_argument("--max_depth_eval", type=float, default=None)
+    group.add_argument("--eigen_crop", action="store_true", help="Eigen crop (NYU / KITTI)")
+    group.add_argument("--garg_crop", action="store_true", help="Garg crop (KITTI)")
+    group.add_argument("--eval_freq", type=int, default=500)
+    group.add_argument("--eval_summary_directory", type=str, default="")
+    group.add_argument("--best_metric", type=str, default="silog", help="metric that picks the best checkpoint")
+
+
+def _add_test(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--output_directory", type=str, default="", help="where predictions are written")
+    group.add_argument("--image_path", type=str, nargs="*", default=None,
+                       help="predict on these images / folders / list files (no filenames file)")
+    group.add_argument("--focal", type=float, default=None, help="focal length in px for --image_path")
+    group.add_argument("--save_png", action="store_true", help="write raw uint16 depth PNGs")
+    group.add_argument("--save_cmap", action="store_true", help="write colormapped depth PNGs")
+    group.add_argument("--save_npy", action="store_true", help="write float32 depth in metres (.npy)")
+    group.add_argument("--save_lpg", action="store_true", help="also write the LPG maps")
+    group.add_argument("--save_point_cloud", action="store_true", help="write coloured .ply point clouds")
+    group.add_argument("--fx", type=float, default=None)
+    group.add_argument("--fy", type=float, default=None)
+    group.add_argument("--cx", type=float, default=None)
+    group.add_argument("--cy", type=float, default=None)
+    group.add_argument("--post_process", action="store_true", help="average with the flipped prediction")
+    group.add_argument("--metrics_csv", type=str, default="", help="write per-image metrics to this CSV")
+    group.add_argument("--pred_path", type=str, default="", help="folder of raw PNG predictions")
+
+
+def _add_convert(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--num_shards", type=int, default=64, help="number of TFRecord shards")
+    group.add_argument("--num_workers", type=int, default=0, help="converter processes (0: CPU count)")
+    group.add_argument("--strict", action="store_true", help="fail on a missing file instead of skipping")
+
+
+def _add_serve(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--host", type=str, default="127.0.0.1")
+    group.add_argument("--port", type=int, default=5000)
+    group.add_argument("--checkpoint_path_kitti", type=str, default="", help="outdoor model for the demo")
+    group.add_argument("--export_dir", type=str, default="", help="export destination")
+    group.add_argument("--formats", type=str, nargs="*", default=None, help="export formats")
+
+
+def _add_tune(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--n_trials", type=int, default=10)
+    group.add_argument("--study_name", type=str, default="bts_tuning")
+    group.add_argument("--storage", type=str, default="sqlite:///tuning.db")
+    group.add_argument("--search_space", type=str, default="", help="JSON file overriding the search space")
+    group.add_argument("--objective_metric", type=str, default="silog")
+
+
+GROUPS: Dict[str, tuple] = {
+    "model": ("model", _add_model),
+    "data": ("data", _add_data),
+    "train": ("training", _add_train),
+    "distribute": ("distribution", _add_distribute),
+    "eval": ("evaluation", _add_eval),
+    "test": ("testing and prediction", _add_test),
+    "convert": ("TFRecord conversion", _add_convert),
+    "serve": ("serving and export", _add_serve),
+    "tune": ("hyper-parameter tuning", _add_tune),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser with comment-aware argument files and one-line unknown-flag errors."""
+
+    def convert_arg_line_to_args(self, arg_line: str) -> List[str]:
+        return shlex.split(arg_line, comments=True)
+
+    def error(self, message: str) -> None:  # one line, no usage dump
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def read_argument_file(path: str) -> List[str]:
+    """Tokens of an argument file: whitespace separated, ``#`` comments and blank lines ignored."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise SystemExit(f"error: cannot read argument file {path!r}: {err.strerror}") from None
+    return shlex.split(text, comments=True)
+
+
+def build_parser(groups: Iterable[str], description: str = "", prog: Optional[str] = None) -> _Parser:
+    """A parser holding the flags of ``groups`` (keys of ``GROUPS``), each in its own help section."""
+    parser = _Parser(description=description, prog=prog, fromfile_prefix_chars="@", allow_abbrev=False)
+    for key in groups:
+        title, add = GROUPS[key]
+        add(parser.add_argument_group(title))
+    return parser
+
+
+def expand_argv(argv: Sequence[str]) -> List[str]:
+    """Upstream rule: a first argument not starting with '-' or '@' is an argument file."""
+    argv = list(argv)
+    if argv and not argv[0].startswith(("-", "@")):
+        return read_argument_file(argv[0]) + argv[1:]
+    return argv
+
+
+def _closest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
+    options = [opt for action in parser._actions for opt in action.option_strings if opt.startswith("--")]
+    match = difflib.get_close_matches(flag.split("=")[0], options, n=1, cutoff=0.5)
+    return f" (did you mean {match[0]}?)" if match else ""
+
+
+def resolve_dataset_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill dataset-dependent defaults (max depth, rotation, eval range, input size) from the table."""
+    if not hasattr(args, "dataset"):
+        return args
+    facts = get_dataset_facts(args.dataset)
+    defaults = {
+        "max_depth": facts.max_depth,
+        "degree": facts.rotation_degree,
+        "min_depth_eval": facts.min_depth_eval,
+        "max_depth_eval": facts.max_depth_eval,
+    }
+    for name, value in defaults.items():
+        if hasattr(args, name) and getattr(args, name) is None:
+            setattr(args, name, value)
+    size = facts.train_input_size if getattr(args, "mode", "train") == "train" else facts.test_input_size
+    if getattr(args, "input_height", 0) is None:
+        args.input_height = size[0]
+    if getattr(args, "input_width", 0) is None:
+        args.input_width = size[1]
+    return args
+
+
+def parse_args(
+    groups: Iterable[str],
+    argv: Optional[Sequence[str]] = None,
+    description: str = "",
+    prog: Optional[str] = None,
+    validate: Optional[Callable[[argparse.ArgumentParser, argparse.Namespace], None]] = None,
+) -> argparse.Namespace:
+    """Parse ``argv`` (default ``sys.argv[1:]``) for a script using ``groups``.
+
+    ``validate(parser, args)`` may reject impossible combinations with ``parser.error``.
+    """
+    parser = build_parser(groups, description=description, prog=prog)
+    argv = expand_argv(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((tok for tok in unknown if tok.startswith("-")), unknown[0])
+        if flag.startswith("-"):
+            parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
+        parser.error(f"unexpected argument {flag!r}")
+    args = resolve_dataset_defaults(args)
+    for name in ("input_height", "input_width"):
+        value = getattr(args, name, None)
+        if value is not None and (value <= 0 or value % 32):
+            parser.error(f"--{name} {value} must be a positive multiple of 32")
+    if validate is not None:
+        validate(parser, args)
+    return args
+
+
+def write_argument_file(args: argparse.Namespace, path: str) -> None:
+    """Write ``args`` as an argument file that ``parse_args`` reads back to the same values.
+
+    Written atomically (temp file + rename) through ``tf.io.gfile`` so ``gs://`` works too.
+    """
+    lines = ["# resolved arguments, replay with: python SCRIPT.py THIS_FILE"]
+    for name, value in sorted(vars(args).items()):
+        if value is None or value is False:
+            continue
+        if value is True:
+            lines.append(f"--{name}")
+        elif isinstance(value, (list, tuple)):
+            if value:
+                lines.append(f"--{name} " + " ".join(shlex.quote(str(v)) for v in value))
+        else:
+            lines.append(f"--{name} {shlex.quote(str(value))}")
+    from utils.io import atomic_write_text  # local import: keeps this module TF-free
+
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def default_output_directory(args: argparse.Namespace) -> str:
+    """``result_{model_name}`` as upstream when --output_directory is empty."""
+    return args.output_directory or os.path.join(".", f"result_{args.model_name}")
