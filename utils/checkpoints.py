@@ -1,0 +1,80 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Finding and loading model weights, whatever form they come in.
+
+Accepted by every script's ``--checkpoint_path``:
+
+* a Keras file: ``*.keras`` (full model) or ``*.weights.h5``;
+* a TF checkpoint prefix written by training (``.../ckpt-1200``, with ``.index`` beside it);
+* a run folder (``{log_directory}/{model_name}``): its latest training checkpoint, else a
+  ``model.keras`` / ``*.weights.h5`` inside it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+KERAS_SUFFIXES = (".keras", ".weights.h5")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint path that cannot be used, with a one-line reason."""
+
+
+def resolve_checkpoint(path: str) -> str:
+    """The concrete file or TF checkpoint prefix that ``path`` designates."""
+    if not path:
+        raise CheckpointError("--checkpoint_path is empty; pass a .keras/.weights.h5 file, "
+                              "a training checkpoint or a run folder")
+    gfile = tf.io.gfile
+    if path.endswith(KERAS_SUFFIXES):
+        if not gfile.exists(path):
+            raise CheckpointError(f"checkpoint {path!r} does not exist")
+        return path
+    if gfile.exists(path + ".index"):
+        return path
+    if gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest:
+            return latest
+        for name in ("model.keras", "model.weights.h5"):
+            candidate = os.path.join(path, name)
+            if gfile.exists(candidate):
+                return candidate
+        keras_files = sorted(f for f in gfile.listdir(path) if f.endswith(KERAS_SUFFIXES))
+        if keras_files:
+            return os.path.join(path, keras_files[-1])
+        raise CheckpointError(f"no checkpoint found in folder {path!r} (expected ckpt-N, "
+                              "model.keras or *.weights.h5)")
+    raise CheckpointError(f"checkpoint {path!r} does not exist")
+
+
+def latest_training_checkpoint(run_dir: str) -> Optional[str]:
+    """The newest ``ckpt-N`` prefix in ``run_dir``, or None."""
+    if not tf.io.gfile.isdir(run_dir):
+        return None
+    return tf.train.latest_checkpoint(run_dir)
+
+
+def load_model_weights(model: keras.Model, path: str) -> str:
+    """Load weights designated by ``path`` into ``model``; returns the resolved path.
+
+    Raises CheckpointError (one line) if the path is missing or holds another architecture.
+    """
+    resolved = resolve_checkpoint(path)
+    try:
+        if resolved.endswith(KERAS_SUFFIXES):
+            model.load_weights(resolved)
+        else:
+            status = tf.train.Checkpoint(model=model).read(resolved)
+            status.assert_existing_objects_matched().expect_partial()
+    except CheckpointError:
+        raise
+    except (ValueError, AssertionError, tf.errors.OpError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {resolved!r} does not fit this model (check --encoder, --bts_size, "
+            f"--dataset): {first[:300]}") from None
+    return resolved
