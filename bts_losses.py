@@ -48,6 +48,7 @@ class SilogLoss(keras.losses.Loss):
 
     def __init__(self, min_depth: float, variance_focus: float = VARIANCE_FOCUS, scale: float = SCALE,
                  name: str = "silog_loss", **kwargs):
+        kwargs.pop("reduction", None)  # the loss is already pooled over the batch
         super().__init__(name=name, reduction="none", **kwargs)
         self.min_depth, self.variance_focus, self.scale = min_depth, variance_focus, scale
 
