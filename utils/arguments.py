@@ -128,6 +128,13 @@ def _add_convert(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--strict", action="store_true", help="fail on a missing file instead of skipping")
 
 
+def _add_weights(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--pytorch_checkpoint", type=str, default="",
+                       help="PyTorch file to convert (official BTS checkpoint or torchvision state dict)")
+    group.add_argument("--output_path", type=str, default="",
+                       help="converted weights: .keras model / .weights.h5 (BTS) or encoder weights.h5")
+
+
 def _add_serve(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--host", type=str, default="127.0.0.1")
     group.add_argument("--port", type=int, default=5000)
@@ -152,6 +159,7 @@ GROUPS: Dict[str, tuple] = {
     "eval": ("evaluation", _add_eval),
     "test": ("testing and prediction", _add_test),
     "convert": ("TFRecord conversion", _add_convert),
+    "weights": ("pretrained weight conversion", _add_weights),
     "serve": ("serving and export", _add_serve),
     "tune": ("hyper-parameter tuning", _add_tune),
 }
