@@ -133,6 +133,8 @@ class DenseNetConfig:
 DENSENET_CONFIGS: Dict[str, DenseNetConfig] = {
     "densenet161_bts": DenseNetConfig(48, 96, (6, 12, 36, 24), 4),
     "densenet121_bts": DenseNetConfig(32, 64, (6, 12, 24, 16), 4),
+    # A smoke-test encoder (seconds to trace; use with --bts_size 128): CLI tests, multi-process runs.
+    "densenet_tiny": DenseNetConfig(8, 16, (1, 1, 1, 1), 2),
 }
 
 
