@@ -100,3 +100,8 @@ def kb_crop_offsets(height: int, width: int) -> Tuple[int, int]:
     """Top/left offsets of the KITTI benchmark crop (bottom-aligned, centred; spec §5.4)."""
     crop_h, crop_w = DATASETS["kitti"].kb_crop_size
     return height - crop_h, int((width - crop_w) / 2)
+
+
+# Frame size (height, width) that ``default_intrinsics`` describe: NYU's 480×640 Kinect frames and
+# KITTI's 375×1242 raw frames (2011_09_26 calibration). Images of another size get scaled intrinsics.
+INTRINSICS_FRAME_SIZE = {"nyu": (480, 640), "kitti": (375, 1242)}
