@@ -4,9 +4,11 @@
 The protocol, as the official ``eval_with_pngs.py`` / ``bts_eval.py``:
 
 1. clip the prediction: < min → min, > max → max, inf → max, NaN → min;
-2. valid ground truth: min_depth_eval < gt < max_depth_eval (strict), optionally ∧ an eval crop
-   on the full-size ground truth (Garg wins over Eigen);
-3. metrics per image over its valid pixels, then averaged over images.
+2. valid ground truth: min_depth_eval < gt < max_depth_eval (strict);
+3. KITTI ``--do_kb_crop``: the 352×1216 prediction is pasted into a zero canvas of GT size
+   (after clipping, as ``eval_with_pngs.py``);
+4. ∧ an eval crop on the full-size ground truth (Garg wins over Eigen);
+5. metrics per image over its valid pixels (float32, as upstream), then averaged over images.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from utils.datasets import KITTI_EIGEN_CROP_FRACTIONS, KITTI_GARG_CROP_FRACTIONS, NYU_EIGEN_CROP
+from utils.datasets import (DATASETS, KITTI_EIGEN_CROP_FRACTIONS, KITTI_GARG_CROP_FRACTIONS,
+                            NYU_EIGEN_CROP, kb_crop_offsets)
 
 METRIC_NAMES = ("silog", "abs_rel", "log10", "rms", "sq_rel", "log_rms", "d1", "d2", "d3")
 HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
@@ -23,33 +26,50 @@ HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
 def compute_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
     """The nine metrics of spec §6.2 over matching 1-D arrays of valid depths (metres, > 0).
 
+    Computed exactly as the official ``eval_with_pngs.py``: in float32 (its depths are float32
+    PNG values / scale) with the same numpy operations, and each result rounded to float32 (it
+    stores per-image metrics in float32 arrays), so numbers agree with it bit for bit.
     silog = 100·√(mean(e²) − mean(e)²) with e = ln p − ln g; log10 = mean|log10 p − log10 g|.
     """
-    gt = np.asarray(gt, dtype=np.float64)
-    pred = np.asarray(pred, dtype=np.float64)
-    thresh = np.maximum(gt / pred, pred / gt)
+    gt = np.asarray(gt, dtype=np.float32)
+    pred = np.asarray(pred, dtype=np.float32)
+    thresh = np.maximum((gt / pred), (pred / gt))
+    d1 = (thresh < 1.25).mean()
+    d2 = (thresh < 1.25 ** 2).mean()
+    d3 = (thresh < 1.25 ** 3).mean()
+    rms = np.sqrt(((gt - pred) ** 2).mean())
+    log_rms = np.sqrt(((np.log(gt) - np.log(pred)) ** 2).mean())
+    abs_rel = np.mean(np.abs(gt - pred) / gt)
+    sq_rel = np.mean(((gt - pred) ** 2) / gt)
     err = np.log(pred) - np.log(gt)
-    return {
-        "silog": float(np.sqrt(np.mean(err ** 2) - np.mean(err) ** 2) * 100.0),
-        "abs_rel": float(np.mean(np.abs(gt - pred) / gt)),
-        "log10": float(np.mean(np.abs(np.log10(pred) - np.log10(gt)))),
-        "rms": float(np.sqrt(np.mean((gt - pred) ** 2))),
-        "sq_rel": float(np.mean(((gt - pred) ** 2) / gt)),
-        "log_rms": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
-        "d1": float(np.mean(thresh < 1.25)),
-        "d2": float(np.mean(thresh < 1.25 ** 2)),
-        "d3": float(np.mean(thresh < 1.25 ** 3)),
-    }
+    silog = np.sqrt(np.mean(err ** 2) - np.mean(err) ** 2) * 100
+    log10 = np.mean(np.abs(np.log10(pred) - np.log10(gt)))
+    values = {"silog": silog, "abs_rel": abs_rel, "log10": log10, "rms": rms, "sq_rel": sq_rel,
+              "log_rms": log_rms, "d1": d1, "d2": d2, "d3": d3}
+    return {name: float(np.float32(value)) for name, value in values.items()}
 
 
 def clip_prediction(pred: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """Upstream clipping: below min → min, above max → max, inf → max, NaN → min."""
-    pred = np.array(pred, dtype=np.float64, copy=True)
+    """Upstream clipping on a float32 copy: below min → min, above max → max, inf → max,
+    NaN → min (``bts_eval.py``'s rule; PNG predictions have no NaN)."""
+    pred = np.array(pred, dtype=np.float32, copy=True)
     pred[pred < min_depth] = min_depth
     pred[pred > max_depth] = max_depth
     pred[np.isinf(pred)] = max_depth
     pred[np.isnan(pred)] = min_depth
     return pred
+
+
+def paste_kb_crop(pred: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A 352×1216 KB-crop prediction pasted into a zero float32 (height, width) canvas (spec §5.4)."""
+    top, left = kb_crop_offsets(height, width)
+    crop_h, crop_w = np.shape(pred)
+    if (crop_h, crop_w) != DATASETS["kitti"].kb_crop_size:
+        raise ValueError(f"--do_kb_crop expects a {DATASETS['kitti'].kb_crop_size} prediction, got "
+                         f"{(crop_h, crop_w)}")
+    canvas = np.zeros((height, width), dtype=np.float32)
+    canvas[top:top + crop_h, left:left + crop_w] = pred
+    return canvas
 
 
 def eval_crop_mask(height: int, width: int, dataset: str, *, eigen_crop: bool = False,
@@ -81,28 +101,57 @@ def valid_mask(gt: np.ndarray, min_depth: float, max_depth: float, dataset: str 
 
 
 def evaluate_image(gt: np.ndarray, pred: np.ndarray, min_depth: float, max_depth: float,
-                   dataset: str = "nyu", *, eigen_crop: bool = False,
-                   garg_crop: bool = False) -> Optional[Dict[str, float]]:
-    """Metrics of one (H, W) prediction against its full-size ground truth; None if no valid pixel."""
-    gt = np.asarray(gt, dtype=np.float64)
-    gt = np.where(np.isfinite(gt), gt, 0.0)  # eval_with_pngs zeroes inf/NaN ground truth
+                   dataset: str = "nyu", *, eigen_crop: bool = False, garg_crop: bool = False,
+                   do_kb_crop: bool = False) -> Optional[Dict[str, float]]:
+    """Metrics of one prediction against its full-size (H, W) ground truth; None if no valid pixel.
+
+    Steps in the order of the official offline evaluator ``eval_with_pngs.py`` (which produced the
+    published numbers): clip the prediction; zero non-finite GT; valid = min < gt < max; with
+    ``do_kb_crop`` paste the 352×1216 prediction into a zero canvas of GT size (after clipping, so
+    the pasted zeros stay zero; they lie outside the Garg crop); intersect with the eval crop.
+    """
+    gt = np.array(gt, dtype=np.float32, copy=True)
+    gt[~np.isfinite(gt)] = 0  # eval_with_pngs zeroes inf/NaN ground truth
     pred = clip_prediction(pred, min_depth, max_depth)
+    if do_kb_crop:
+        pred = paste_kb_crop(pred, *gt.shape)
+    elif pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size "
+                         "(KITTI KB-cropped predictions need --do_kb_crop)")
     mask = valid_mask(gt, min_depth, max_depth, dataset, eigen_crop=eigen_crop, garg_crop=garg_crop)
     if not mask.any():
         return None
     return compute_errors(gt[mask], pred[mask])
 
 
-def average_metrics(per_image: Iterable[Mapping[str, float]]) -> Dict[str, float]:
-    """Mean of each metric over images (the official per-image averaging)."""
+def average_metrics(per_image: Iterable[Optional[Mapping[str, float]]]) -> Dict[str, float]:
+    """Mean of each metric over images, as the official evaluator: ``np.float32`` array ``.mean()``
+    in the order given (per-image values were rounded to float32 by :func:`compute_errors`)."""
     rows = [row for row in per_image if row is not None]
     if not rows:
         raise ValueError("no image had a valid ground-truth pixel; nothing to average")
-    return {name: float(np.mean([row[name] for row in rows])) for name in METRIC_NAMES}
+    return {name: float(np.array([row[name] for row in rows], dtype=np.float32).mean())
+            for name in METRIC_NAMES}
 
 
-def format_result_table(metrics: Mapping[str, float]) -> str:
-    """The upstream two-line table: header then values (silog/abs_rel 4 decimals, others 3)."""
+# Column order and names of the official evaluator's table (``eval_with_pngs.py``).
+PNG_EVAL_COLUMNS = (("d1", "d1"), ("d2", "d2"), ("d3", "d3"), ("abs_rel", "AbsRel"),
+                    ("sq_rel", "SqRel"), ("rms", "RMSE"), ("log_rms", "RMSElog"), ("silog", "SILog"),
+                    ("log10", "log10"))
+
+
+def format_result_table(metrics: Mapping[str, float], style: str = "bts_eval") -> str:
+    """The upstream two-line table: header then values.
+
+    ``bts_eval`` (PT ``bts_eval.py`` / online eval): METRIC_NAMES order, silog/abs_rel 4 decimals,
+    others 3. ``eval_with_pngs``: d1, d2, d3, AbsRel, SqRel, RMSE, RMSElog, SILog, log10, 3 decimals.
+    """
+    if style == "eval_with_pngs":
+        header = ", ".join("{:>7}".format(title) for _, title in PNG_EVAL_COLUMNS)
+        row = ", ".join("{:7.3f}".format(metrics[name]) for name, _ in PNG_EVAL_COLUMNS)
+        return header + "\n" + row
+    if style != "bts_eval":
+        raise ValueError(f"table style {style!r} is unknown; expected bts_eval or eval_with_pngs")
     header = "{:>7}, {:>7}, {:>7}, {:>7}, {:>7}, {:>7}, {:>7}, {:>7}, {:>7}".format(*METRIC_NAMES)
     values = [metrics[name] for name in METRIC_NAMES]
     row = "{:7.4f}, {:7.4f}, {:7.3f}, {:7.3f}, {:7.3f}, {:7.3f}, {:7.3f}, {:7.3f}, {:7.3f}".format(*values)
@@ -114,3 +163,20 @@ def is_better(metric: str, new: float, best: Optional[float]) -> bool:
     if best is None:
         return True
     return new > best if metric in HIGHER_IS_BETTER else new < best
+
+
+def metrics_csv_text(names: Sequence[str], per_image: Sequence[Optional[Mapping[str, float]]],
+                     mean: Optional[Mapping[str, float]] = None) -> str:
+    """CSV of per-image metrics (full precision; empty cells when an image had no valid GT) with
+    a final ``mean`` row."""
+    lines = ["name," + ",".join(METRIC_NAMES)]
+    for name, row in zip(names, per_image):
+        cells = [repr(row[m]) if row is not None else "" for m in METRIC_NAMES]
+        lines.append(_csv_cell(name) + "," + ",".join(cells))
+    if mean is not None:
+        lines.append("mean," + ",".join(repr(mean[m]) for m in METRIC_NAMES))
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

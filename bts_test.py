@@ -1,0 +1,395 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Evaluate BTS with the official protocol, save predictions, or predict on anyone's images.
+
+    # evaluate the NYU test list (raw PNGs in result_bts_nyu_v2/raw/, metrics table at the end)
+    python bts_test.py arguments_test_nyu.txt --checkpoint_path models/bts_nyu_v2/model.keras
+    # KITTI Eigen split: KB crop in, pasted back, Garg crop (see arguments_test_eigen.txt)
+    python bts_test.py arguments_test_eigen.txt --checkpoint_path models/bts_eigen_v2
+    # any images, any size: files, folders or list files
+    python bts_test.py --dataset nyu --checkpoint_path M.keras --image_path photos/ \
+        --save_png --save_cmap --save_point_cloud --output_directory out/
+
+Evaluation protocol (spec §6): full-size ground truth; the prediction is evaluated as the official
+offline pipeline that produced the published numbers sees it (``bts_test.py`` raw uint16 PNG, then
+``eval_with_pngs.py``): quantised to the PNG grid (×1000 NYU / ×256 KITTI, truncated), clipped to
+[min_depth_eval, max_depth_eval], for KITTI pasted *after* clipping into a zero canvas of GT size,
+valid where min < gt < max inside the Eigen (NYU) / Garg (KITTI) crop; metrics per image in
+float32, averaged over images. ``utils/eval_with_pngs.py`` on the saved PNGs gives the same numbers.
+
+Outputs (``--output_directory``, default ``result_{model_name}``), one file per image under a
+folder per kind: ``raw/`` uint16 PNG, ``cmap/`` colormapped PNG over [0, max_depth], ``npy/``
+float32 metres, ``lpg/`` LPG maps, ``ply/`` coloured point clouds. With a filenames file the names
+are the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame}.png``), so
+``eval_with_pngs.py`` maps them back to the ground truth; KITTI raw PNGs hold the 352×1216 KB crop
+as upstream. With ``--image_path`` names mirror the inputs' relative paths and every output has
+the input's size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import time
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from utils import image_io, metrics  # noqa: E402
+from utils.arguments import default_output_directory, parse_args  # noqa: E402
+
+LOGGER = logging.getLogger("bts_test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+LPG_SUFFIXES = {"depth_8x8_scaled": "8x8", "depth_4x4_scaled": "4x4", "depth_2x2_scaled": "2x2",
+                "reduc1x1": "1x1"}
+
+
+class OutputError(OSError):
+    """The output folder or a results file cannot be written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageItem:
+    """One input of ``--image_path``: its path, output name (no extension) and focal (or None)."""
+
+    path: str
+    name: str
+    focal: Optional[float] = None
+
+
+# -------------------------------------------------------------------------------------------
+# Arguments and output folder
+# -------------------------------------------------------------------------------------------
+def _validate(parser, args) -> None:
+    if args.image_path is None and not args.filenames_file:
+        parser.error("give --filenames_file (with --data_path/--gt_path) or --image_path")
+    if args.image_path is not None and not args.image_path:
+        parser.error("--image_path needs at least one file, folder or list file")
+    if args.eigen_crop and args.garg_crop:
+        LOGGER.warning("--eigen_crop and --garg_crop both given: the Garg crop is used")
+
+
+def wants_outputs(args) -> bool:
+    return any((args.save_png, args.save_cmap, args.save_npy, args.save_lpg, args.save_point_cloud))
+
+
+def prepare_output_directory(args) -> str:
+    """Create the output folder and prove it writable before any work; OutputError otherwise."""
+    import tensorflow as tf
+
+    from utils.io import atomic_write_text
+
+    folder = default_output_directory(args)
+    targets = [folder] if wants_outputs(args) else []
+    if args.metrics_csv:
+        targets.append(os.path.dirname(args.metrics_csv) or ".")
+    for target in targets:
+        probe = os.path.join(target, ".bts_test_write_probe")
+        try:
+            atomic_write_text(probe, "ok\n")
+            tf.io.gfile.remove(probe)
+        except (tf.errors.OpError, OSError) as err:
+            reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+            raise OutputError(f"output folder {target!r} is not writable: {reason}") from None
+    return folder
+
+
+# -------------------------------------------------------------------------------------------
+# Saving predictions
+# -------------------------------------------------------------------------------------------
+def save_prediction(args, predictor, folder: str, name: str, depth: np.ndarray, *,
+                    rgb: Optional[np.ndarray] = None, maps: Optional[Dict[str, np.ndarray]] = None,
+                    intrinsics: Optional[image_io.Intrinsics] = None) -> None:
+    """Write the requested outputs of one image (each file atomically)."""
+    join = lambda kind, suffix: os.path.join(folder, kind, name + suffix)  # noqa: E731
+    if args.save_png:
+        image_io.save_depth_png(join("raw", ".png"), depth, image_io.depth_scale(args.dataset))
+    if args.save_cmap:
+        image_io.save_colormap_png(join("cmap", ".png"), depth, predictor.max_depth)
+    if args.save_npy:
+        image_io.save_depth_npy(join("npy", ".npy"), depth)
+    if args.save_lpg and maps is not None:
+        for key, suffix in LPG_SUFFIXES.items():  # maps are in units of max_depth
+            image_io.save_colormap_png(join("lpg", f"_{suffix}.png"),
+                                       maps[key] * predictor.max_depth, predictor.max_depth)
+    if args.save_point_cloud and rgb is not None and intrinsics is not None:
+        image_io.save_point_cloud(join("ply", ".ply"), depth, rgb, intrinsics)
+
+
+def upstream_output_name(list_column: str, dataset: str) -> str:
+    """Upstream raw-PNG name (without extension) for an RGB path of a filenames file.
+
+    NYU ``bathroom/rgb_00045.jpg`` → ``bathroom_rgb_00045``; KITTI
+    ``2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png`` →
+    ``2011_09_26_drive_0002_sync_0000000069``.
+    """
+    parts = [p for p in list_column.replace("\\", "/").split("/") if p not in ("", ".")]
+    stem = os.path.splitext(parts[-1])[0]
+    if dataset == "kitti":
+        return f"{parts[1]}_{stem}" if len(parts) > 2 else stem
+    return f"{parts[-2]}_{stem}" if len(parts) > 1 else stem
+
+
+def check_unique(names: Sequence[str]) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two inputs map to the same output name {name!r}; rename one")
+        seen.add(name)
+
+
+# -------------------------------------------------------------------------------------------
+# Filenames-file mode: evaluation (and saving) with the official protocol
+# -------------------------------------------------------------------------------------------
+def read_samples(args):
+    """Samples of the list; GT files that do not exist are treated like 'None' (with a warning)."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
+    samples = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+    missing_rgb = next((s for s in samples if not tf.io.gfile.exists(s.rgb_path)), None)
+    if missing_rgb is not None:
+        raise bts_dataloader.DataError(f"{missing_rgb.where}: image not found: {missing_rgb.rgb_path}")
+    checked = []
+    for sample in samples:
+        if sample.depth_path is not None and not tf.io.gfile.exists(sample.depth_path):
+            LOGGER.warning("Missing: %s (%s)", sample.depth_path, sample.where)
+            sample = dataclasses.replace(sample, depth_path=None)
+        checked.append(sample)
+    return checked
+
+
+def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
+    """(rgb, intrinsics) matching a (possibly KB-cropped) prediction, for point clouds."""
+    import bts_dataloader
+    from utils.datasets import kb_crop_offsets
+
+    rgb = bts_dataloader.load_image(sample.rgb_path)
+    height, width = rgb.shape[:2]
+    fx, fy, cx, cy = image_io.default_intrinsics(args.dataset, height, width, args.fx or sample.focal,
+                                                 args.fy or sample.focal, args.cx, args.cy)
+    if depth_shape != (height, width):  # KB crop: same focal, principal point shifted
+        top, left = kb_crop_offsets(height, width)
+        rgb = rgb[top:top + depth_shape[0], left:left + depth_shape[1]]
+        cx, cy = cx - left, cy - top
+    return rgb, (fx, fy, cx, cy)
+
+
+def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
+    """Predict every sample of ``--filenames_file``; metrics where GT exists. Returns the mean."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    import bts_dataloader
+
+    samples = read_samples(args)
+    names = [upstream_output_name(s.line.split()[0], args.dataset) for s in samples]
+    check_unique(names)
+    with_gt = sum(s.depth_path is not None for s in samples)
+    print(f"Now testing {len(samples)} images")
+    print(f"{len(samples) - with_gt} GT files missing")
+    mode = "eval" if with_gt else "test"
+    data = bts_dataloader.make_dataset(args, mode, samples=samples).prefetch(tf.data.AUTOTUNE)
+    scale = image_io.depth_scale(args.dataset)
+    kb_crop = args.do_kb_crop and args.dataset == "kitti"
+    evaluated, per_image, seconds = [], [], 0.0
+    with bts_dataloader.data_errors():
+        for batch in tqdm(data, total=len(samples), desc="testing", unit="img"):
+            index = int(batch["index"][0])
+            start = time.perf_counter()
+            depth, maps = predict_one(args, predictor, batch["image"].numpy(), batch["focal"].numpy())
+            seconds += time.perf_counter() - start
+            rgb = intrinsics = None
+            if args.save_point_cloud:
+                rgb, intrinsics = sample_intrinsics(args, samples[index], depth.shape)
+            save_prediction(args, predictor, folder, names[index], depth, rgb=rgb, maps=maps,
+                            intrinsics=intrinsics)
+            if mode == "eval" and bool(batch["has_depth"][0]):
+                gt = batch["depth"].numpy()[0, :, :, 0]
+                per_image.append(metrics.evaluate_image(
+                    gt, image_io.quantize_depth(depth, scale), args.min_depth_eval,
+                    args.max_depth_eval, args.dataset, eigen_crop=args.eigen_crop,
+                    garg_crop=args.garg_crop, do_kb_crop=kb_crop))
+                evaluated.append(samples[index].line.split()[0])
+    LOGGER.info("inference: %d images in %.1f s (%.2f images/s, model time only)",
+                len(samples), seconds, len(samples) / max(seconds, 1e-9))
+    return summarise_metrics(args, evaluated, per_image)
+
+
+def predict_one(args, predictor, image: np.ndarray, focal: np.ndarray):
+    """(depth (H, W), LPG maps or None) for one normalised batch-1 image."""
+    if not args.save_lpg:
+        return predictor.predict_batch(image, focal)[0], None
+    maps = {k: v[0] for k, v in predictor.predict_maps(image, focal).items()}
+    depth = predictor.predict_batch(image, focal)[0] if predictor.post_process else maps["depth"]
+    return depth, maps
+
+
+def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]]
+                      ) -> Optional[Dict[str, float]]:
+    """Print the upstream table (and write the CSV); None when nothing had ground truth."""
+    if not per_image:
+        print("No ground truth: predictions only, no metrics")
+        return None
+    without_pixels = sum(row is None for row in per_image)
+    if without_pixels:
+        LOGGER.warning("%d images had no valid GT pixel inside the crop and were skipped",
+                       without_pixels)
+    mean = metrics.average_metrics(per_image)
+    if args.metrics_csv:
+        from utils.io import atomic_write_text
+
+        atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+    print(f"Evaluated {len(per_image) - without_pixels} images")
+    print(metrics.format_result_table(mean))
+    return mean
+
+
+# -------------------------------------------------------------------------------------------
+# --image_path mode: anyone's images, any size
+# -------------------------------------------------------------------------------------------
+def collect_images(entries: Sequence[str], data_path: str = "") -> List[ImageItem]:
+    """Expand files, folders (recursively, sorted) and list files (``path [... focal]`` per line,
+    relative paths against --data_path or the list's folder) into ImageItems."""
+    import tensorflow as tf
+
+    items: List[ImageItem] = []
+    for entry in entries:
+        if tf.io.gfile.isdir(entry):
+            found = sorted(os.path.join(root, f) for root, _, files in tf.io.gfile.walk(entry)
+                           for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise FileNotFoundError(f"--image_path folder {entry!r} holds no images")
+            items += [ImageItem(p, os.path.splitext(os.path.relpath(p, entry))[0]) for p in found]
+        elif entry.lower().endswith(".txt"):
+            items += _read_image_list(entry, data_path)
+        elif tf.io.gfile.exists(entry):
+            items.append(ImageItem(entry, os.path.splitext(os.path.basename(entry))[0]))
+        else:
+            raise FileNotFoundError(f"--image_path {entry!r} does not exist")
+    check_unique([item.name for item in items])
+    return items
+
+
+def _read_image_list(path: str, data_path: str) -> List[ImageItem]:
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            lines = handle.read().splitlines()
+    except (tf.errors.OpError, OSError):
+        raise FileNotFoundError(f"--image_path list {path!r} cannot be read") from None
+    root = data_path or os.path.dirname(path)
+    items = []
+    for number, line in enumerate(lines, start=1):
+        columns = line.split()
+        if not columns or columns[0].startswith("#"):
+            continue
+        focal = None
+        if len(columns) > 1:
+            try:
+                focal = float(columns[-1])
+            except ValueError:
+                focal = None
+        relative = columns[0].lstrip("/")
+        full = relative if os.path.isabs(columns[0]) and not data_path else os.path.join(root, relative)
+        if not tf.io.gfile.exists(full):
+            raise FileNotFoundError(f"{path} line {number}: image not found: {full}")
+        items.append(ImageItem(full, os.path.splitext(relative)[0], focal))
+    if not items:
+        raise FileNotFoundError(f"--image_path list {path!r} names no images")
+    return items
+
+
+def image_stream(items: Sequence[ImageItem]):
+    """tf.data stream of decoded images (decoding overlaps inference via prefetch).
+
+    Elements: index, uint8 RGB (H, W, 3) and an error message ('' when the image decoded), so a
+    bad file stops the run with a line naming it instead of a TF trace.
+    """
+    import tensorflow as tf
+
+    import bts_dataloader
+
+    def generate() -> Iterator[Tuple[int, np.ndarray, str]]:
+        for index, item in enumerate(items):
+            try:
+                yield index, bts_dataloader.load_image(item.path), ""
+            except (bts_dataloader.DataError, OSError, ValueError) as err:
+                yield index, np.zeros((1, 1, 3), np.uint8), f"{item.path}: {err}"
+
+    signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((None, None, 3), tf.uint8),
+                 tf.TensorSpec((), tf.string))
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+
+
+def predict_images(args, predictor, folder: str) -> None:
+    """Predict depth for ``--image_path`` inputs and write the requested outputs at input size."""
+    from tqdm import tqdm
+
+    import bts_dataloader
+
+    items = collect_images(args.image_path, args.data_path)
+    print(f"Now predicting {len(items)} images")
+    seconds = 0.0
+    for index, rgb, error in tqdm(image_stream(items), total=len(items), desc="predicting",
+                                  unit="img"):
+        item = items[int(index)]
+        if error.numpy():
+            raise bts_dataloader.DataError(error.numpy().decode("utf-8", "replace"))
+        rgb = rgb.numpy()
+        focal = args.focal or item.focal or args.fx or predictor.default_focal
+        start = time.perf_counter()
+        placement = predictor.placement_for(*rgb.shape[:2])
+        network_input = predictor.normalize(predictor.crop(rgb, placement))[None]
+        depth, maps = predict_one(args, predictor, network_input, np.array([focal], np.float32))
+        seconds += time.perf_counter() - start
+        depth = predictor.restore(depth, placement)
+        if maps is not None:
+            maps = {k: predictor.restore(v, placement) for k, v in maps.items()}
+        given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
+        intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or given_focal,
+                                                 args.fy or given_focal, args.cx, args.cy)
+        save_prediction(args, predictor, folder, item.name, depth, rgb=rgb, maps=maps,
+                        intrinsics=intrinsics)
+    LOGGER.info("inference: %d images in %.1f s (%.2f images/s)", len(items), seconds,
+                len(items) / max(seconds, 1e-9))
+    print(f"Predictions written to {folder}")
+
+
+# -------------------------------------------------------------------------------------------
+# Main
+# -------------------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
+                      prog="bts_test.py", description="Evaluate BTS or predict depth maps.")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import tensorflow as tf
+
+    import bts_dataloader
+    from utils.checkpoints import CheckpointError
+    from utils.predict import DepthPredictor
+
+    if args.image_path is None and not wants_outputs(args) and not args.gt_path:
+        LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
+    try:
+        folder = prepare_output_directory(args)
+        predictor = DepthPredictor.from_args(args)
+        if args.image_path is not None:
+            predict_images(args, predictor, folder)
+        else:
+            evaluate_list(args, predictor, folder)
+    except (CheckpointError, bts_dataloader.DataError, OutputError, OSError, ValueError) as err:
+        print(f"bts_test.py: error: {err}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as err:
+        print(f"bts_test.py: error: {bts_dataloader.describe_data_error(err)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Evaluate a folder of raw uint16 PNG depth predictions against ground truth (spec §6.2–6.3).
+
+    python utils/eval_with_pngs.py --pred_path result_bts_nyu_v2/raw/ \
+        --gt_path dataset/nyu_depth_v2/official_splits/test/ --dataset nyu \
+        --min_depth_eval 1e-3 --max_depth_eval 10 --eigen_crop
+    python utils/eval_with_pngs.py --pred_path result_bts_eigen_v2/raw/ \
+        --gt_path dataset/kitti/data_depth_annotated/ --dataset kitti \
+        --min_depth_eval 1e-3 --max_depth_eval 80 --garg_crop --do_kb_crop
+
+The same protocol, file discovery and arithmetic as the official offline evaluator (which produced
+the published numbers): PNGs found by walking ``--pred_path`` in directory order, names containing
+``cmap`` or ``gt`` skipped, GT paths recovered from the names (NYU ``{scene}_rgb_{id}.png`` →
+``{gt_path}/{scene}/sync_depth_{id}.png``; KITTI ``{date_drive}_{frame}.png`` →
+``{gt_path}/{date_drive}/proj_depth/groundtruth/image_02/{frame}.png``), missing GT counted and
+skipped, metrics per image in float32 and averaged in file order (``utils.metrics``). On the same
+predictions it gives exactly the numbers of ``bts_test.py``'s in-process evaluation.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import sys
+from typing import List, Optional, Tuple
+
+if __package__ in (None, ""):  # run as a script: import from the repository root, not utils/
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    sys.path.insert(0, os.path.dirname(_HERE))
+
+from utils import metrics  # noqa: E402
+from utils.arguments import parse_args  # noqa: E402
+from utils.datasets import get_dataset_facts  # noqa: E402
+
+LOGGER = logging.getLogger("eval_with_pngs")
+SKIPPED_NAME_PARTS = ("cmap", "gt")  # visualisations and GT copies written next to predictions
+
+
+def find_prediction_pngs(pred_path: str) -> List[str]:
+    """Prediction PNG names relative to ``pred_path``, in the official walk order."""
+    names = []
+    for root, _, filenames in os.walk(pred_path):
+        for filename in fnmatch.filter(filenames, "*.png"):
+            if any(part in filename for part in SKIPPED_NAME_PARTS):
+                continue
+            names.append(os.path.join(root.replace(pred_path, ""), filename))
+    return names
+
+
+def gt_path_for(pred_name: str, gt_root: str, dataset: str) -> str:
+    """The ground-truth PNG a prediction name designates (the official name mapping)."""
+    stem = pred_name.split(".")[0]
+    frame = stem.split("_")[-1]
+    if dataset == "kitti":
+        drive = stem.replace("_" + frame, "")
+        return os.path.join(gt_root, drive, "proj_depth/groundtruth/image_02", frame + ".png")
+    scene = stem.replace("_rgb_" + frame, "")
+    return os.path.join(gt_root, scene, "sync_depth_" + frame + ".png")
+
+
+def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float,
+                    max_depth: float, *, eigen_crop: bool = False, garg_crop: bool = False,
+                    do_kb_crop: bool = False
+                    ) -> Tuple[List[str], List[Optional[dict]], List[str]]:
+    """(evaluated names, per-image metrics (None: no valid pixel), names whose GT is missing)."""
+    import tensorflow as tf
+
+    import bts_dataloader
+    from utils.image_io import read_depth_png
+
+    if not tf.io.gfile.isdir(pred_path):
+        raise FileNotFoundError(f"--pred_path {pred_path!r} is not a folder")
+    names = find_prediction_pngs(pred_path)
+    if not names:
+        raise FileNotFoundError(f"--pred_path {pred_path!r} holds no prediction PNGs")
+    scale = get_dataset_facts(dataset).depth_scale
+    evaluated, per_image, missing = [], [], []
+    for name in names:
+        gt_file = gt_path_for(name, gt_root, dataset)
+        if not tf.io.gfile.exists(gt_file):
+            LOGGER.info("Missing: %s", gt_file)
+            missing.append(name)
+            continue
+        pred = read_depth_png(os.path.join(pred_path, name), scale)
+        gt = bts_dataloader.load_depth(gt_file, dataset)
+        per_image.append(metrics.evaluate_image(gt, pred, min_depth, max_depth, dataset,
+                                                eigen_crop=eigen_crop, garg_crop=garg_crop,
+                                                do_kb_crop=do_kb_crop))
+        evaluated.append(name)
+    return evaluated, per_image, missing
+
+
+def _validate(parser, args) -> None:
+    if not args.pred_path:
+        parser.error("--pred_path (folder of raw PNG predictions) is required")
+    if not args.gt_path:
+        parser.error("--gt_path (ground-truth root) is required")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
+                      prog="eval_with_pngs.py",
+                      description="Evaluate raw PNG depth predictions with the official protocol.")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        names, per_image, missing = evaluate_folder(
+            args.pred_path, args.gt_path, args.dataset, args.min_depth_eval, args.max_depth_eval,
+            eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
+            do_kb_crop=args.do_kb_crop and args.dataset == "kitti")
+        print(f"Evaluating {len(names) + len(missing)} files")
+        print(f"{len(missing)} GT files missing")
+        mean = metrics.average_metrics(per_image)
+        if args.metrics_csv:
+            from utils.io import atomic_write_text
+
+            atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+    except (OSError, ValueError) as err:  # DataError is a ValueError: one line, no trace
+        print(f"eval_with_pngs.py: error: {err}", file=sys.stderr)
+        return 1
+    print(metrics.format_result_table(mean, style="eval_with_pngs"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
