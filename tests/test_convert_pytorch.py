@@ -1,0 +1,581 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""PyTorch → Keras weight conversion: official BTS checkpoints and torchvision ImageNet DenseNets.
+
+The references here are independent of bts_model.py: the official state-dict key names and shapes
+are written down from the spec (torchvision DenseNet ``features`` + PT V2 decoder, §1.2-§1.6,
+§10), and ``reference_bts_forward`` is a small re-implementation of the PT V2 forward pass with
+``torch.nn.functional`` (float64). A converted Keras model must reproduce it.
+"""
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # optional dependency: installed in CI (requirements-dev)
+F = torch.nn.functional
+
+import bts_model  # noqa: E402
+from utils import convert_pytorch_checkpoint as cpc  # noqa: E402
+from utils import convert_torchvision_densenet as ctd  # noqa: E402
+from utils.checkpoints import load_model_weights  # noqa: E402
+from utils.pretrained import PretrainedWeightsError, load_encoder_weights  # noqa: E402
+
+TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
+                                         block_config=(1, 1, 1, 1), bn_size=2)
+TINY_NF = 128
+HEIGHT, WIDTH = 64, 96
+KITTI_FOCAL_NORMALISER = 715.0873
+BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
+
+
+# --------------------------------------------------------------------------------------------
+# Official key names and shapes, written from the spec
+# --------------------------------------------------------------------------------------------
+class _Shapes(dict):
+    """Ordered PT key → shape table with helpers for conv and BN modules."""
+
+    def conv(self, name, c_out, c_in, k):
+        self[f"{name}.weight"] = (c_out, c_in, k, k)
+
+    def bn(self, name, c):
+        for leaf in BN_LEAVES:
+            self[f"{name}.{leaf}"] = (c,)
+        self[f"{name}.num_batches_tracked"] = ()
+
+
+def densenet_shapes(cfg, prefix="encoder.base_model."):
+    """torchvision DenseNet ``features`` keys; returns (shapes, skip channels f0..f4)."""
+    s, k = _Shapes(), cfg.growth_rate
+    c = cfg.num_init_features
+    s.conv(prefix + "conv0", c, 3, 7)
+    s.bn(prefix + "norm0", c)
+    skips = [c, c]
+    for b, layers in enumerate(cfg.block_config, start=1):
+        for i in range(1, layers + 1):
+            p = f"{prefix}denseblock{b}.denselayer{i}."
+            s.bn(p + "norm1", c)
+            s.conv(p + "conv1", cfg.bn_size * k, c, 1)
+            s.bn(p + "norm2", cfg.bn_size * k)
+            s.conv(p + "conv2", k, cfg.bn_size * k, 3)
+            c += k
+        if b != len(cfg.block_config):
+            s.bn(f"{prefix}transition{b}.norm", c)
+            s.conv(f"{prefix}transition{b}.conv", c // 2, c, 1)
+            c //= 2
+            skips.append(c)
+    s.bn(prefix + "norm5", c)
+    return s, tuple(skips[:4]) + (c,)
+
+
+def reduction_shapes(s, name, c_in, c_out, final):
+    """PT reduction_1x1: 1x1 chain halving while c_out >= 8, then the head (spec §1.6)."""
+    while c_out >= 4:
+        if c_out < 8:
+            if final:
+                s.conv(f"{name}.reduc.final.0", 1, c_in, 1)
+            else:
+                s.conv(f"{name}.reduc.plane_params", 3, c_in, 1)
+            break
+        s.conv(f"{name}.reduc.inter_{c_in}_{c_out}.0", c_out, c_in, 1)
+        c_in, c_out = c_out, c_out // 2
+
+
+def decoder_shapes(skips, nf, prefix="decoder."):
+    """PT V2 decoder keys from the general formulas of spec §1.3."""
+    f0, f1, f2, f3, f4 = skips
+    s, p = _Shapes(), prefix
+    s.conv(p + "upconv5.conv", nf, f4, 3)
+    s.bn(p + "bn5", nf)
+    s.conv(p + "conv5.0", nf, nf + f3, 3)
+    s.conv(p + "upconv4.conv", nf // 2, nf, 3)
+    s.bn(p + "bn4", nf // 2)
+    s.conv(p + "conv4.0", nf // 2, nf // 2 + f2, 3)
+    s.bn(p + "bn4_2", nf // 2)
+    daspp_in = {3: nf // 2, 6: nf // 2 + nf // 4 + f2, 12: nf + f2, 18: nf + nf // 4 + f2,
+                24: nf + nf // 2 + f2}
+    for rate, c_in in daspp_in.items():
+        a = f"{p}daspp_{rate}.atrous_conv."
+        if rate != 3:
+            s.bn(a + "first_bn", c_in)
+        s.conv(a + "aconv_sequence.1", nf // 2, c_in, 1)
+        s.bn(a + "aconv_sequence.2", nf // 2)
+        s.conv(a + "aconv_sequence.4", nf // 4, nf // 2, 3)
+    s.conv(p + "daspp_conv.0", nf // 4, nf + nf // 2 + nf // 4, 3)
+    reduction_shapes(s, p + "reduc8x8", nf // 4, nf // 4, False)
+    s.conv(p + "upconv3.conv", nf // 4, nf // 4, 3)
+    s.bn(p + "bn3", nf // 4)
+    s.conv(p + "conv3.0", nf // 4, nf // 4 + f1 + 1, 3)
+    reduction_shapes(s, p + "reduc4x4", nf // 4, nf // 8, False)
+    s.conv(p + "upconv2.conv", nf // 8, nf // 4, 3)
+    s.bn(p + "bn2", nf // 8)
+    s.conv(p + "conv2.0", nf // 8, nf // 8 + f0 + 1, 3)
+    reduction_shapes(s, p + "reduc2x2", nf // 8, nf // 16, False)
+    s.conv(p + "upconv1.conv", nf // 16, nf // 8, 3)
+    reduction_shapes(s, p + "reduc1x1", nf // 16, nf // 32, True)
+    s.conv(p + "conv1.0", nf // 16, nf // 16 + 4, 3)
+    s.conv(p + "get_depth.0", 1, nf // 16, 3)
+    return s
+
+
+def official_shapes(cfg, nf):
+    encoder, skips = densenet_shapes(cfg)
+    return {**encoder, **decoder_shapes(skips, nf)}
+
+
+def learnable_count(shapes, prefix):
+    """Parameters (no running stats, no counters) of the keys starting with ``prefix``."""
+    return sum(math.prod(shape) for key, shape in shapes.items()
+               if key.startswith(prefix) and key.rsplit(".", 1)[1] in ("weight", "bias"))
+
+
+def random_state_dict(shapes, seed=0):
+    """Well-conditioned random float32 tensors (fan-in scaled convs, sane BN statistics)."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in shapes.items():
+        leaf = key.rsplit(".", 1)[1]
+        if leaf == "num_batches_tracked":
+            state[key] = torch.tensor(1234, dtype=torch.long)
+        elif len(shape) == 4:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state[key] = torch.randn(shape, generator=g) * math.sqrt(1.5 / fan_in)
+        elif leaf == "weight":
+            state[key] = 0.5 + torch.rand(shape, generator=g)
+        elif leaf == "running_var":
+            state[key] = 0.5 + 1.5 * torch.rand(shape, generator=g)
+        else:  # bias, running_mean
+            state[key] = 0.2 * torch.randn(shape, generator=g)
+    return state
+
+
+def patterned_state_dict(shapes):
+    """Every tensor = 10000·(index+1) + arange: its values name the source key and the layout."""
+    return {key: torch.tensor(1234) if not shape else
+            (10000.0 * (i + 1) + torch.arange(math.prod(shape), dtype=torch.float32)).reshape(shape)
+            for i, (key, shape) in enumerate(shapes.items())}
+
+
+# --------------------------------------------------------------------------------------------
+# Independent PT V2 forward pass (torch.nn.functional, float64)
+# --------------------------------------------------------------------------------------------
+def _bn(sd, x, name, eps):
+    return F.batch_norm(x, sd[f"{name}.running_mean"], sd[f"{name}.running_var"],
+                        sd[f"{name}.weight"], sd[f"{name}.bias"], training=False, eps=eps)
+
+
+def reference_encoder(sd, x, cfg, p="encoder.base_model."):
+    """torchvision DenseNet features with the BTS taps: [relu0, pool0, transition1, transition2, ReLU(norm5)]."""
+    x = F.relu(_bn(sd, F.conv2d(x, sd[p + "conv0.weight"], stride=2, padding=3), p + "norm0", 1e-5))
+    skips = [x]
+    x = F.max_pool2d(x, 3, stride=2, padding=1)
+    skips.append(x)
+    for b, layers in enumerate(cfg.block_config, start=1):
+        for i in range(1, layers + 1):
+            q = f"{p}denseblock{b}.denselayer{i}."
+            y = F.conv2d(F.relu(_bn(sd, x, q + "norm1", 1e-5)), sd[q + "conv1.weight"])
+            y = F.conv2d(F.relu(_bn(sd, y, q + "norm2", 1e-5)), sd[q + "conv2.weight"], padding=1)
+            x = torch.cat([x, y], 1)
+        if b != len(cfg.block_config):
+            q = f"{p}transition{b}."
+            x = F.avg_pool2d(F.conv2d(F.relu(_bn(sd, x, q + "norm", 1e-5)), sd[q + "conv.weight"]), 2)
+            skips.append(x)
+    return skips[:4] + [F.relu(_bn(sd, x, p + "norm5", 1e-5))]
+
+
+def reference_reduction(sd, x, name, c_in, c_out, final, max_depth):
+    while c_out >= 4:
+        if c_out < 8:
+            if final:
+                return torch.sigmoid(F.conv2d(x, sd[f"{name}.reduc.final.0.weight"]))
+            raw = F.conv2d(x, sd[f"{name}.reduc.plane_params.weight"])
+            theta = torch.sigmoid(raw[:, 0]) * math.pi / 3
+            phi = torch.sigmoid(raw[:, 1]) * 2 * math.pi
+            dist = torch.sigmoid(raw[:, 2]) * max_depth
+            return torch.stack([torch.sin(theta) * torch.cos(phi), torch.sin(theta) * torch.sin(phi),
+                                torch.cos(theta), dist], 1)
+        x = F.elu(F.conv2d(x, sd[f"{name}.reduc.inter_{c_in}_{c_out}.0.weight"]))
+        c_in, c_out = c_out, c_out // 2
+    raise AssertionError("empty reduction chain")
+
+
+def reference_lpg(plane, r):
+    """(B,4,h,w) plane (n1,n2,n3,d) → (B,1,rh,rw) depth = d / (n1·u + n2·v + n3)."""
+    normal = F.normalize(plane[:, :3], dim=1)
+    rep = lambda t: t.repeat_interleave(r, 1).repeat_interleave(r, 2)  # noqa: E731
+    n1, n2, n3, dist = rep(normal[:, 0]), rep(normal[:, 1]), rep(normal[:, 2]), rep(plane[:, 3])
+    offsets = lambda n: ((torch.arange(n, dtype=plane.dtype) % r) - (r - 1) / 2) / r  # noqa: E731
+    u = offsets(n1.shape[2])[None, None, :]  # column offset
+    v = offsets(n1.shape[1])[None, :, None]  # row offset
+    return (dist / (n1 * u + n2 * v + n3))[:, None]
+
+
+def reference_bts_forward(sd, image_nchw, focal, cfg, nf, max_depth, kitti):
+    """PT V2 BTS forward (spec §1.1-§1.9) → dict of final depth and the intermediate maps."""
+    p = "decoder."
+    skip0, skip1, skip2, skip3, dense = reference_encoder(sd, image_nchw, cfg)
+    conv = lambda x, n, **kw: F.conv2d(x, sd[p + n + ".weight"], **kw)  # noqa: E731
+    up = lambda x, n: F.elu(conv(F.interpolate(x, scale_factor=2, mode="nearest"), n, padding=1))  # noqa: E731
+
+    def atrous(x, rate, first_bn):
+        a = f"{p}daspp_{rate}.atrous_conv."
+        if first_bn:
+            x = _bn(sd, x, a + "first_bn", 1.1e-5)
+        x = F.conv2d(F.relu(x), sd[a + "aconv_sequence.1.weight"])
+        x = F.relu(_bn(sd, x, a + "aconv_sequence.2", 1e-5))
+        return F.conv2d(x, sd[a + "aconv_sequence.4.weight"], padding=rate, dilation=rate)
+
+    upconv5 = _bn(sd, up(dense, "upconv5.conv"), p + "bn5", 1.1e-5)
+    iconv5 = F.elu(conv(torch.cat([upconv5, skip3], 1), "conv5.0", padding=1))
+    upconv4 = _bn(sd, up(iconv5, "upconv4.conv"), p + "bn4", 1.1e-5)
+    concat4 = torch.cat([upconv4, skip2], 1)
+    iconv4 = _bn(sd, F.elu(conv(concat4, "conv4.0", padding=1)), p + "bn4_2", 1.1e-5)
+    branches, pyramid = [atrous(iconv4, 3, False)], torch.cat([concat4], 1)
+    for rate in (6, 12, 18, 24):
+        pyramid = torch.cat([pyramid, branches[-1]], 1)
+        branches.append(atrous(pyramid, rate, True))
+    daspp_feat = F.elu(conv(torch.cat([iconv4] + branches, 1), "daspp_conv.0", padding=1))
+
+    depth8 = reference_lpg(reference_reduction(sd, daspp_feat, p + "reduc8x8", nf // 4, nf // 4,
+                                               False, max_depth), 8) / max_depth
+    upconv3 = _bn(sd, up(daspp_feat, "upconv3.conv"), p + "bn3", 1.1e-5)
+    iconv3 = F.elu(conv(torch.cat([upconv3, skip1, F.interpolate(depth8, scale_factor=0.25,
+                                                                 mode="nearest")], 1),
+                        "conv3.0", padding=1))
+    depth4 = reference_lpg(reference_reduction(sd, iconv3, p + "reduc4x4", nf // 4, nf // 8,
+                                               False, max_depth), 4) / max_depth
+    upconv2 = _bn(sd, up(iconv3, "upconv2.conv"), p + "bn2", 1.1e-5)
+    iconv2 = F.elu(conv(torch.cat([upconv2, skip0, F.interpolate(depth4, scale_factor=0.5,
+                                                                 mode="nearest")], 1),
+                        "conv2.0", padding=1))
+    depth2 = reference_lpg(reference_reduction(sd, iconv2, p + "reduc2x2", nf // 8, nf // 16,
+                                               False, max_depth), 2) / max_depth
+    upconv1 = up(iconv2, "upconv1.conv")
+    reduc1 = reference_reduction(sd, upconv1, p + "reduc1x1", nf // 16, nf // 32, True, max_depth)
+    iconv1 = F.elu(conv(torch.cat([upconv1, reduc1, depth2, depth4, depth8], 1), "conv1.0", padding=1))
+    depth = max_depth * torch.sigmoid(conv(iconv1, "get_depth.0", padding=1))
+    if kitti:
+        depth = depth * focal.view(-1, 1, 1, 1) / KITTI_FOCAL_NORMALISER
+    to_nhwc = lambda t: t.permute(0, 2, 3, 1).numpy()  # noqa: E731
+    return {"depth": to_nhwc(depth), "depth_8x8_scaled": to_nhwc(depth8),
+            "depth_4x4_scaled": to_nhwc(depth4), "depth_2x2_scaled": to_nhwc(depth2),
+            "reduc1x1": to_nhwc(reduc1)}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def tiny_bts_config(dataset="nyu"):
+    return bts_model.BtsConfig(dataset=dataset, densenet=TINY_DENSENET, bts_size=TINY_NF)
+
+
+def random_inputs(batch=2, seed=1, height=HEIGHT, width=WIDTH):
+    rng = np.random.default_rng(seed)
+    image = rng.standard_normal((batch, height, width, 3)).astype(np.float32)
+    focal = rng.uniform(600.0, 800.0, batch).astype(np.float32)
+    return image, focal
+
+
+def float64_state(state):
+    return {k: v.double() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def keras_predict(model, image, focal):
+    return np.asarray(model({"image": image, "focal": focal}, training=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_state():
+    return random_state_dict(official_shapes(TINY_DENSENET, TINY_NF), seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_nyu_model(tiny_state):
+    model = bts_model.build_bts_model(tiny_bts_config("nyu"))
+    cpc.assign_state_dict(model, cpc.extract_state_dict({"model": tiny_state}))
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Key set, counts, placement
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoder, encoder_params, decoder_params, counters", [
+    ("densenet161_bts", 26_472_000, 20_528_688, 175),
+    ("densenet121_bts", 6_953_856, 14_214_192, 135),
+])
+def test_official_key_set_matches_model_mapping_and_published_counts(
+        encoder, encoder_params, decoder_params, counters):
+    shapes = official_shapes(bts_model.DENSENET_CONFIGS[encoder], 512)
+    assert learnable_count(shapes, "encoder.") == encoder_params
+    assert learnable_count(shapes, "decoder.") == decoder_params
+    assert sum(k.endswith(".num_batches_tracked") for k in shapes) == counters
+    model = bts_model.build_bts_model(bts_model.BtsConfig(encoder=encoder))
+    mapped = {bts_model.pytorch_key_for(v.path): cpc.torch_to_keras(np.empty(
+        shapes.get(bts_model.pytorch_key_for(v.path), (0,)))).shape == tuple(v.shape)
+        for v in model.weights}
+    expected = {k for k in shapes if not k.endswith(".num_batches_tracked")}
+    assert set(mapped) == expected
+    assert all(mapped.values()), [k for k, ok in mapped.items() if not ok][:5]
+    assert len(model.weights) == len(expected)  # no two Keras weights share a source key
+
+
+def test_every_source_tensor_lands_once_in_its_weight_with_keras_layout():
+    shapes = official_shapes(TINY_DENSENET, TINY_NF)
+    state = patterned_state_dict(shapes)
+    model = bts_model.build_bts_model(tiny_bts_config())
+    assert cpc.assign_state_dict(model, cpc.extract_state_dict(state)) == len(model.weights)
+    found = {}
+    for variable in model.weights:
+        value = np.asarray(variable.numpy())
+        index = int(round(value.min() / 10000.0)) - 1  # the pattern names the source tensor
+        key = list(shapes)[index]
+        source = state[key].numpy()
+        expected = source.transpose(2, 3, 1, 0) if source.ndim == 4 else source
+        np.testing.assert_array_equal(value, expected, err_msg=f"{key} → {variable.path}")
+        found[key] = variable.path
+    assert set(found) == {k for k in shapes if not k.endswith("num_batches_tracked")}
+    assert found["decoder.daspp_6.atrous_conv.aconv_sequence.4.weight"] == "daspp_6/conv3x3/kernel"
+    assert found["decoder.bn4_2.running_var"] == "bn4_2/moving_variance"
+    assert found["encoder.base_model.denseblock2.denselayer1.norm2.bias"] == \
+        "encoder.denseblock2.denselayer1.norm2/beta"
+
+
+# --------------------------------------------------------------------------------------------
+# One layer of each kind against the source tensors applied by hand
+# --------------------------------------------------------------------------------------------
+def _nchw(x):
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).double()
+
+
+def _nhwc(t):
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+def test_converted_layers_equal_source_weights_applied_by_hand(tiny_nyu_model, tiny_state):
+    sd, model = float64_state(tiny_state), tiny_nyu_model
+    rng = np.random.default_rng(3)
+    image, _ = random_inputs(batch=1)
+    # conv: the stem 7x7/2 conv with symmetric padding 3 (ZeroPadding2D + valid conv in Keras)
+    padded = model.get_layer("encoder.conv0_pad")(image)
+    got = np.asarray(model.get_layer("encoder.conv0")(padded))
+    want = _nhwc(F.conv2d(_nchw(image), sd["encoder.base_model.conv0.weight"], stride=2, padding=3))
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    # BN in inference mode (decoder eps 1.1e-5)
+    x = rng.standard_normal((1, 4, 6, TINY_NF)).astype(np.float32)
+    got = np.asarray(model.get_layer("bn5")(x, training=False))
+    np.testing.assert_allclose(got, _nhwc(_bn(sd, _nchw(x), "decoder.bn5", 1.1e-5)), atol=2e-5)
+    # dilated conv: DASPP rate 12 3x3 (padding = dilation = 12)
+    x = rng.standard_normal((1, 8, 12, TINY_NF // 2)).astype(np.float32)
+    got = np.asarray(model.get_layer("daspp_12").conv3x3(x))
+    want = F.conv2d(_nchw(x), sd["decoder.daspp_12.atrous_conv.aconv_sequence.4.weight"],
+                    padding=12, dilation=12)
+    np.testing.assert_allclose(got, _nhwc(want), atol=2e-5)
+    # LPG head: reduction chain + plane head (reduc4x4) followed by the LPG layer (r = 4)
+    x = rng.standard_normal((1, 4, 6, TINY_NF // 4)).astype(np.float32)
+    plane = model.get_layer("reduc4x4")(x)
+    got = np.asarray(model.get_layer("lpg4x4")(plane))
+    want_plane = reference_reduction(sd, _nchw(x), "decoder.reduc4x4", TINY_NF // 4, TINY_NF // 8,
+                                     False, 10.0)
+    np.testing.assert_allclose(np.asarray(plane), _nhwc(want_plane), atol=1e-5)
+    np.testing.assert_allclose(got, _nhwc(reference_lpg(want_plane, 4)), rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-model parity with the independent PT V2 forward pass
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dataset", ["nyu", "kitti"])
+def test_converted_model_matches_reference_pytorch_forward(dataset, tiny_state):
+    max_depth = 10.0 if dataset == "nyu" else 80.0
+    model = bts_model.build_bts_model(tiny_bts_config(dataset))
+    cpc.assign_state_dict(model, cpc.extract_state_dict(
+        {f"module.{k}": v for k, v in tiny_state.items()}))
+    image, focal = random_inputs()
+    outputs = bts_model.build_lpg_maps_model(model)({"image": image, "focal": focal}, training=False)
+    want = reference_bts_forward(float64_state(tiny_state), _nchw(image),
+                                 torch.from_numpy(focal).double(), TINY_DENSENET, TINY_NF,
+                                 max_depth, kitti=dataset == "kitti")
+    depth = np.asarray(outputs["depth"])
+    assert depth.shape == (2, HEIGHT, WIDTH, 1)
+    assert np.ptp(want["depth"]) > 0.1 * max_depth / 10  # not a saturated, constant output
+    np.testing.assert_allclose(depth, want["depth"], atol=1e-4, rtol=0)
+    for name in ("reduc1x1", "depth_2x2_scaled", "depth_4x4_scaled", "depth_8x8_scaled"):
+        np.testing.assert_allclose(np.asarray(outputs[name]), want[name], rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
+
+
+# --------------------------------------------------------------------------------------------
+# Strictness, prefixes, file formats
+# --------------------------------------------------------------------------------------------
+def test_missing_key_is_a_one_line_error_naming_it(tiny_state):
+    state = cpc.extract_state_dict(tiny_state)
+    del state["decoder.bn3.running_var"]
+    model = bts_model.build_bts_model(tiny_bts_config())
+    before = [np.asarray(v.numpy()) for v in model.weights]
+    with pytest.raises(cpc.ConversionError) as info:
+        cpc.assign_state_dict(model, state)
+    message = str(info.value)
+    assert "\n" not in message and "missing keys (1): decoder.bn3.running_var" in message
+    for old, variable in zip(before, model.weights):  # nothing was assigned
+        np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_extra_key_and_wrong_shape_are_reported(tiny_state):
+    state = cpc.extract_state_dict(tiny_state)
+    state["decoder.bn9.weight"] = np.ones(3, np.float32)
+    state["decoder.conv1.0.weight"] = np.ones((8, 13, 3, 3), np.float32)
+    with pytest.raises(cpc.ConversionError) as info:
+        cpc.assign_state_dict(bts_model.build_bts_model(tiny_bts_config()), state)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "unexpected keys (1): decoder.bn9.weight" in message
+    assert "decoder.conv1.0.weight (8, 13, 3, 3)" in message
+
+
+def test_num_batches_tracked_is_the_only_tolerated_leftover(tiny_state):
+    state = cpc.extract_state_dict(tiny_state)
+    # tiny: 13 encoder BN (norm0, 2 per dense layer, 3 transitions, norm5) + 14 decoder BN
+    assert sum(k.endswith("num_batches_tracked") for k in state) == 27
+    model = bts_model.build_bts_model(tiny_bts_config())
+    assert cpc.assign_state_dict(model, state) == len(model.weights)
+
+
+def test_module_prefix_and_checkpoint_dict_forms_are_equivalent(tmp_path, tiny_state):
+    bare = cpc.extract_state_dict(tiny_state)
+    wrapped = {"model": {f"module.{k}": v for k, v in tiny_state.items()}, "global_step": 7,
+               "optimizer": {"state": {}, "param_groups": []},
+               "best_eval_steps": np.zeros(9, dtype=np.int32)}  # numpy as in official checkpoints
+    path = tmp_path / "model"
+    torch.save(wrapped, path)
+    loaded = cpc.read_state_dict(str(path))
+    assert loaded.keys() == bare.keys()
+    for key in bare:
+        np.testing.assert_array_equal(loaded[key], bare[key])
+    with pytest.raises(cpc.ConversionError, match="both with and without"):
+        cpc.extract_state_dict({**tiny_state, "module.decoder.bn5.weight": torch.ones(TINY_NF)})
+
+
+def test_unreadable_or_foreign_files_give_one_line_errors(tmp_path):
+    bad = tmp_path / "model.pth"
+    bad.write_bytes(b"not a pickle")
+    with pytest.raises(cpc.ConversionError, match="cannot read .*model.pth"):
+        cpc.read_state_dict(str(bad))
+    with pytest.raises(cpc.ConversionError, match="does not exist"):
+        cpc.read_state_dict(str(tmp_path / "absent.pth"))
+    with pytest.raises(cpc.ConversionError, match="not tensors"):
+        cpc.extract_state_dict({"weights": [1, 2]})
+
+
+def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
+    code = cpc.main(["--pytorch_checkpoint", str(tmp_path / "absent"), "--encoder", "densenet121_bts"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "absent" in err
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])
+def test_converted_model_round_trips_through_saved_file(tmp_path, suffix, tiny_nyu_model):
+    path = str(tmp_path / f"model{suffix}")
+    cpc.save_model(tiny_nyu_model, path)
+    assert sorted(os.listdir(tmp_path)) == [f"model{suffix}"]  # no temp file left behind
+    image, focal = random_inputs(batch=1)
+    want = keras_predict(tiny_nyu_model, image, focal)
+    fresh = bts_model.build_bts_model(tiny_bts_config())
+    assert load_model_weights(fresh, path) == path
+    np.testing.assert_array_equal(keras_predict(fresh, image, focal), want)
+    if suffix == ".keras":
+        import keras
+
+        restored = keras.models.load_model(path)
+        np.testing.assert_allclose(keras_predict(restored, image, focal), want, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# torchvision ImageNet DenseNet → encoder weights file
+# --------------------------------------------------------------------------------------------
+def torchvision_state(old_names, seed=5):
+    """torchvision DenseNet state dict for the tiny config: ``features.*`` + classifier."""
+    shapes, skips = densenet_shapes(TINY_DENSENET, prefix="features.")
+    state = random_state_dict(shapes, seed=seed)
+    if old_names:  # 2017 files: norm.1 / conv.2 and no BN counters
+        state = {_old_style(k): v for k, v in state.items()
+                 if not k.endswith("num_batches_tracked")}
+    state["classifier.weight"] = torch.randn(1000, skips[-1])
+    state["classifier.bias"] = torch.randn(1000)
+    return state
+
+
+def _old_style(key):
+    """``denselayer1.norm1.weight`` → ``denselayer1.norm.1.weight`` (torchvision < 0.3 names)."""
+    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))([12])\.", r"\1.\2.", key)
+
+
+def test_old_torchvision_names_are_modernised():
+    assert ctd.modernise_key("features.denseblock3.denselayer12.norm.2.running_var") == \
+        "features.denseblock3.denselayer12.norm2.running_var"
+    assert ctd.modernise_key("features.transition1.norm.weight") == "features.transition1.norm.weight"
+
+
+@pytest.mark.parametrize("old_names", [True, False])
+def test_torchvision_weights_give_reference_encoder_features(tmp_path, old_names):
+    state = torchvision_state(old_names)
+    assert any(".norm.1." in k for k in state) == old_names
+    source, target = tmp_path / "densenet.pth", str(tmp_path / "imagenet" / "weights.h5")
+    torch.save(state, source)
+    count = ctd.convert_file(str(source), target, "tiny", densenet_config=TINY_DENSENET)
+    model = bts_model.build_bts_model(tiny_bts_config())
+    assert load_encoder_weights(model, target) == count == len(bts_model.encoder_weights(model))
+    taps = ["encoder.relu0", "encoder.pool0", "encoder.transition1.pool",
+            "encoder.transition2.pool", "encoder.relu5"]
+    import keras
+
+    features = keras.Model(model.get_layer("image").output,
+                           [model.get_layer(name).output for name in taps])
+    image, _ = random_inputs(batch=1)
+    sd = {k.replace("features.", "encoder.base_model."): v.double()
+          for k, v in torchvision_state(False).items() if v.is_floating_point()}
+    want = reference_encoder(sd, _nchw(image), TINY_DENSENET)
+    for name, got, ref in zip(taps, features(image, training=False), want):
+        np.testing.assert_allclose(np.asarray(got), _nhwc(ref), atol=1e-4, err_msg=name)
+
+
+def test_encoder_weights_file_rejects_another_architecture(tmp_path):
+    source, target = tmp_path / "densenet.pth", str(tmp_path / "weights.h5")
+    torch.save(torchvision_state(False), source)
+    ctd.convert_file(str(source), target, "tiny", densenet_config=TINY_DENSENET)
+    other = bts_model.BtsConfig(densenet=bts_model.DenseNetConfig(12, 16, (1, 1, 1, 1), 2),
+                                bts_size=TINY_NF)
+    model = bts_model.build_bts_model(other)
+    with pytest.raises(PretrainedWeightsError, match="shape mismatch") as info:
+        load_encoder_weights(model, target)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PretrainedWeightsError, match="do not exist"):
+        load_encoder_weights(model, str(tmp_path / "absent.h5"))
+
+
+def test_torchvision_file_with_foreign_keys_is_rejected(tmp_path):
+    state = torchvision_state(False)
+    state["fc.weight"] = torch.ones(3, 3)
+    with pytest.raises(cpc.ConversionError, match="fc.weight"):
+        ctd.convert_state(cpc.extract_state_dict(state), TINY_DENSENET)
+
+
+# --------------------------------------------------------------------------------------------
+# End to end through the command line at full size (DenseNet-121, as the zoo models)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_cli_converts_full_densenet121_checkpoint_to_matching_keras_model(tmp_path):
+    cfg = bts_model.DENSENET_CONFIGS["densenet121_bts"]
+    state = random_state_dict(official_shapes(cfg, 512), seed=11)
+    source = tmp_path / "bts_nyu_v2_pytorch_densenet121" / "model"
+    source.parent.mkdir()
+    torch.save({"model": {f"module.{k}": v for k, v in state.items()}}, source)
+    assert cpc.main(["--pytorch_checkpoint", str(source), "--encoder", "densenet121_bts",
+                     "--dataset", "kitti"]) == 0
+    output = source.parent / "model.keras"
+    model = bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet121_bts",
+                                                          dataset="kitti"))
+    load_model_weights(model, str(output))
+    image, focal = random_inputs(batch=1, height=64, width=64)
+    want = reference_bts_forward(float64_state(state), _nchw(image), torch.from_numpy(focal).double(),
+                                 cfg, 512, 80.0, kitti=True)["depth"]
+    np.testing.assert_allclose(keras_predict(model, image, focal), want, atol=1e-3, rtol=0)
