@@ -140,7 +140,24 @@ def _add_serve(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--port", type=int, default=5000)
     group.add_argument("--checkpoint_path_kitti", type=str, default="", help="outdoor model for the demo")
     group.add_argument("--export_dir", type=str, default="", help="export destination")
-    group.add_argument("--formats", type=str, nargs="*", default=None, help="export formats")
+    group.add_argument("--formats", type=str, nargs="*", default=None,
+                       help="export formats (utils/export_model.py): saved_model tflite tflite_fp16 "
+                            "tflite_dynamic onnx; default all but tflite_dynamic")
+    group.add_argument("--parity_images", type=int, default=3,
+                       help="synthetic images for each export's parity check against the Keras model")
+
+
+def _add_bench(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--quick", action="store_true", help="tiny model and small sizes (CI smoke run)")
+    group.add_argument("--cases", type=str, nargs="*", default=None,
+                       help="benchmark case names to run (default: all; see benchmarks/bench_model.py)")
+    group.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up")
+    group.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one traces)")
+    group.add_argument("--profile_dir", type=str, default="",
+                       help="write a TensorBoard profile trace of each case here")
+    group.add_argument("--bench_output", type=str, default="",
+                       help="JSON results file (default benchmarks/results/<script>.json)")
+    group.add_argument("--jit_compile", action="store_true", help="compile steps with XLA")
 
 
 def _add_tune(group: argparse._ArgumentGroup) -> None:
@@ -161,6 +178,7 @@ GROUPS: Dict[str, tuple] = {
     "convert": ("TFRecord conversion", _add_convert),
     "weights": ("pretrained weight conversion", _add_weights),
     "serve": ("serving and export", _add_serve),
+    "bench": ("benchmarks", _add_bench),
     "tune": ("hyper-parameter tuning", _add_tune),
 }
 
