@@ -18,9 +18,9 @@ def _gfile():
 
 
 def temporary_path(path: str) -> str:
-    """A unique sibling name of ``path`` for writing before the final rename."""
+    """A unique hidden sibling of ``path`` that keeps its suffix (Keras checks suffixes)."""
     folder, base = os.path.split(path)
-    return os.path.join(folder, f".{base}.tmp-{uuid.uuid4().hex[:8]}")
+    return os.path.join(folder, f".tmp-{uuid.uuid4().hex[:8]}-{base}")
 
 
 def atomic_write(path: str, write: Callable[[str], None]) -> None:

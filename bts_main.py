@@ -1,0 +1,56 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Train BTS: ``python bts_main.py arguments_train_nyu.txt [--flag value ...]``.
+
+Thin CLI: parse the shared arguments, build a :class:`utils.trainer.Trainer`, run it, report.
+Re-running the same command resumes from the latest checkpoint of ``log_directory/model_name``.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional, Sequence
+
+TRAIN_GROUPS = ("model", "data", "train", "distribute", "eval")
+
+
+def parse_train_args(argv: Optional[Sequence[str]] = None):
+    from utils.arguments import parse_args
+
+    def validate(parser, args):
+        if args.mode != "train":
+            parser.error(f"--mode {args.mode!r}: bts_main.py trains; use bts_test.py to test")
+        if args.gradient_accumulation_steps < 1:
+            parser.error("--gradient_accumulation_steps must be >= 1")
+        if not 0.0 <= args.validation_split < 1.0:
+            parser.error("--validation_split must be in [0, 1)")
+        if not args.filenames_file:
+            parser.error("--filenames_file is required")
+
+    return parse_args(TRAIN_GROUPS, argv, description=__doc__.splitlines()[0], prog="bts_main.py",
+                      validate=validate)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_train_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from bts_dataloader import DataError
+    from utils.checkpoints import CheckpointError
+    from utils.evaluation import online_evaluator
+    from utils.trainer import Trainer, TrainingError
+
+    try:
+        trainer = Trainer(args, evaluate_fn=online_evaluator())
+        result = trainer.train()
+    except (TrainingError, CheckpointError, DataError) as err:
+        print(f"bts_main.py: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bts_main.py: interrupted; checkpoint saved, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    print(f"finished at step {trainer.step}: loss {result['loss']:.4f}; run folder {trainer.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Evaluation of a model on a list of samples with the official protocol (spec §6.3).
+
+Used for online evaluation / validation during training and by hyper-parameter tuning. Per image:
+predict on the (KB-cropped for KITTI) input, paste a KB-cropped prediction back into a zero canvas
+of the full ground-truth size, then :func:`utils.metrics.evaluate_image` (clipping, valid range,
+Eigen/Garg crop); metrics are averaged over images that have ground truth.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import bts_dataloader
+from utils.datasets import kb_crop_offsets
+from utils.metrics import average_metrics, evaluate_image
+
+
+def paste_kb_crop(pred: np.ndarray, full_height: int, full_width: int) -> np.ndarray:
+    """Place a KB-cropped (352×1216) prediction into a zero canvas of the full frame size."""
+    top, left = kb_crop_offsets(full_height, full_width)
+    canvas = np.zeros((full_height, full_width), dtype=pred.dtype)
+    canvas[top:top + pred.shape[0], left:left + pred.shape[1]] = pred
+    return canvas
+
+
+def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequence,
+                     predict_fn: Optional[Callable] = None) -> Tuple[Dict[str, float], List]:
+    """(mean metrics, per-image metrics or None for images without valid ground truth)."""
+    eval_args = argparse.Namespace(**{**vars(args), "batch_size": 1})
+    dataset = bts_dataloader.make_dataset(eval_args, "eval", samples=samples)
+    predict_fn = predict_fn or tf.function(lambda inputs: model(inputs, training=False),
+                                           reduce_retracing=True)
+    per_image = []
+    for batch in dataset:
+        if not bool(batch["has_depth"][0]):
+            per_image.append(None)
+            continue
+        pred = predict_fn({"image": batch["image"], "focal": batch["focal"]}).numpy()[0, ..., 0]
+        gt = batch["depth"].numpy()[0, ..., 0]
+        if pred.shape != gt.shape and args.do_kb_crop:
+            pred = paste_kb_crop(pred, *gt.shape)
+        per_image.append(evaluate_image(gt, pred, args.min_depth_eval, args.max_depth_eval,
+                                        args.dataset, eigen_crop=args.eigen_crop,
+                                        garg_crop=args.garg_crop))
+    return average_metrics(per_image), per_image
+
+
+def online_evaluator() -> Callable:
+    """An ``evaluate_fn(model, args, samples) -> metrics`` for the trainer (one compiled predict)."""
+    cache: Dict[int, Callable] = {}
+
+    def evaluate(model: keras.Model, args: argparse.Namespace, samples: Sequence) -> Dict[str, float]:
+        key = id(model)
+        if key not in cache:
+            cache[key] = tf.function(lambda inputs: model(inputs, training=False),
+                                     reduce_retracing=True)
+        metrics, _ = evaluate_samples(model, args, samples, cache[key])
+        return metrics
+
+    return evaluate

@@ -1,0 +1,533 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""BTS training: the official PyTorch recipe as a custom loop under any tf.distribute strategy.
+
+Why a custom loop: Keras 3 ``model.fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585), and the recipe needs exact control of weight-decay groups, frozen
+variables, gradient accumulation and resume.
+
+Recipe (spec §4, PT column): AdamW (ε ``--adam_eps``, decay ``--weight_decay`` on encoder variables
+only), learning rate polynomially decayed (power 0.9) from ``--learning_rate`` to
+``--end_learning_rate`` (0.1·lr when negative) over the total steps, stem conv and all encoder BN
+γ/β frozen (BN still uses batch statistics), silog loss on the final depth only.
+
+Run folder ``{log_directory}/{model_name}``:
+  ``ckpt-N.*``            TF checkpoints (model, optimizer slots and iteration, data position)
+  ``arguments.txt``       the resolved arguments (replay with ``python bts_main.py arguments.txt``)
+  ``summaries/``          TensorBoard: loss, learning rate, depth images, validation metrics
+  ``best/``               best weights per ``--best_metric`` (with online evaluation)
+  ``model.keras``         the final model
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+import bts_dataloader
+import bts_losses
+import bts_model
+from utils import checkpoints, visualization
+from utils.arguments import write_argument_file
+from utils.datasets import get_dataset_facts
+from utils.io import atomic_write, atomic_write_text
+from utils.metrics import METRIC_NAMES, is_better
+
+LOG = logging.getLogger("bts.train")
+
+
+class TrainingError(RuntimeError):
+    """A training run that must stop, with a one-line reason (NaN loss, bad configuration)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Strategy
+# --------------------------------------------------------------------------------------------
+def build_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
+    """Pick the distribution strategy: ``--distribution_strategy`` or automatic.
+
+    auto: TPU when ``--tpu_name`` is set; several workers when ``TF_CONFIG`` names a cluster;
+    ``MirroredStrategy`` when more than one GPU is visible and ``--num_gpus`` > 1; else default.
+    ``mirrored`` without GPUs mirrors over the logical CPU devices (used by the tests).
+    """
+    choice = args.distribution_strategy
+    if choice == "auto":
+        if args.tpu_name:
+            choice = "tpu"
+        elif _tf_config_has_cluster():
+            choice = "multi_worker"
+        elif args.num_gpus > 1 and len(tf.config.list_physical_devices("GPU")) > 1:
+            choice = "mirrored"
+        else:
+            choice = "default"
+    if choice == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+            tpu=args.tpu_name or None, zone=args.tpu_zone or None, project=args.gcp_project or None)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if choice == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if choice == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        if gpus:
+            devices = [d.name for d in gpus[: max(args.num_gpus, 1)]] if args.num_gpus > 1 else None
+            return tf.distribute.MirroredStrategy(devices)
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    return tf.distribute.get_strategy()
+
+
+def _tf_config_has_cluster() -> bool:
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    return len(config.get("cluster", {}).get("worker", [])) > 1
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes checkpoints and summaries."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Model, freezing, optimizer
+# --------------------------------------------------------------------------------------------
+def frozen_prefixes(args: argparse.Namespace) -> List[str]:
+    """Encoder layer-name prefixes whose weights PT freezes (spec §4.3, DenseNet)."""
+    prefixes = ["denseblock1.denselayer1."] if args.fix_first_conv_block or args.fix_first_conv_blocks else []
+    if args.fix_first_conv_blocks:
+        prefixes.append("denseblock1.denselayer2.")
+    return prefixes
+
+
+def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
+    """Freeze the PT default set (stem conv + every encoder BN γ/β) plus the flagged dense layers.
+
+    BN layers stay trainable so they keep using batch statistics and updating their moving
+    statistics (PT train mode); only their γ/β variables are frozen. Returns the frozen paths.
+    """
+    extra = tuple(bts_model.ENCODER_PREFIX + p for p in frozen_prefixes(args))
+    frozen = []
+    for layer in model.layers:
+        name = layer.name
+        if not name.startswith(bts_model.ENCODER_PREFIX):
+            continue
+        local = name[len(bts_model.ENCODER_PREFIX):]
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for variable in (layer.gamma, layer.beta):
+                variable.trainable = False
+                frozen.append(variable.path)
+        elif local == "conv0" or name.startswith(extra):
+            if layer.weights:
+                layer.trainable = False
+                frozen.extend(w.path for w in layer.weights)
+    return frozen
+
+
+def end_learning_rate(args: argparse.Namespace) -> float:
+    return args.end_learning_rate if args.end_learning_rate >= 0 else 0.1 * args.learning_rate
+
+
+def learning_rate_schedule(args: argparse.Namespace, total_steps: int):
+    """lr(step) = (lr0 − lr_end)·(1 − step/total)^0.9 + lr_end, step clamped at total."""
+    return keras.optimizers.schedules.PolynomialDecay(
+        args.learning_rate, max(total_steps, 1), end_learning_rate(args), power=0.9)
+
+
+def make_optimizer(args: argparse.Namespace, model: keras.Model, total_steps: int):
+    """AdamW with PT's groups: weight decay on trainable encoder variables only."""
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate_schedule(args, total_steps), weight_decay=args.weight_decay,
+        beta_1=0.9, beta_2=0.999, epsilon=args.adam_eps)
+    decoder = [v for v in model.trainable_variables if not bts_model.is_encoder_variable(v)]
+    optimizer.exclude_from_weight_decay(var_list=decoder)  # must precede build()
+    if args.mixed_precision == "fp16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def inner_optimizer(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def set_precision_policy(args: argparse.Namespace) -> None:
+    policy = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[args.mixed_precision]
+    keras.mixed_precision.set_global_policy(policy)
+
+
+# --------------------------------------------------------------------------------------------
+# Training state and data position
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunState:
+    """Counters saved in every checkpoint so a resumed run continues exactly."""
+
+    epoch: tf.Variable
+    step_in_epoch: tf.Variable
+    data_seed: tf.Variable
+
+    @classmethod
+    def create(cls, seed: int) -> "RunState":
+        make = lambda value: tf.Variable(value, dtype=tf.int64, trainable=False)  # noqa: E731
+        return cls(make(0), make(0), make(seed))
+
+
+def steps_per_epoch(num_samples: int, samples_per_step: int) -> int:
+    """Full steps in one epoch (the last partial batch is dropped for static shapes)."""
+    return num_samples // samples_per_step
+
+
+def epoch_dataset(args: argparse.Namespace, samples, epoch: int, skip_steps: int, seed: int,
+                  samples_per_step: int) -> tf.data.Dataset:
+    """One epoch of training batches of ``samples_per_step``, resumed after ``skip_steps``."""
+    data_args = argparse.Namespace(**{**vars(args), "batch_size": samples_per_step, "seed": seed})
+    dataset = bts_dataloader.make_dataset(data_args, "train", samples=samples, epoch=epoch)
+    return dataset.skip(skip_steps) if skip_steps else dataset
+
+
+# --------------------------------------------------------------------------------------------
+# The step
+# --------------------------------------------------------------------------------------------
+class StepFunctions:
+    """Compiled distributed train step: forward, silog loss, accumulated gradients, update.
+
+    The global batch of ``batch_size × accumulation`` samples is split over replicas by the
+    strategy, then into ``accumulation`` micro-batches inside a ``tf.while_loop`` (traced once).
+    The silog statistics (Σd, Σd², count) are summed over replicas before the square root, so the
+    loss pools every valid pixel of the global (micro-)batch exactly as one device would.
+    Returns the loss and, for TensorBoard, the depth and LPG maps.
+    """
+
+    def __init__(self, strategy, model, optimizer, args, loss_fn: Callable = None):
+        self.strategy, self.model, self.optimizer = strategy, model, optimizer
+        self.maps_model = bts_model.build_lpg_maps_model(model)
+        self.accumulation = max(1, args.gradient_accumulation_steps)
+        self.min_depth = get_dataset_facts(args.dataset).loss_min_depth
+        self.variance_focus = args.variance_focus
+        self.loss_fn = loss_fn or bts_losses.silog_from_statistics
+        self.train_step = tf.function(self._distributed_step, reduce_retracing=True)
+
+    def _forward_loss(self, batch):
+        outputs = self.maps_model({"image": batch["image"], "focal": batch["focal"]}, training=True)
+        stats = bts_losses.silog_statistics(outputs["depth"], batch["depth"], self.min_depth)
+        if self.strategy.num_replicas_in_sync > 1:
+            stats = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, stats)
+        return self.loss_fn(stats, self.variance_focus), outputs
+
+    def _replica_step(self, batch):
+        variables = self.model.trainable_variables
+        micro = self.accumulation
+        size = tf.shape(batch["image"])[0] // micro
+        # Each replica holds the same pooled loss; gradients are summed over replicas.
+        divisor = float(self.strategy.num_replicas_in_sync * micro)
+
+        def micro_batch(i):
+            return {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+
+        def grads_of(sub):
+            with tf.GradientTape() as tape:
+                loss, outputs = self._forward_loss(sub)
+                scaled = loss / divisor
+                if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                    scaled = self.optimizer.scale_loss(scaled)
+            return loss, tape.gradient(scaled, variables), outputs
+
+        loss, grads, outputs = grads_of(micro_batch(0))
+        if micro > 1:
+            def body(i, total, acc):
+                sub_loss, sub_grads, _ = grads_of(micro_batch(i))
+                return i + 1, total + sub_loss, [a + g for a, g in zip(acc, sub_grads)]
+
+            _, loss, grads = tf.while_loop(lambda i, *_: i < micro, body,
+                                           (tf.constant(1), loss, grads))
+            loss = loss / micro
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return loss, outputs
+
+    def _distributed_step(self, batch):
+        loss, outputs = self.strategy.run(self._replica_step, args=(batch,))
+        mean_loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+        return mean_loss, outputs
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+class Trainer:
+    """Owns one training run: strategy, model, optimizer, data, checkpoints and logging."""
+
+    def __init__(self, args: argparse.Namespace, *, evaluate_fn: Optional[Callable] = None,
+                 loss_fn: Optional[Callable] = None, report: Optional[Callable] = None):
+        self.args = args
+        self.report = report  # report(step, metrics) -> None; may raise to prune (tuning)
+        self.evaluate_fn = evaluate_fn
+        set_precision_policy(args)
+        self.strategy = build_strategy(args)
+        self.chief = is_chief(self.strategy)
+        self.run_dir = os.path.join(args.log_directory, args.model_name)
+        self.train_samples, self.eval_samples = select_samples(args)
+        self.accumulation = max(1, args.gradient_accumulation_steps)
+        self.samples_per_step = args.batch_size * self.accumulation
+        self.steps_per_epoch = steps_per_epoch(len(self.train_samples), self.samples_per_step)
+        if self.steps_per_epoch < 1:
+            raise TrainingError(
+                f"--filenames_file {args.filenames_file!r} has {len(self.train_samples)} training "
+                f"samples, fewer than one step of {self.samples_per_step} (--batch_size x "
+                "--gradient_accumulation_steps)")
+        if args.batch_size % self.strategy.num_replicas_in_sync:
+            raise TrainingError(f"--batch_size {args.batch_size} must be divisible by the "
+                                f"{self.strategy.num_replicas_in_sync} replicas")
+        self.total_steps = args.num_steps if args.num_steps > 0 else args.num_epochs * self.steps_per_epoch
+        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+        keras.utils.set_random_seed(seed)
+        with self.strategy.scope():
+            # Spatial size left open: the same model trains on crops and evaluates full frames.
+            self.model = bts_model.build_bts_model(
+                bts_model.BtsConfig.from_args(args, input_height=None, input_width=None))
+            self.frozen = apply_freezing(self.model, args)
+            self.optimizer = make_optimizer(args, self.model, self.total_steps)
+            self.state = RunState.create(seed)
+            self.steps = StepFunctions(self.strategy, self.model, self.optimizer, args, loss_fn)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.state.epoch,
+            step_in_epoch=self.state.step_in_epoch, data_seed=self.state.data_seed)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=max(1, args.keep_checkpoints),
+            checkpoint_name="ckpt")
+        self.writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "summaries"))
+                       if self.chief else tf.summary.create_noop_writer())
+        self.best: Dict[str, float] = {}
+        self.last_checkpoint: Optional[str] = None
+
+    # ---------------------------------------------------------------- set-up
+    def _checkpoint_dir(self) -> str:
+        if self.chief:
+            return self.run_dir
+        # Non-chief workers take part in the save (it is collective) but write to a scratch dir.
+        return os.path.join(tempfile.gettempdir(), f"bts_worker_{os.getpid()}")
+
+    @property
+    def step(self) -> int:
+        return int(inner_optimizer(self.optimizer).iterations.numpy())
+
+    def restore_or_init(self) -> str:
+        """Resume from the run folder's latest checkpoint, else initialise; returns what happened."""
+        latest = None if self.args.retrain else checkpoints.latest_training_checkpoint(self.run_dir)
+        if latest:
+            self.checkpoint.read(latest).assert_existing_objects_matched().expect_partial()
+            self.last_checkpoint = latest
+            self._load_best()
+            return f"resumed from {latest} at step {self.step}"
+        if self.args.checkpoint_path:
+            path = checkpoints.load_model_weights(self.model, self.args.checkpoint_path)
+            return f"initialised weights from {path}"
+        return self._load_pretrained_encoder()
+
+    def _load_pretrained_encoder(self) -> str:
+        path = self.args.pretrained_model
+        if path and tf.io.gfile.exists(path):
+            from utils.pretrained import load_encoder_weights  # optional until the file exists
+
+            count = load_encoder_weights(self.model, path)
+            return f"encoder initialised from {path} ({count} tensors)"
+        LOG.warning("no ImageNet encoder weights at --pretrained_model %r: training from random "
+                    "initialisation (run ./init_densenet_161.sh to get them)", path)
+        return "random initialisation"
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> str:
+        path = self.manager.save(checkpoint_number=self.step)
+        if self.chief:
+            self.last_checkpoint = path
+            LOG.info("saved %s", path)
+        else:
+            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
+        return path
+
+    def _best_path(self) -> str:
+        return os.path.join(self.run_dir, "best", "best_metrics.json")
+
+    def _load_best(self) -> None:
+        if tf.io.gfile.exists(self._best_path()):
+            with tf.io.gfile.GFile(self._best_path()) as handle:
+                self.best = {k: v["value"] for k, v in json.load(handle).items()}
+
+    def _save_best(self, metrics: Dict[str, float]) -> None:
+        """Keep the best weights per ``--best_metric`` (one file, replaced atomically)."""
+        name = self.args.best_metric
+        if name not in metrics or not is_better(name, metrics[name], self.best.get(name)):
+            return
+        self.best[name] = metrics[name]
+        if not self.chief:
+            return
+        folder = os.path.join(self.run_dir, "best")
+        path = os.path.join(folder, f"model-best_{name}.weights.h5")
+        atomic_write(path, self.model.save_weights)
+        record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics}}
+        atomic_write_text(self._best_path(), json.dumps(record, indent=2))
+        LOG.info("new best %s %.5f at step %d -> %s", name, metrics[name], self.step, path)
+
+    def save_final_model(self) -> Optional[str]:
+        if not self.chief:
+            return None
+        path = os.path.join(self.run_dir, "model.keras")
+        atomic_write(path, self.model.save)
+        return path
+
+    # ---------------------------------------------------------------- logging and eval
+    def _log_scalars(self, loss: float) -> None:
+        lr = float(inner_optimizer(self.optimizer).learning_rate)
+        with self.writer.as_default(step=self.step):
+            tf.summary.scalar("silog_loss", loss)
+            tf.summary.scalar("learning_rate", lr)
+
+    def _log_images(self, batch, outputs) -> None:
+        local = lambda t: self.strategy.experimental_local_results(t)[0]  # noqa: E731
+        max_depth = float(self.args.max_depth)
+        images = {
+            "image": visualization.denormalize(local(batch["image"]), self.args.encoder),
+            "depth_gt": visualization.colorize(local(batch["depth"]), max_depth),
+            "depth_est": visualization.colorize(local(outputs["depth"]), max_depth),
+        }
+        for name, key in (("lpg8x8", "depth_8x8_scaled"), ("lpg4x4", "depth_4x4_scaled"),
+                          ("lpg2x2", "depth_2x2_scaled")):
+            images[name] = visualization.colorize(local(outputs[key]) * max_depth, max_depth)
+        images["reduc1x1"] = visualization.colorize(local(outputs["reduc1x1"]), 1.0)
+        with self.writer.as_default(step=self.step):
+            for name, value in images.items():
+                tf.summary.image(name, value, max_outputs=4)
+
+    def maybe_evaluate(self) -> Optional[Dict[str, float]]:
+        if self.evaluate_fn is None or not self.eval_samples:
+            return None
+        metrics = self.evaluate_fn(self.model, self.args, self.eval_samples)
+        with self.writer.as_default(step=self.step):
+            for name in METRIC_NAMES:
+                if name in metrics:
+                    tf.summary.scalar(f"eval/{name}", metrics[name])
+        LOG.info("step %d eval: %s", self.step,
+                 ", ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES if k in metrics))
+        self._save_best(metrics)
+        if self.report is not None:
+            self.report(self.step, metrics)
+        return metrics
+
+    # ---------------------------------------------------------------- loop
+    def _check_finite(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            where = self.last_checkpoint or "none (no checkpoint was written yet)"
+            raise TrainingError(f"loss became {loss} at step {self.step}; stopping without saving. "
+                                f"Last good checkpoint: {where}")
+
+    def train(self, stop_at: Optional[int] = None) -> Dict[str, float]:
+        """Run until ``total_steps`` (or ``stop_at``); returns the last loss and eval metrics."""
+        stop = min(self.total_steps, stop_at or self.total_steps)
+        message = self.restore_or_init()
+        LOG.info("%s; %d samples, %d steps/epoch, %d total steps, %d replica(s)", message,
+                 len(self.train_samples), self.steps_per_epoch, self.total_steps,
+                 self.strategy.num_replicas_in_sync)
+        if self.chief:
+            write_argument_file(self.args, os.path.join(self.run_dir, "arguments.txt"))
+        last = {"loss": float("nan")}
+        progress = tqdm(total=stop, initial=self.step, desc="train", unit="step",
+                        disable=not self.chief, dynamic_ncols=True)
+        start_step, started = self.step, time.time()
+        try:
+            while self.step < stop:
+                epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
+                dataset = epoch_dataset(self.args, self.train_samples, epoch, skip,
+                                        int(self.state.data_seed.numpy()), self.samples_per_step)
+                for batch in self.strategy.experimental_distribute_dataset(dataset):
+                    loss_t, outputs = self.steps.train_step(batch)
+                    loss = float(loss_t)
+                    self._check_finite(loss)
+                    self.state.step_in_epoch.assign_add(1)
+                    last["loss"] = loss
+                    step = self.step
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{float(inner_optimizer(self.optimizer).learning_rate):.2e}",
+                                         epoch=epoch, refresh=False)
+                    if step % self.args.log_freq == 0 or step == 1:
+                        self._log_scalars(loss)
+                        self._log_images(batch, outputs)
+                    if self.args.do_online_eval and step % self.args.eval_freq == 0:
+                        last.update(self.maybe_evaluate() or {})
+                    if step % self.args.save_freq == 0:
+                        self.save_checkpoint()
+                    if step >= stop:
+                        break
+                else:
+                    self.state.epoch.assign_add(1)
+                    self.state.step_in_epoch.assign(0)
+        except KeyboardInterrupt:
+            LOG.warning("interrupted at step %d: saving a checkpoint before exiting", self.step)
+            self.save_checkpoint()
+            raise
+        finally:
+            progress.close()
+            self.writer.flush()
+        if self.step != (int(self.last_checkpoint.rsplit("-", 1)[-1]) if self.last_checkpoint else -1):
+            self.save_checkpoint()
+        if self.args.do_online_eval and self.step % self.args.eval_freq != 0:
+            last.update(self.maybe_evaluate() or {})
+        self.save_final_model()
+        elapsed = time.time() - started
+        if self.step > start_step:
+            LOG.info("%d steps in %.1f s (%.2f samples/s)", self.step - start_step, elapsed,
+                     (self.step - start_step) * self.samples_per_step / max(elapsed, 1e-9))
+        return last
+
+
+# --------------------------------------------------------------------------------------------
+# Which samples train and which evaluate
+# --------------------------------------------------------------------------------------------
+def scene_of(sample, dataset: str) -> str:
+    """Scene (NYU: first folder of the RGB path) or drive (KITTI: the ``*_sync`` folder)."""
+    parts = [p for p in sample.line.split()[0].replace("\\", "/").split("/") if p and p != "."]
+    if dataset == "kitti":
+        drives = [p for p in parts if p.endswith("_sync")]
+        return drives[0] if drives else parts[0]
+    return parts[0] if len(parts) > 1 else ""
+
+
+def split_by_scene(samples, fraction: float, dataset: str, seed: int = 0):
+    """Hold out about ``fraction`` of the scenes (never splitting one); returns (train, val)."""
+    scenes = sorted({scene_of(s, dataset) for s in samples})
+    if len(scenes) < 2:
+        raise TrainingError("--validation_split needs at least two scenes/drives in the training list")
+    order = np.random.default_rng(seed).permutation(len(scenes))
+    count = min(len(scenes) - 1, max(1, round(fraction * len(scenes))))
+    held = {scenes[i] for i in order[:count]}
+    train = [s for s in samples if scene_of(s, dataset) not in held]
+    val = [s for s in samples if scene_of(s, dataset) in held]
+    return train, val
+
+
+def select_samples(args: argparse.Namespace):
+    """(training samples, evaluation samples) from the list files and ``--validation_split``."""
+    train = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+    evaluation = []
+    if args.validation_split > 0:
+        train, evaluation = split_by_scene(train, args.validation_split, args.dataset,
+                                           args.seed or 0)
+    elif args.do_online_eval:
+        if not args.filenames_file_eval:
+            raise TrainingError("--do_online_eval needs --filenames_file_eval or --validation_split")
+        evaluation = bts_dataloader.read_filenames_file(
+            args.filenames_file_eval, args.data_path_eval or args.data_path,
+            args.gt_path_eval or args.gt_path)
+    return train, evaluation
