@@ -280,6 +280,8 @@ class Trainer:
         self.chief = is_chief(self.strategy)
         self.run_dir = os.path.join(args.log_directory, args.model_name)
         self.train_samples, self.eval_samples = select_samples(args)
+        # Validation runs with --do_online_eval (an eval list) or --validation_split (held-out scenes).
+        self.evaluating = bool(self.eval_samples) and self.evaluate_fn is not None
         self.accumulation = max(1, args.gradient_accumulation_steps)
         self.samples_per_step = args.batch_size * self.accumulation
         self.steps_per_epoch = steps_per_epoch(len(self.train_samples), self.samples_per_step)
@@ -443,6 +445,9 @@ class Trainer:
         if self.chief:
             write_argument_file(self.args, os.path.join(self.run_dir, "arguments.txt"))
         last = {"loss": float("nan")}
+        if self.evaluating and self.step == 0:
+            LOG.info("baseline evaluation of the initial weights")
+            last.update(self.maybe_evaluate() or {})
         progress = tqdm(total=stop, initial=self.step, desc="train", unit="step",
                         disable=not self.chief, dynamic_ncols=True)
         start_step, started = self.step, time.time()
@@ -464,7 +469,7 @@ class Trainer:
                     if step % self.args.log_freq == 0 or step == 1:
                         self._log_scalars(loss)
                         self._log_images(batch, outputs)
-                    if self.args.do_online_eval and step % self.args.eval_freq == 0:
+                    if self.evaluating and step % self.args.eval_freq == 0:
                         last.update(self.maybe_evaluate() or {})
                     if step % self.args.save_freq == 0:
                         self.save_checkpoint()
@@ -482,7 +487,7 @@ class Trainer:
             self.writer.flush()
         if self.step != (int(self.last_checkpoint.rsplit("-", 1)[-1]) if self.last_checkpoint else -1):
             self.save_checkpoint()
-        if self.args.do_online_eval and self.step % self.args.eval_freq != 0:
+        if self.evaluating and self.step % self.args.eval_freq != 0:
             last.update(self.maybe_evaluate() or {})
         self.save_final_model()
         elapsed = time.time() - started
