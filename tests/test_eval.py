@@ -1,0 +1,210 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""End to end: bts_test.py on tiny synthetic NYU/KITTI data and any images; eval_with_pngs.py."""
+import csv
+import math
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import bts_model
+import bts_test
+from utils import eval_with_pngs, metrics
+from utils.arguments import parse_args
+
+TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
+
+
+def _write_rgb(path, height, width, seed):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)).save(path)
+
+
+def _write_gt(path, height, width, scale, max_m, seed, density=1.0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    depth_m = rng.uniform(0, max_m * 1.1, (height, width)) * (rng.random((height, width)) < density)
+    Image.fromarray((depth_m * scale).astype(np.uint16)).save(path)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Tiny BTS weights per dataset (the KITTI model scales its output by focal)."""
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for dataset in ("nyu", "kitti"):
+        args = parse_args(groups=("model",), argv=TINY + ["--dataset", dataset])
+        model = bts_model.build_bts_model(bts_model.BtsConfig.from_args(args))
+        paths[dataset] = str(folder / f"{dataset}.weights.h5")
+        model.save_weights(paths[dataset])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def nyu_data(tmp_path_factory):
+    """NYU layout: 3 samples with GT in two scenes and one line without GT."""
+    root = tmp_path_factory.mktemp("nyu")
+    lines = []
+    for i, scene in enumerate(["bathroom", "bathroom", "living_room"], start=1):
+        _write_rgb(str(root / scene / f"rgb_{i:05d}.jpg"), 64, 96, seed=i)
+        _write_gt(str(root / scene / f"sync_depth_{i:05d}.png"), 64, 96, 1000.0, 10.0, seed=10 + i)
+        lines.append(f"{scene}/rgb_{i:05d}.jpg {scene}/sync_depth_{i:05d}.png 518.8579")
+    _write_rgb(str(root / "office" / "rgb_00004.jpg"), 64, 96, seed=4)
+    lines.append("office/rgb_00004.jpg None 518.8579")
+    (root / "list.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _read_csv(path):
+    with open(path, newline="") as handle:
+        return {row["name"]: row for row in csv.DictReader(handle)}
+
+
+def _reference_metrics(gt, pred, box, min_depth, max_depth):
+    """Independent float64 evaluation of one image inside a (top, bottom, left, right) box."""
+    top, bottom, left, right = box
+    gt, pred = gt[top:bottom, left:right].astype(np.float64), pred[top:bottom, left:right]
+    pred = np.clip(pred.astype(np.float64), min_depth, max_depth)
+    keep = (gt > min_depth) & (gt < max_depth)
+    g, p = gt[keep], pred[keep]
+    ratio = np.maximum(g / p, p / g)
+    e = np.log(p) - np.log(g)
+    return {"d1": np.mean(ratio < 1.25), "abs_rel": np.mean(np.abs(g - p) / g),
+            "rms": math.sqrt(np.mean((g - p) ** 2)), "sq_rel": np.mean((g - p) ** 2 / g),
+            "silog": 100 * math.sqrt(np.mean(e ** 2) - np.mean(e) ** 2),
+            "log10": np.mean(np.abs(np.log10(p) - np.log10(g)))}
+
+
+def _png(path):
+    return np.asarray(Image.open(path)).astype(np.float32)
+
+
+def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, nyu_data, weights,
+                                                                    capsys):
+    out, csv_test, csv_pngs = tmp_path / "out", tmp_path / "test.csv", tmp_path / "pngs.csv"
+    rc = bts_test.main(TINY + [
+        "--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_data), "--gt_path",
+        str(nyu_data), "--filenames_file", str(nyu_data / "list.txt"), "--checkpoint_path",
+        weights["nyu"], "--output_directory", str(out), "--eigen_crop", "--save_png",
+        "--save_cmap", "--save_npy", "--metrics_csv", str(csv_test)])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "Now testing 4 images" in printed and "1 GT files missing" in printed
+    assert "silog, abs_rel,   log10" in printed
+    names = ["bathroom_rgb_00001", "bathroom_rgb_00002", "living_room_rgb_00003", "office_rgb_00004"]
+    assert sorted(os.listdir(out / "raw")) == [n + ".png" for n in names]
+    assert sorted(os.listdir(out / "cmap")) == [n + ".png" for n in names]
+    npy = np.load(out / "npy" / "bathroom_rgb_00001.npy")
+    raw = _png(out / "raw" / "bathroom_rgb_00001.png")
+    assert npy.shape == raw.shape == (64, 96)
+    np.testing.assert_array_equal(raw, np.floor(npy * np.float32(1000)))
+
+    rc = eval_with_pngs.main(["--pred_path", str(out / "raw"), "--gt_path", str(nyu_data),
+                              "--dataset", "nyu", "--eigen_crop", "--max_depth_eval", "10",
+                              "--metrics_csv", str(csv_pngs)])
+    printed = capsys.readouterr().out
+    assert rc == 0 and "Evaluating 4 files" in printed and "1 GT files missing" in printed
+    in_process, offline = _read_csv(csv_test), _read_csv(csv_pngs)
+    assert len(in_process) == len(offline) == 4  # three images and the mean
+    for list_name, png_name in (("bathroom/rgb_00001.jpg", "bathroom_rgb_00001.png"),
+                                ("bathroom/rgb_00002.jpg", "bathroom_rgb_00002.png"),
+                                ("living_room/rgb_00003.jpg", "living_room_rgb_00003.png")):
+        for name in metrics.METRIC_NAMES:  # same predictions, same protocol: identical values
+            assert in_process[list_name][name] == offline[png_name][name]
+        gt = _png(nyu_data / list_name.split("/")[0] / f"sync_depth_{list_name[-9:-4]}.png") / 1000
+        pred = _png(out / "raw" / png_name) / 1000
+        reference = _reference_metrics(gt, pred, (45, 471, 41, 601), 1e-3, 10.0)
+        for name, value in reference.items():
+            assert float(in_process[list_name][name]) == pytest.approx(value, rel=2e-5), name
+    for name in metrics.METRIC_NAMES:
+        assert float(in_process["mean"][name]) == pytest.approx(float(offline["mean"][name]),
+                                                                abs=1e-6)
+
+
+def test_kitti_prediction_on_kb_crop_is_pasted_back_then_garg_cropped(tmp_path, weights, capsys):
+    data, gt_root = tmp_path / "kitti", tmp_path / "kitti_gt"
+    drive, frame = "2011_09_26_drive_0002_sync", "0000000069"
+    _write_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / f"{frame}.png"), 375, 1242, 1)
+    gt_file = gt_root / drive / "proj_depth" / "groundtruth" / "image_02" / f"{frame}.png"
+    _write_gt(str(gt_file), 375, 1242, 256.0, 80.0, seed=2, density=0.3)
+    (tmp_path / "eigen.txt").write_text(
+        f"2011_09_26/{drive}/image_02/data/{frame}.png {drive}/proj_depth/groundtruth/image_02/"
+        f"{frame}.png 721.5377\n2011_09_26/{drive}/image_02/data/{frame}.png None 721.5377\n"
+        .replace(f"{frame}.png None", "0000000070.png None"))
+    _write_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / "0000000070.png"), 375, 1242, 3)
+    out, csv_test, csv_pngs = tmp_path / "out", tmp_path / "t.csv", tmp_path / "p.csv"
+    rc = bts_test.main(TINY + [
+        "--mode", "test", "--dataset", "kitti", "--data_path", str(data), "--gt_path", str(gt_root),
+        "--filenames_file", str(tmp_path / "eigen.txt"), "--checkpoint_path", weights["kitti"],
+        "--output_directory", str(out), "--do_kb_crop", "--garg_crop", "--save_png",
+        "--metrics_csv", str(csv_test)])
+    assert rc == 0
+    assert "1 GT files missing" in capsys.readouterr().out
+    raw = _png(out / "raw" / f"{drive}_{frame}.png")
+    assert raw.shape == (352, 1216)  # upstream: the KB crop, pasted back at evaluation
+
+    assert eval_with_pngs.main(["--pred_path", str(out / "raw"), "--gt_path", str(gt_root),
+                                "--dataset", "kitti", "--garg_crop", "--do_kb_crop",
+                                "--metrics_csv", str(csv_pngs)]) == 0
+    row = _read_csv(csv_test)[f"2011_09_26/{drive}/image_02/data/{frame}.png"]
+    assert row == dict(_read_csv(csv_pngs)[f"{drive}_{frame}.png"],
+                       name=row["name"])
+    full = np.zeros((375, 1242), np.float32)
+    full[23:375, 13:1229] = raw / 256  # KB offsets of a 375×1242 frame
+    reference = _reference_metrics(_png(gt_file) / 256, full, (153, 371, 44, 1197), 1e-3, 80.0)
+    for name, value in reference.items():
+        assert float(row[name]) == pytest.approx(value, rel=2e-5), name
+
+
+def test_image_path_predicts_any_size_with_all_outputs(tmp_path, weights, capsys):
+    photos = tmp_path / "photos"
+    _write_rgb(str(photos / "a.png"), 37, 53, seed=1)
+    _write_rgb(str(photos / "sub" / "b.jpg"), 64, 80, seed=2)
+    out = tmp_path / "out"
+    rc = bts_test.main(TINY + [
+        "--dataset", "nyu", "--checkpoint_path", weights["nyu"], "--image_path", str(photos),
+        "--output_directory", str(out), "--save_png", "--save_cmap", "--save_npy",
+        "--save_point_cloud", "--focal", "300"])
+    assert rc == 0 and "Now predicting 2 images" in capsys.readouterr().out
+    assert _png(out / "raw" / "a.png").shape == (37, 53)
+    assert _png(out / "raw" / "sub" / "b.png").shape == (64, 80)
+    assert np.asarray(Image.open(out / "cmap" / "sub" / "b.png")).shape == (64, 80, 3)
+    depth = np.load(out / "npy" / "a.npy")
+    assert depth.shape == (37, 53) and np.all(depth > 0)
+    with open(out / "ply" / "a.ply", "rb") as handle:
+        assert f"element vertex {37 * 53}".encode() in handle.read(300)
+
+
+def _run_expecting_error(argv, capsys):
+    rc = bts_test.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("bts_test.py: error:")]
+
+
+def test_bad_inputs_give_one_clear_line_and_no_partial_files(tmp_path, weights, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a_broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    _write_rgb(str(photos / "b.png"), 32, 32, seed=3)
+    out = tmp_path / "out"
+    common = TINY + ["--dataset", "nyu", "--image_path", str(photos), "--save_png",
+                     "--output_directory", str(out)]
+    lines = _run_expecting_error(common + ["--checkpoint_path", weights["nyu"]], capsys)
+    assert len(lines) == 1 and "a_broken.jpg" in lines[0]
+    assert [f for _, _, files in os.walk(out) for f in files] == []  # nothing half-written
+
+    lines = _run_expecting_error(common + ["--checkpoint_path", str(tmp_path / "no.keras")], capsys)
+    assert len(lines) == 1 and "does not exist" in lines[0]
+    lines = _run_expecting_error(common + ["--checkpoint_path", weights["nyu"], "--bts_size", "256"],
+                                 capsys)
+    assert len(lines) == 1 and "does not fit this model" in lines[0]
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    lines = _run_expecting_error(TINY + ["--image_path", str(photos / "b.png"), "--save_png",
+                                         "--checkpoint_path", weights["nyu"],
+                                         "--output_directory", str(blocker / "out")], capsys)
+    assert len(lines) == 1 and "not writable" in lines[0]
+    assert blocker.read_text() == "x"
