@@ -2,9 +2,9 @@
 """Evaluation of a model on a list of samples with the official protocol (spec §6.3).
 
 Used for online evaluation / validation during training and by hyper-parameter tuning. Per image:
-predict on the (KB-cropped for KITTI) input, paste a KB-cropped prediction back into a zero canvas
-of the full ground-truth size, then :func:`utils.metrics.evaluate_image` (clipping, valid range,
-Eigen/Garg crop); metrics are averaged over images that have ground truth.
+predict on the (KB-cropped for KITTI) input, then :func:`utils.metrics.evaluate_image` (clipping,
+KB-crop paste-back into the full ground-truth frame, valid range, Eigen/Garg crop); metrics are
+averaged over images that have ground truth. ``bts_test.py`` applies the same per-image function.
 """
 from __future__ import annotations
 
@@ -16,16 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 import bts_dataloader
-from utils.datasets import kb_crop_offsets
 from utils.metrics import average_metrics, evaluate_image
-
-
-def paste_kb_crop(pred: np.ndarray, full_height: int, full_width: int) -> np.ndarray:
-    """Place a KB-cropped (352×1216) prediction into a zero canvas of the full frame size."""
-    top, left = kb_crop_offsets(full_height, full_width)
-    canvas = np.zeros((full_height, full_width), dtype=pred.dtype)
-    canvas[top:top + pred.shape[0], left:left + pred.shape[1]] = pred
-    return canvas
 
 
 def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequence,
@@ -42,11 +33,10 @@ def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequ
             continue
         pred = predict_fn({"image": batch["image"], "focal": batch["focal"]}).numpy()[0, ..., 0]
         gt = batch["depth"].numpy()[0, ..., 0]
-        if pred.shape != gt.shape and args.do_kb_crop:
-            pred = paste_kb_crop(pred, *gt.shape)
-        per_image.append(evaluate_image(gt, pred, args.min_depth_eval, args.max_depth_eval,
-                                        args.dataset, eigen_crop=args.eigen_crop,
-                                        garg_crop=args.garg_crop))
+        per_image.append(evaluate_image(
+            gt, pred, args.min_depth_eval, args.max_depth_eval, args.dataset,
+            eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
+            do_kb_crop=args.do_kb_crop and args.dataset == "kitti"))
     return average_metrics(per_image), per_image
 
 
