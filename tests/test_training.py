@@ -254,3 +254,30 @@ def test_two_process_multi_worker_run_trains(nyu_data, tmp_path):
     finals = [l for out in outputs for l in out.splitlines() if l.startswith("finished at step 3")]
     assert len(finals) == 2 and finals[0] == finals[1]  # same loss on both workers
     assert os.path.exists(tmp_path / "run" / "ckpt-3.index")
+
+
+@pytest.mark.parametrize("policy", ["bf16", "fp16"])
+def test_mixed_precision_step_keeps_loss_and_depth_in_float32(nyu_data, tmp_path, policy):
+    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "1", "--mixed_precision", policy)
+    try:
+        assert trainer.model.output.dtype == "float32"
+        assert trainer.model.get_layer("conv5").compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[policy]
+        assert trainer.model.get_layer("lpg8x8").compute_dtype == "float32"
+        result = trainer.train()
+        assert np.isfinite(result["loss"]) and trainer.step == 1
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_before_exiting(nyu_data, tmp_path):
+    proc = _run_main(_argv(nyu_data, tmp_path, "--num_steps", "400"))
+    deadline = time.time() + 240
+    summaries = tmp_path / "run" / "arguments.txt"
+    while time.time() < deadline and not summaries.exists():
+        time.sleep(0.5)
+    time.sleep(8)  # inside the training loop by now
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and glob.glob(str(tmp_path / "run" / "ckpt-*.index"))
