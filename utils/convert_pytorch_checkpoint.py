@@ -232,8 +232,9 @@ def convert_checkpoint(source_path: str, output_path: str, config) -> int:
     model = bts_model.build_bts_model(config)
     count = assign_state_dict(model, state, source=repr(source_path))
     skipped = sum(1 for k in state if is_skipped_key(k))
-    LOG.info("set %d Keras weights (%d parameters) from %d tensors; skipped %d num_batches_tracked",
-             count, bts_model.count_params(model.weights), len(state), skipped)
+    LOG.info("set %d Keras weights (%d learnable parameters) from %d tensors; skipped %d "
+             "num_batches_tracked", count, bts_model.count_params(model.trainable_weights),
+             len(state), skipped)
     save_model(model, output_path)
     return count
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+# ImageNet initialisation of the encoder (as the official PyTorch BTS, spec §1.10): downloads
+# torchvision's DenseNet weights from download.pytorch.org, checks the SHA-256 prefix that
+# torchvision embeds in the file name, and converts them into the encoder weights file that
+# training loads by default (--pretrained_model):
+#
+#   ./init_densenet_161.sh                # → models/densenet161_imagenet/weights.h5
+#   ./init_densenet_161.sh densenet121    # → models/densenet121_imagenet/weights.h5
+#                                         #   (train with --encoder densenet121_bts
+#                                         #    --pretrained_model models/densenet121_imagenet/weights.h5)
+#
+# Idempotent (finished steps are skipped) and resumable (a partial download continues).
+# Installs the CPU build of PyTorch into the Python environment only if it is missing.
+# Environment: BTS_MODELS_DIR (default ./models), PYTHON (default .venv/bin/python, else python3).
+set -euo pipefail
+cd "$(dirname "$0")"
+source utils/pretrained_common.sh
+
+ARCH="${1:-densenet161}"
+case "${ARCH}" in
+  densenet161) FILE="densenet161-8d451a50.pth" ;;
+  densenet121) FILE="densenet121-a639ec97.pth" ;;
+  *) echo "usage: $0 [densenet161|densenet121]" >&2; exit 2 ;;
+esac
+URL="https://download.pytorch.org/models/${FILE}"
+SOURCE="${DOWNLOAD_DIR}/${FILE}"
+OUTPUT="${MODELS_DIR}/${ARCH}_imagenet/weights.h5"
+PYTHON="$(pick_python)"
+
+download "${URL}" "${SOURCE}"
+
+# torchvision names its files <arch>-<first 8 hex digits of the SHA-256>.pth
+expected="${FILE##*-}"; expected="${expected%.pth}"
+actual="$(sha256sum "${SOURCE}" | cut -c1-${#expected})"
+if [[ "${actual}" != "${expected}" ]]; then
+  echo "error: ${SOURCE} has SHA-256 prefix ${actual}, expected ${expected}; deleted it, run again" >&2
+  rm -f "${SOURCE}"
+  exit 1
+fi
+echo "checksum ok: ${SOURCE} (sha256 ${actual}…)"
+
+if [[ -f "${OUTPUT}" && "${OUTPUT}" -nt "${SOURCE}" ]]; then
+  echo "already converted: ${OUTPUT}"
+  exit 0
+fi
+ensure_torch "${PYTHON}"
+"${PYTHON}" utils/convert_torchvision_densenet.py --pytorch_checkpoint "${SOURCE}" \
+  --encoder "${ARCH}_bts" --output_path "${OUTPUT}"
