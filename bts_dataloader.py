@@ -1,0 +1,881 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""BTS input pipeline: one ``tf.data`` chain per mode, from image files or TFRecord shards (spec §5).
+
+Public API (other modules code against exactly this):
+
+* ``read_filenames_file(path, data_path="", gt_path="") -> list[Sample]``: parse an upstream list
+  (``rgb depth focal`` per line, ``None`` for a missing depth). Roots are joined the PyTorch way
+  (``os.path.join(root, "./" + column)``, so NYU's leading ``/`` does not reset the root; ``gs://``
+  roots work). Blank lines are skipped; an empty file, a wrong column count or a bad focal is a
+  one-line :class:`DataError` naming the file and line.
+* ``normalize_image(image01, mode="torch")``: (..., 3) float in [0, 1] -> encoder input. Modes:
+  ``torch`` (ImageNet mean/std, our DenseNets), ``tf`` (x*2-1), ``caffe`` (BGR, x*255 - mean),
+  ``raw`` (unchanged). An encoder's mode is ``bts_model.encoder_spec(name).preprocessing``.
+* ``make_dataset(args, mode, *, samples=None, epoch=0) -> tf.data.Dataset`` with mode in
+  train / eval / test; ``samples`` replaces ``args.filenames_file`` (validation splits).
+
+  - train: ONE epoch (callers repeat by calling again with the next ``epoch`` and resume with
+    ``.skip(n)``), shuffled with a seed derived from (``args.seed`` or 0, epoch) whenever
+    ``args.seed`` is set or ``args.deterministic``; batches of ``args.batch_size`` with
+    ``drop_remainder=True``: ``{"image": (B,h,w,3) float32 normalised, "depth": (B,h,w,1) float32
+    metres (0 = invalid), "focal": (B,) float32}``, h, w = ``args.input_height/width``.
+    Augmentation per sample in spec §5.5 order (NYU border crop / KITTI KB crop if
+    ``--do_kb_crop``, rotation if ``--do_random_rotate`` by ``--degree``, random crop, flip,
+    photometric), drawn with stateless random ops seeded by (seed, epoch, line index), so a
+    resumed epoch gives the very same batches. No ``py_function``: the chain runs under XLA / TPU.
+  - eval: batch 1, no augmentation: ``{"image": (1,H,W,3)`` normalised full image (KB-cropped for
+    KITTI with ``--do_kb_crop``), ``"depth": (1,Hgt,Wgt,1)`` full-size ground truth in metres (zeros
+    when the line has none), ``"has_depth": (1,) bool, "focal": (1,) float32, "index": (1,) int64}``.
+  - test: like eval without ``depth`` / ``has_depth``.
+  - With ``args.tfrecord_path`` (a shard prefix ``PREFIX`` -> ``PREFIX-*-of-*.tfrecord``, or a glob)
+    the samples come from TFRecord shards written by ``bts_convert_data.py`` (``tf.train.Example``
+    holding the encoded RGB bytes, the 16-bit PNG depth bytes, focal, has_depth, the line index and
+    source line), read through ``tf.io.gfile`` and interleaved in parallel, then decoded by the very
+    same functions as files: with augmentation off both give identical tensors.
+
+* ``load_image(path) -> np.uint8 (H,W,3)`` and ``load_depth(path, dataset) -> np.float32 (H,W)``
+  metres: readers for evaluation code, with one-line errors (missing file, unreadable image, 8-bit
+  PNG where a 16-bit depth PNG is expected).
+* Errors inside a running pipeline (a missing or corrupt file, an 8-bit depth PNG, image and depth
+  of different sizes) are raised by TF while iterating. Iterate inside ``with data_errors():`` to
+  get one :class:`DataError` line naming the list file, line and path instead of a TF trace.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import logging
+import math
+import os
+import re
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset_facts, kb_crop_offsets
+
+log = logging.getLogger(__name__)
+
+MODES = ("train", "eval", "test")
+NORMALIZATION_MODES = ("torch", "tf", "caffe", "raw")
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TFRECORD_SUFFIX = ".tfrecord"
+SHARD_PATTERN = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord$")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Leading bytes of the RGB formats tf.io.decode_image reads: JPEG, PNG, GIF, BMP.
+RGB_MAGICS = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF8", b"BM")
+# Number of uniform draws per training sample (see _augment_draws).
+_NUM_DRAWS = 10
+_ERROR_TAG = re.compile(r"BTS_DATA_ERROR<<(.*?)>>", re.S)
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataError(ValueError):
+    """A bad input list, file or record, described in one line naming the file (and line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One line of a filenames file, with the roots already joined."""
+
+    rgb_path: str
+    depth_path: Optional[str]  # None when the list says 'None' (no ground truth)
+    focal: float  # px
+    line_number: int  # 1-based line in the list file
+    line: str  # the line as written
+    source: str = ""  # the list file
+
+    @property
+    def where(self) -> str:
+        """'list.txt line 12' for error messages."""
+        return f"{self.source or '<samples>'} line {self.line_number}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Filenames files
+# ---------------------------------------------------------------------------------------------
+def join_root(root: str, column: str) -> str:
+    """PT's ``os.path.join(root, "./" + column)`` without the ``./`` (GCS object names keep it)."""
+    relative = column.lstrip("/")
+    while relative.startswith("./"):
+        relative = relative[2:].lstrip("/")
+    return os.path.join(root, relative) if root else relative
+
+
+def parse_filenames_line(text: str, line_number: int, source: str, data_path: str = "",
+                         gt_path: str = "") -> Sample:
+    """Parse ``rgb depth focal``; a one-line DataError naming ``source`` and the line otherwise."""
+    columns = text.split()
+    where = f"{source} line {line_number}"
+    if len(columns) != 3:
+        raise DataError(f"{where}: expected 3 columns 'rgb_path depth_path focal', got "
+                        f"{len(columns)}: {text.strip()!r}")
+    try:
+        focal = float(columns[2])
+    except ValueError:
+        raise DataError(f"{where}: focal {columns[2]!r} is not a number") from None
+    if not math.isfinite(focal) or focal <= 0:
+        raise DataError(f"{where}: focal {columns[2]!r} must be a positive number of pixels")
+    depth = None if columns[1] == "None" else join_root(gt_path, columns[1])
+    return Sample(join_root(data_path, columns[0]), depth, focal, line_number, text.rstrip("\r\n"),
+                  source)
+
+
+def read_filenames_file(path: str, data_path: str = "", gt_path: str = "") -> List[Sample]:
+    """Read an upstream filenames file (local or ``gs://``) into Samples (spec §5.1)."""
+    if not path:
+        raise DataError("no filenames file given (--filenames_file is empty)")
+    try:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            text = handle.read()
+    except (tf.errors.OpError, OSError) as err:
+        raise DataError(f"cannot read filenames file {path}: {_first_line(err)}") from None
+    samples = [parse_filenames_line(line, number, path, data_path, gt_path)
+               for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not samples:
+        raise DataError(f"filenames file {path} is empty")
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Small tensor -> tensor ops (each works eagerly and inside Dataset.map)
+# ---------------------------------------------------------------------------------------------
+def channel_affine(image, scale, bias) -> tf.Tensor:
+    """``image * scale + bias`` with per-channel (3,) scale and bias on a (..., W, 3) tensor.
+
+    Broadcasting over a last axis of size 3 is slow on CPU (not vectorised); with W*3 lanes
+    per row, tiled, it is 3-4x faster and gives the same values.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    shape = tf.shape(image)
+    rows = tf.reshape(image, tf.concat([shape[:-2], [-1]], 0))  # (..., W*3)
+    scale = tf.tile(tf.reshape(tf.cast(scale, tf.float32), [3]), [shape[-2]])
+    bias = tf.tile(tf.reshape(tf.cast(bias, tf.float32), [3]), [shape[-2]])
+    return tf.reshape(rows * scale + bias, shape)
+
+
+def _normalisation_affine(mode: str, input_scale: float = 1.0):
+    """(scale, bias, bgr) with normalize_image(x * input_scale) == affine(x) per channel."""
+    if mode == "torch":
+        std = np.asarray(IMAGENET_STD, np.float64)
+        return input_scale / std, -np.asarray(IMAGENET_MEAN, np.float64) / std, False
+    if mode == "tf":
+        return np.full(3, 2.0 * input_scale), np.full(3, -1.0), False
+    if mode == "caffe":
+        return np.full(3, 255.0 * input_scale), -np.asarray(CAFFE_MEAN_BGR, np.float64), True
+    if mode == "raw":
+        return np.full(3, input_scale), np.zeros(3), False
+    raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
+
+
+def normalize_image(image01, mode: str = "torch") -> tf.Tensor:
+    """(..., 3) float RGB in [0, 1] -> encoder input (spec §5.6).
+
+    torch: (x - mean) / std with ImageNet statistics; tf: 2x - 1; caffe: BGR, 255 x - mean; raw: x.
+    """
+    image01 = tf.convert_to_tensor(image01, tf.float32)
+    if mode == "torch":
+        mean = np.asarray(IMAGENET_MEAN, np.float32)
+        std = np.asarray(IMAGENET_STD, np.float32)
+        return channel_affine(image01, 1.0 / std, -mean / std)
+    if mode == "tf":
+        return image01 * 2.0 - 1.0
+    if mode == "caffe":
+        return channel_affine(image01[..., ::-1], [255.0] * 3, -np.asarray(CAFFE_MEAN_BGR, np.float32))
+    if mode == "raw":
+        return image01
+    raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
+
+
+def rotation_transform(angle_rad, height, width) -> tf.Tensor:
+    """(8,) projective transform (output -> input pixel) rotating about the image centre.
+
+    Positive angles turn the content counter-clockwise, as PIL ``rotate`` and tfa ``rotate``.
+    """
+    return crop_transform(angle_rad, height, width, 0, 0, False, width)
+
+
+def crop_transform(angle_rad, height, width, top, left, flip, out_width) -> tf.Tensor:
+    """(8,) transform for: rotate a (height, width) image about its centre, crop at (top, left),
+    then mirror the crop horizontally if ``flip``; all in one resampling.
+
+    Output pixel (x, y) -> crop pixel x_r = left + (out_width - 1 - x if flip else x), y_r = top + y
+    -> source pixel R(angle) (x_r - cx, y_r - cy) + (cx, cy) with c the centre ((w-1)/2, (h-1)/2).
+    """
+    angle = tf.cast(angle_rad, tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    h = tf.cast(height, tf.float32)
+    w = tf.cast(width, tf.float32)
+    x_offset = ((w - 1.0) - (cos * (w - 1.0) - sin * (h - 1.0))) / 2.0
+    y_offset = ((h - 1.0) - (sin * (w - 1.0) + cos * (h - 1.0))) / 2.0
+    flip = tf.cast(flip, tf.bool)
+    sign = tf.where(flip, -1.0, 1.0)
+    shift = tf.cast(left, tf.float32) + tf.where(flip, tf.cast(out_width, tf.float32) - 1.0, 0.0)
+    top = tf.cast(top, tf.float32)
+    return tf.stack([
+        cos * sign, -sin, cos * shift - sin * top + x_offset,
+        sin * sign, cos, sin * shift + cos * top + y_offset,
+        0.0, 0.0,
+    ])
+
+
+def _round_half_away(x):
+    """std::round (what ImageProjectiveTransform's NEAREST uses); tf.round rounds half to even."""
+    return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)
+
+
+def apply_transform(image, transform, output_shape, interpolation: str = "BILINEAR",
+                    xla_compatible: bool = False) -> tf.Tensor:
+    """Resample an (H, W, C) float image with an affine (8,) transform; zero outside the image.
+
+    Two implementations with the same result (``fill_mode="CONSTANT"``, ``fill_value=0``: each
+    bilinear corner outside the image reads 0; NEAREST rounds half away from zero and returns
+    input values or 0 only):
+
+    * ``xla_compatible=False``: ``tf.raw_ops.ImageProjectiveTransformV3``, the fastest on CPU
+      (used by the tf.data pipeline, which runs on the host CPU even when training on TPU). This
+      kernel has no XLA registration: under ``jit_compile=True`` it fails to compile.
+    * ``xla_compatible=True``: the same sampling written with gathers, which compiles with XLA
+      and runs on TPU (for augmentation on the accelerator; about 2x the CPU cost of the kernel).
+
+    Args:
+        image: (H, W, C) float tensor.
+        transform: (8,) [a0, a1, a2, b0, b1, b2, 0, 0]; output (x, y) reads input
+            (a0 x + a1 y + a2, b0 x + b1 y + b2).
+        output_shape: (h, w) of the output.
+        interpolation: "BILINEAR" or "NEAREST".
+        xla_compatible: pick the gather implementation.
+    Returns:
+        (h, w, C) tensor of ``image``'s dtype.
+    """
+    if interpolation not in ("BILINEAR", "NEAREST"):
+        raise ValueError(f"interpolation {interpolation!r} is unknown; expected BILINEAR or NEAREST")
+    image = tf.convert_to_tensor(image)
+    transform = tf.cast(tf.reshape(transform, [8]), tf.float32)
+    if not xla_compatible:
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=image[tf.newaxis], transforms=transform[tf.newaxis],
+            output_shape=tf.convert_to_tensor(output_shape, tf.int32), fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT")
+        return out[0]
+    return _gather_transform(image, transform, output_shape, interpolation)
+
+
+def _gather_transform(image, transform, output_shape, interpolation: str) -> tf.Tensor:
+    """XLA-compatible :func:`apply_transform` (gathers from the flattened image)."""
+    shape = tf.shape(image)
+    height, width, channels = shape[0], shape[1], image.shape[-1]
+    flat = tf.reshape(image, [-1, channels])  # (H*W, C)
+    ys = tf.range(output_shape[0], dtype=tf.float32)[:, tf.newaxis]
+    xs = tf.range(output_shape[1], dtype=tf.float32)[tf.newaxis, :]
+    src_x = transform[0] * xs + transform[1] * ys + transform[2]  # (h, w)
+    src_y = transform[3] * xs + transform[4] * ys + transform[5]
+
+    def read(xi, yi, weight):
+        """weight * pixel at integer (xi, yi), 0 outside the image: (h, w, C)."""
+        inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+        values = tf.gather(flat, tf.where(inside, yi * width + xi, 0))
+        weight = tf.where(inside, tf.cast(weight, image.dtype), tf.zeros([], image.dtype))
+        return values * weight[..., tf.newaxis]
+
+    if interpolation == "NEAREST":
+        xi = tf.cast(_round_half_away(src_x), tf.int32)
+        yi = tf.cast(_round_half_away(src_y), tf.int32)
+        return read(xi, yi, tf.ones_like(src_x))
+    x_floor, y_floor = tf.floor(src_x), tf.floor(src_y)
+    fx, fy = src_x - x_floor, src_y - y_floor
+    x0, y0 = tf.cast(x_floor, tf.int32), tf.cast(y_floor, tf.int32)
+    return (read(x0, y0, (1.0 - fx) * (1.0 - fy)) + read(x0 + 1, y0, fx * (1.0 - fy))
+            + read(x0, y0 + 1, (1.0 - fx) * fy) + read(x0 + 1, y0 + 1, fx * fy))
+
+
+def rotate(image, angle_rad, interpolation: str = "BILINEAR", xla_compatible: bool = True) -> tf.Tensor:
+    """Rotate an (H, W, C) float image about its centre on the same canvas, zero fill."""
+    shape = tf.shape(image)
+    return apply_transform(image, rotation_transform(angle_rad, shape[0], shape[1]), shape[:2],
+                           interpolation, xla_compatible)
+
+
+def rotate_image_and_depth(image01, depth_m, angle_rad,
+                           xla_compatible: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Rotate image (bilinear) and depth (nearest) together, as spec §5.5 step 2.
+
+    The default implementation compiles with ``jit_compile=True`` and runs on TPU.
+    """
+    return (rotate(image01, angle_rad, "BILINEAR", xla_compatible),
+            rotate(depth_m, angle_rad, "NEAREST", xla_compatible))
+
+
+def crop(image, top, left, height: int, width: int) -> tf.Tensor:
+    """``image[top:top+height, left:left+width]`` with static output size."""
+    return tf.slice(image, tf.stack([top, left, 0]), [height, width, -1])
+
+
+def flip_left_right(image, flip) -> tf.Tensor:
+    """Mirror an (H, W, C) tensor horizontally when ``flip`` (a bool tensor) is true."""
+    return tf.cond(tf.cast(flip, tf.bool), lambda: tf.reverse(image, axis=[1]), lambda: image)
+
+
+def augment_colour(image01, gamma, brightness, colour) -> tf.Tensor:
+    """Spec §5.5 step 5: clip(x ** gamma * brightness * colour, 0, 1) on an (H, W, 3) image.
+
+    x ** gamma is evaluated as exp(gamma * log x) (2-3x faster than pow on CPU; 0 stays 0).
+    """
+    image01 = tf.convert_to_tensor(image01, tf.float32)
+    scale = tf.cast(brightness, tf.float32) * tf.cast(colour, tf.float32)  # (3,)
+    powered = tf.exp(tf.math.log(image01) * tf.cast(gamma, tf.float32))
+    return tf.clip_by_value(channel_affine(powered, scale, tf.zeros([3])), 0.0, 1.0)
+
+
+def finish_image(image255, mode: str, colour_draws=None, brightness_range=(0.75, 1.25)) -> tf.Tensor:
+    """Photometric augmentation (optional) and normalisation of an (h, w, 3) float image in
+    [0, 255], with the 1/255 folded into the arithmetic (one pass fewer than converting first).
+
+    ``colour_draws``: None (no colour augmentation) or (5,) uniforms -> gamma U(0.9, 1.1),
+    brightness U(brightness_range), colour U(0.9, 1.1)^3. Equals
+    ``normalize_image(augment_colour(image255 / 255, ...), mode)`` up to float rounding.
+    """
+    image255 = tf.convert_to_tensor(image255, tf.float32)
+    if colour_draws is None:
+        scale, bias, bgr = _normalisation_affine(mode, 1.0 / 255.0)
+        image = image255[..., ::-1] if bgr else image255
+        return channel_affine(image, scale.astype(np.float32), bias.astype(np.float32))
+    gamma = _uniform(colour_draws[0], 0.9, 1.1)
+    brightness = _uniform(colour_draws[1], *brightness_range)
+    colour = _uniform(colour_draws[2:5], 0.9, 1.1)
+    # (x / 255) ** g == exp(g * log x - g * log 255)
+    powered = tf.exp(tf.math.log(image255) * gamma - gamma * math.log(255.0))
+    image01 = tf.clip_by_value(channel_affine(powered, brightness * colour, tf.zeros([3])), 0.0, 1.0)
+    return normalize_image(image01, mode)
+
+
+def dataset_crop_box(dataset: str, height, width, do_kb_crop: bool):
+    """(top, left, crop_h, crop_w) of the train-time dataset crop, or None (spec §5.3, §5.4).
+
+    NYU: the border crop [45:472, 43:608] of a 480x640 frame; other frame sizes (synthetic demo
+    data) get the same box scaled to the frame (floor of box * size / 480x640). KITTI: the KB crop
+    when ``do_kb_crop``. ``height``/``width`` may be ints or scalar tensors.
+    """
+    facts = get_dataset_facts(dataset)
+    if facts.train_border_crop is not None:
+        ref_h, ref_w = facts.test_input_size  # the 480x640 frame the box is defined on
+        top, left, box_h, box_w = facts.train_border_crop
+        return ((top * height) // ref_h, (left * width) // ref_w,
+                (box_h * height) // ref_h, (box_w * width) // ref_w)
+    if do_kb_crop and facts.kb_crop_size is not None:
+        return kb_crop_box(height, width)
+    return None
+
+
+def kb_crop_box(height, width):
+    """(top, left, 352, 1216): bottom-aligned, horizontally centred (``utils.datasets.kb_crop_offsets``)."""
+    crop_h, crop_w = get_dataset_facts("kitti").kb_crop_size
+    if isinstance(height, int) and isinstance(width, int):
+        return kb_crop_offsets(height, width) + (crop_h, crop_w)
+    # int((W - 1216) / 2) == (W - 1216) // 2 for the W >= 1216 the caller checks.
+    return height - crop_h, (width - crop_w) // 2, crop_h, crop_w
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding with checks that name the sample
+# ---------------------------------------------------------------------------------------------
+def _tagged(where, reason: str):
+    """A string tensor carrying an error message that ``data_errors`` turns into a DataError."""
+    return tf.strings.join(["BTS_DATA_ERROR<<", where, ": ", reason, ">>"])
+
+
+def _check(condition, where, reason: str, value):
+    """Return ``value`` after asserting ``condition``; the failure message names the sample."""
+    assertion = tf.debugging.Assert(condition, [_tagged(where, reason)])
+    with tf.control_dependencies([assertion]):
+        return tf.identity(value)
+
+
+def _starts_with(data, prefix: bytes):
+    return tf.equal(tf.strings.substr(data, 0, len(prefix)), prefix)
+
+
+def decode_rgb(data, where="") -> tf.Tensor:
+    """Encoded JPEG/PNG bytes -> (H, W, 3) uint8; a tagged error for anything else."""
+    known = tf.reduce_any(tf.stack([_starts_with(data, magic) for magic in RGB_MAGICS]))
+    data = _check(known, where, "not a JPEG or PNG image (corrupt or wrong file)", data)
+    # JPEG with the accurate integer DCT, as libjpeg's default used by PIL (the PyTorch loader);
+    # TF's own default (INTEGER_FAST) differs by up to ~7 grey levels.
+    image = tf.cond(
+        _starts_with(data, RGB_MAGICS[0]),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False))
+    image.set_shape([None, None, 3])
+    return image
+
+
+def decode_depth(data, where="") -> tf.Tensor:
+    """16-bit single-channel PNG bytes -> (H, W) uint16; 8-bit or colour PNGs are an error.
+
+    ``decode_png(dtype=uint16)`` would silently scale an 8-bit PNG by 257, so the PNG header's
+    bit depth (byte 24) and colour type (byte 25) are checked first.
+    """
+    is_png = _starts_with(data, PNG_SIGNATURE)
+    data = _check(is_png, where, "depth is not a PNG file (expected a 16-bit PNG)", data)
+    bit_depth = tf.strings.substr(data, 24, 1)
+    colour_type = tf.strings.substr(data, 25, 1)
+    ok = tf.logical_and(tf.equal(bit_depth, b"\x10"), tf.equal(colour_type, b"\x00"))
+    data = _check(ok, where, "depth PNG is not 16-bit single-channel (8-bit PNG where a 16-bit "
+                             "depth map is expected?)", data)
+    depth = tf.io.decode_png(data, channels=1, dtype=tf.uint16)[..., 0]
+    depth.set_shape([None, None])
+    return depth
+
+
+def depth_to_metres(depth_u16, dataset: str) -> tf.Tensor:
+    """uint16 PNG values -> float32 metres (NYU / 1000, KITTI / 256; 0 stays invalid)."""
+    return tf.cast(depth_u16, tf.float32) / get_dataset_facts(dataset).depth_scale
+
+
+def _check_same_size(image, depth, where):
+    """Assert image and depth have the same height and width; returns both after the check."""
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], tf.shape(depth)[:2]))
+    assertion = tf.debugging.Assert(same, [_tagged(where, "image and depth have different sizes")])
+    with tf.control_dependencies([assertion]):
+        return tf.identity(image), tf.identity(depth)
+
+
+def _check_at_least(image, height, width, where, what: str, *others):
+    """Assert ``image`` is at least height x width; returns image (and ``others``) after the check."""
+    shape = tf.shape(image)
+    ok = tf.logical_and(shape[0] >= height, shape[1] >= width)
+    assertion = tf.debugging.Assert(ok, [_tagged(where, f"image is smaller than the {what}")])
+    with tf.control_dependencies([assertion]):
+        checked = tuple(tf.identity(t) for t in (image,) + others)
+    return checked if others else checked[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-sample functions shared by files and TFRecords
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What the per-sample functions need from ``args``."""
+
+    dataset: str
+    normalization: str
+    input_height: int
+    input_width: int
+    do_kb_crop: bool
+    do_random_rotate: bool
+    degree: float
+    xla_compatible: bool = False  # gather-based resampling (see apply_transform)
+
+    @classmethod
+    def from_args(cls, args) -> "PipelineConfig":
+        facts = get_dataset_facts(args.dataset)
+        degree = getattr(args, "degree", None)
+        return cls(
+            dataset=args.dataset,
+            normalization=_normalization_for(getattr(args, "encoder", "densenet161_bts")),
+            input_height=int(getattr(args, "input_height", None) or facts.train_input_size[0]),
+            input_width=int(getattr(args, "input_width", None) or facts.train_input_size[1]),
+            do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
+            do_random_rotate=bool(getattr(args, "do_random_rotate", False)),
+            degree=float(facts.rotation_degree if degree is None else degree),
+        )
+
+
+def _normalization_for(encoder: str) -> str:
+    import bts_model  # local import: the data tests do not need the model module at import time
+
+    return bts_model.encoder_spec(encoder).preprocessing
+
+
+def _augment_draws(base_seed, index) -> tf.Tensor:
+    """(10,) uniform [0, 1) draws of one sample, a pure function of (base seed, line index).
+
+    0 angle, 1 crop top, 2 crop left, 3 flip, 4 do-colour, 5 gamma, 6 brightness, 7-9 colour.
+    """
+    seed = tf.stack([tf.cast(base_seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.stateless_uniform([_NUM_DRAWS], seed=seed, dtype=tf.float32)
+
+
+def _uniform(draw, low: float, high: float):
+    return low + (high - low) * draw
+
+
+def _offset(draw, room):
+    """Integer offset uniform in [0, room] (PT random.randint(0, room))."""
+    return tf.minimum(tf.cast(tf.floor(draw * tf.cast(room + 1, tf.float32)), tf.int32), room)
+
+
+def train_sample(cfg: PipelineConfig, image_u8, depth_u16, draws, where=""):
+    """Spec §5.5 on one decoded sample -> (image normalised (h,w,3), depth metres (h,w,1)).
+
+    The dataset crop is a slice; rotation + random crop + flip are one resampling per tensor
+    (bilinear image, nearest depth, zero fill), which evaluates only the h x w output pixels.
+    """
+    h, w = cfg.input_height, cfg.input_width
+    image_u8, depth_u16 = _check_same_size(image_u8, depth_u16, where)
+    shape = tf.shape(image_u8)
+    box = dataset_crop_box(cfg.dataset, shape[0], shape[1], cfg.do_kb_crop)
+    if box is not None:
+        top, left, box_h, box_w = box
+        image_u8, depth_u16 = _check_at_least(image_u8, box_h, box_w, where, "dataset crop",
+                                              depth_u16)
+        image_u8 = crop(image_u8, top, left, box_h, box_w)
+        depth_u16 = tf.slice(depth_u16, tf.stack([top, left]), [box_h, box_w])
+    image_u8, depth_u16 = _check_at_least(image_u8, h, w, where, f"input size {h}x{w}", depth_u16)
+    shape = tf.shape(image_u8)
+    top = _offset(draws[1], shape[0] - h)
+    left = _offset(draws[2], shape[1] - w)
+    flip = draws[3] > 0.5
+    depth_f = tf.cast(depth_u16, tf.float32)[..., tf.newaxis]
+    if cfg.do_random_rotate:
+        angle = _uniform(draws[0], -cfg.degree, cfg.degree) * (math.pi / 180.0)
+        transform = crop_transform(angle, shape[0], shape[1], top, left, flip, w)
+        image255 = apply_transform(tf.cast(image_u8, tf.float32), transform, [h, w], "BILINEAR",
+                                   cfg.xla_compatible)
+        depth_f = apply_transform(depth_f, transform, [h, w], "NEAREST", cfg.xla_compatible)
+    else:
+        image255 = flip_left_right(tf.cast(crop(image_u8, top, left, h, w), tf.float32), flip)
+        depth_f = flip_left_right(crop(depth_f, top, left, h, w), flip)
+    facts = get_dataset_facts(cfg.dataset)
+    # Colour augmentation with p = 0.5, then normalisation (spec §5.5 steps 5-6).
+    image = tf.cond(draws[4] > 0.5,
+                    lambda: finish_image(image255, cfg.normalization, draws[5:10], facts.brightness_range),
+                    lambda: finish_image(image255, cfg.normalization))
+    image = tf.ensure_shape(image, [h, w, 3])
+    depth_m = tf.ensure_shape(depth_f / facts.depth_scale, [h, w, 1])
+    return image, depth_m
+
+
+def eval_image(cfg: PipelineConfig, image_u8, where=""):
+    """Full image (KITTI: KB crop with --do_kb_crop) -> normalised float32 (H, W, 3)."""
+    facts = get_dataset_facts(cfg.dataset)
+    if cfg.do_kb_crop and facts.kb_crop_size is not None:
+        shape = tf.shape(image_u8)
+        top, left, box_h, box_w = kb_crop_box(shape[0], shape[1])
+        image_u8 = _check_at_least(image_u8, box_h, box_w, where, f"KB crop {box_h}x{box_w}")
+        image_u8 = crop(image_u8, top, left, box_h, box_w)
+    return normalize_image(tf.cast(image_u8, tf.float32) / 255.0, cfg.normalization)
+
+
+# ---------------------------------------------------------------------------------------------
+# TFRecord format (shared with bts_convert_data.py)
+# ---------------------------------------------------------------------------------------------
+FEATURES = {
+    "image": tf.io.FixedLenFeature([], tf.string),  # encoded RGB (JPEG/PNG), as on disk
+    "depth": tf.io.FixedLenFeature([], tf.string, default_value=b""),  # 16-bit PNG or empty
+    "focal": tf.io.FixedLenFeature([], tf.float32),
+    "has_depth": tf.io.FixedLenFeature([], tf.int64),
+    "index": tf.io.FixedLenFeature([], tf.int64),  # 0-based line index in the list
+    "source": tf.io.FixedLenFeature([], tf.string),  # 'list.txt line 12'
+    "line": tf.io.FixedLenFeature([], tf.string),  # the line as written
+}
+
+
+def serialize_example(image_bytes: bytes, depth_bytes: Optional[bytes], focal: float, index: int,
+                      source: str, line: str) -> bytes:
+    """One ``tf.train.Example`` holding a sample's encoded files, unchanged (lossless, small)."""
+    def _bytes(value: bytes):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    feature = {
+        "image": _bytes(image_bytes),
+        "depth": _bytes(depth_bytes or b""),
+        "focal": tf.train.Feature(float_list=tf.train.FloatList(value=[focal])),
+        "has_depth": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(depth_bytes is not None)])),
+        "index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+        "source": _bytes(source.encode("utf-8")),
+        "line": _bytes(line.encode("utf-8")),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def shard_name(prefix: str, shard: int, num_shards: int) -> str:
+    """``PREFIX-00000-of-00064.tfrecord``."""
+    return f"{prefix}-{shard:05d}-of-{num_shards:05d}{TFRECORD_SUFFIX}"
+
+
+def find_shards(tfrecord_path: str) -> List[str]:
+    """Sorted shard files of a prefix (``PREFIX-*-of-*.tfrecord``), a glob, or one file."""
+    if any(ch in tfrecord_path for ch in "*?["):
+        files = tf.io.gfile.glob(tfrecord_path)
+    else:
+        files = tf.io.gfile.glob(f"{tfrecord_path}-*-of-*{TFRECORD_SUFFIX}")
+        if not files and tf.io.gfile.exists(tfrecord_path) and not tf.io.gfile.isdir(tfrecord_path):
+            files = [tfrecord_path]
+    if not files:
+        raise DataError(f"--tfrecord_path {tfrecord_path}: no TFRecord shards found "
+                        f"(looked for {tfrecord_path}-*-of-*{TFRECORD_SUFFIX} or a glob)")
+    totals = {m.group(2) for m in (SHARD_PATTERN.search(f) for f in files) if m}
+    if len(totals) > 1:
+        raise DataError(f"--tfrecord_path {tfrecord_path}: shards of different runs are mixed "
+                        f"(-of-{', -of-'.join(sorted(totals))}); delete the stale ones")
+    return sorted(files)
+
+
+# ---------------------------------------------------------------------------------------------
+# The chains
+# ---------------------------------------------------------------------------------------------
+def epoch_seed(seed: Optional[int], epoch: int, deterministic: bool) -> int:
+    """Base seed of one epoch: a function of (seed or 0, epoch) when reproducible, else random."""
+    if seed is None and not deterministic:
+        return int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+    return int(np.random.SeedSequence([int(seed or 0), int(epoch)]).generate_state(1, np.uint32)[0])
+
+
+def _read_optional(path, has):
+    return tf.cond(has, lambda: tf.io.read_file(path), lambda: tf.constant(b""))
+
+
+def _files_source(samples: Sequence[Sample], order: Optional[np.ndarray] = None) -> tf.data.Dataset:
+    """Dataset of raw per-sample records read from files, in ``order`` (default: list order)."""
+    order = np.arange(len(samples)) if order is None else order
+    picked = [samples[i] for i in order]
+    slices = {
+        "rgb_path": [s.rgb_path for s in picked],
+        "depth_path": [s.depth_path or "" for s in picked],
+        "has_depth": [s.depth_path is not None for s in picked],
+        "focal": np.array([s.focal for s in picked], np.float32),
+        "index": np.asarray(order, np.int64),
+        "source": [f"{s.where} ({s.line})" for s in picked],
+    }
+    return tf.data.Dataset.from_tensor_slices(slices)
+
+
+def _read_files(record: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    return {
+        "image_bytes": tf.io.read_file(record["rgb_path"]),
+        "depth_bytes": _read_optional(record["depth_path"], record["has_depth"]),
+        "has_depth": record["has_depth"],
+        "focal": record["focal"],
+        "index": record["index"],
+        "where": tf.strings.join([record["source"], " rgb ", record["rgb_path"], " depth ",
+                                  record["depth_path"]]),
+    }
+
+
+def _parse_record(serialized) -> Dict[str, tf.Tensor]:
+    ex = tf.io.parse_single_example(serialized, FEATURES)
+    return {
+        "image_bytes": ex["image"],
+        "depth_bytes": ex["depth"],
+        "has_depth": ex["has_depth"] > 0,
+        "focal": ex["focal"],
+        "index": ex["index"],
+        "where": tf.strings.join([ex["source"], " (", ex["line"], ") [TFRecord]"]),
+    }
+
+
+def _records_source(args, mode: str, epoch: int, base_seed: int) -> tf.data.Dataset:
+    """Serialized examples from the shards, interleaved (round-robin for eval/test = list order)."""
+    files = find_shards(args.tfrecord_path)
+    deterministic = bool(getattr(args, "deterministic", False)) or getattr(args, "seed", None) is not None
+    if mode == "train":
+        rng = np.random.default_rng(base_seed)
+        files = [files[i] for i in rng.permutation(len(files))]
+        cycle = min(len(files), 16)
+    else:
+        deterministic, cycle = True, len(files)
+    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": deterministic} if mode == "train" else {}
+    records = tf.data.Dataset.from_tensor_slices(files).interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=cycle, block_length=1, **parallel)
+    if mode == "train":
+        records = records.shuffle(2048, seed=base_seed, reshuffle_each_iteration=False)
+    return records.map(_parse_record, num_parallel_calls=AUTOTUNE)
+
+
+def _train_map(cfg: PipelineConfig, base_seed: int):
+    def fn(rec):
+        image_u8 = decode_rgb(rec["image_bytes"], rec["where"])
+        depth_u16 = decode_depth(rec["depth_bytes"], rec["where"])
+        draws = _augment_draws(base_seed, rec["index"])
+        image, depth = train_sample(cfg, image_u8, depth_u16, draws, rec["where"])
+        return {"image": image, "depth": depth, "focal": rec["focal"]}
+
+    return fn
+
+
+def _eval_map(cfg: PipelineConfig, with_depth: bool):
+    def fn(rec):
+        image_u8 = decode_rgb(rec["image_bytes"], rec["where"])
+        out = {"image": eval_image(cfg, image_u8, rec["where"]), "focal": rec["focal"],
+               "index": rec["index"]}
+        if with_depth:
+            shape = tf.shape(image_u8)[:2]
+
+            def read_depth():
+                depth_u16 = decode_depth(rec["depth_bytes"], rec["where"])
+                _, depth_u16 = _check_same_size(image_u8, depth_u16, rec["where"])
+                return depth_to_metres(depth_u16, cfg.dataset)
+
+            depth = tf.cond(rec["has_depth"], read_depth, lambda: tf.zeros(shape, tf.float32))
+            out["depth"] = depth[..., tf.newaxis]
+            out["has_depth"] = rec["has_depth"]
+        return out
+
+    return fn
+
+
+def _remember(samples: Sequence[Sample]) -> None:
+    """Keep the last few lists so ``data_errors`` can name the line of a failing path."""
+    _RECENT_SAMPLES.insert(0, list(samples))
+    del _RECENT_SAMPLES[4:]
+
+
+_RECENT_SAMPLES: List[List[Sample]] = []
+
+
+def make_dataset(args, mode: str, *, samples: Optional[Sequence[Sample]] = None,
+                 epoch: int = 0) -> tf.data.Dataset:
+    """The input pipeline of ``mode`` (train / eval / test); see the module docstring."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is unknown; expected one of {MODES}")
+    cfg = PipelineConfig.from_args(args)
+    seed = getattr(args, "seed", None)
+    deterministic = bool(getattr(args, "deterministic", False))
+    base_seed = epoch_seed(seed, epoch, deterministic)
+    parallel = AUTOTUNE if getattr(args, "num_threads", -1) in (None, 0, -1) else args.num_threads
+    use_records = samples is None and bool(getattr(args, "tfrecord_path", ""))
+
+    if use_records:
+        records = _records_source(args, mode, epoch, base_seed)
+    else:
+        if samples is None:
+            samples = read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+        if not samples:
+            raise DataError("make_dataset got an empty sample list")
+        _remember(samples)
+        order = None
+        if mode == "train":
+            missing = next((s for s in samples if s.depth_path is None), None)
+            if missing is not None:
+                raise DataError(f"{missing.where}: training needs ground truth, the depth column is "
+                                f"'None'")
+            # Shuffle here (not with Dataset.shuffle) so the epoch's order is known and exact.
+            order = np.random.default_rng(base_seed).permutation(len(samples))
+        records = _files_source(samples, order).map(_read_files, num_parallel_calls=parallel)
+
+    if mode == "train":
+        # Per-sample augmentation, then fixed-size batches (static shapes for XLA / TPU).
+        data = records.map(_train_map(cfg, base_seed), num_parallel_calls=parallel)
+        data = data.batch(int(args.batch_size), drop_remainder=True)
+    else:
+        data = records.map(_eval_map(cfg, with_depth=(mode == "eval")), num_parallel_calls=parallel)
+        data = data.batch(1)
+    options = tf.data.Options()
+    options.deterministic = deterministic or seed is not None or mode != "train"
+    return data.prefetch(AUTOTUNE).with_options(options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pipeline failures into one line
+# ---------------------------------------------------------------------------------------------
+def _first_line(err: BaseException) -> str:
+    message = getattr(err, "message", None) or str(err)
+    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
+
+
+def describe_data_error(err: BaseException) -> str:
+    """One line for a TF error raised while iterating a pipeline of this module."""
+    message = getattr(err, "message", None) or str(err)
+    tagged = _ERROR_TAG.search(message)
+    if tagged:
+        return tagged.group(1).strip()
+    found = re.search(r"(?:Iterator::[\w:]+: |\} )?([^\s;]+); No such file or directory", message)
+    if isinstance(err, tf.errors.NotFoundError) and found:
+        path = found.group(1)
+        for samples in _RECENT_SAMPLES:
+            for s in samples:
+                if path in (s.rgb_path, s.depth_path):
+                    return f"{s.where}: file not found: {path}"
+        return f"file not found: {path}"
+    culprit = _find_unreadable(message)
+    detail = _first_line(err).split("transformation with iterator: ")[-1]
+    detail = re.sub(r"Iterator::[\w:]+: ", "", detail)
+    detail = re.sub(r"\{\{[^}]*\}\}\s*", "", detail).strip()
+    return f"{culprit}: {detail}" if culprit else f"data pipeline failed: {detail}"
+
+
+def _find_unreadable(message: str) -> Optional[str]:
+    """Scan the most recent list for the first file that does not decode (only on failure)."""
+    if not ("JPEG" in message or "PNG" in message or "image" in message.lower()):
+        return None
+    for samples in _RECENT_SAMPLES[:1]:
+        for s in samples:
+            for path, reader in ((s.rgb_path, load_image), (s.depth_path, load_depth_png)):
+                if path is None:
+                    continue
+                try:
+                    reader(path)
+                except DataError as err:
+                    return f"{s.where}: {err}"
+    return None
+
+
+@contextlib.contextmanager
+def data_errors() -> Iterator[None]:
+    """Re-raise TF errors met while iterating a pipeline as one-line :class:`DataError`s."""
+    try:
+        yield
+    except tf.errors.OpError as err:
+        raise DataError(describe_data_error(err)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy readers for evaluation code
+# ---------------------------------------------------------------------------------------------
+def _read_bytes(path: str) -> bytes:
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            return handle.read()
+    except tf.errors.NotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (tf.errors.OpError, OSError) as err:
+        raise DataError(f"cannot read {path}: {_first_line(err)}") from None
+
+
+def _open_pil(path: str, data: Optional[bytes] = None):
+    from PIL import Image, UnidentifiedImageError
+
+    data = _read_bytes(path) if data is None else data
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: unreadable or corrupt image ({err})") from None
+    return image
+
+
+def load_image(path: str, data: Optional[bytes] = None) -> np.ndarray:
+    """An RGB image file (local or gs://, or its ``data`` bytes) -> (H, W, 3) uint8."""
+    return np.asarray(_open_pil(path, data).convert("RGB"), np.uint8)
+
+
+def load_depth_png(path: str, data: Optional[bytes] = None) -> np.ndarray:
+    """A 16-bit single-channel PNG (or its ``data`` bytes) -> (H, W) uint16 raw values."""
+    image = _open_pil(path, data)
+    if image.format != "PNG" or image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        raise DataError(f"{path}: expected a 16-bit single-channel PNG depth map, got "
+                        f"{image.format} mode {image.mode} (8-bit PNG?)")
+    return np.asarray(image).astype(np.uint16)
+
+
+def load_depth(path: str, dataset: str) -> np.ndarray:
+    """A 16-bit depth PNG -> (H, W) float32 metres (NYU /1000, KITTI /256; 0 = invalid)."""
+    scale = get_dataset_facts(dataset).depth_scale
+    return load_depth_png(path).astype(np.float32) / np.float32(scale)
+
+
+def check_sample_bytes(sample: Sample, image_bytes: bytes, depth_bytes: Optional[bytes]) -> None:
+    """Decode a sample's files fully; a DataError naming the line for anything unusable."""
+    try:
+        image = load_image(sample.rgb_path, image_bytes)
+        if depth_bytes is not None:
+            depth = load_depth_png(sample.depth_path, depth_bytes)
+            if depth.shape != image.shape[:2]:
+                raise DataError(f"image {image.shape[1]}x{image.shape[0]} and depth "
+                                f"{depth.shape[1]}x{depth.shape[0]} have different sizes")
+    except DataError as err:
+        raise DataError(f"{sample.where}: {err}") from None
