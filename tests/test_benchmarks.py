@@ -1,0 +1,82 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""The benchmark scripts: --quick runs produce valid JSON with consistent statistics."""
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+
+import bench_model  # noqa: E402
+import run_all  # noqa: E402
+
+QUICK_CASES = ["quick_forward_64x96_fp32", "quick_train_64x96_b2_bf16"]
+
+
+def _check_timing(record: dict) -> None:
+    assert 0 < record["min_s"] <= record["median_s"] <= record["max_s"]
+    assert record["median_s"] == pytest.approx(float(np.median(record["times_s"])))
+    assert record["images_per_s"] == pytest.approx(record["batch"] / record["median_s"])
+    assert record["peak_rss_mib"] > 100  # TF alone holds far more than 100 MiB
+
+
+def test_quick_model_benchmark_writes_valid_json_and_profile(tmp_path, capsys):
+    output, profile = tmp_path / "model.json", tmp_path / "profile"
+    assert bench_model.main(["--quick", "--cases", *QUICK_CASES, "--repeats", "3", "--warmup", "1",
+                             "--bench_output", str(output), "--profile_dir", str(profile)]) == 0
+    payload = json.loads(output.read_text())
+    assert payload["quick"] is True and payload["environment"]["tensorflow"]
+    assert [r["name"] for r in payload["model"]] == QUICK_CASES
+    forward, train = payload["model"]
+    assert (forward["kind"], forward["precision"], forward["batch"]) == ("forward", "fp32", 1)
+    assert (train["kind"], train["precision"], train["batch"]) == ("train", "bf16", 2)
+    for record in payload["model"]:
+        _check_timing(record)
+        assert len(record["times_s"]) == 3
+        # one TensorBoard trace (.xplane.pb) per case
+        assert glob.glob(os.path.join(record["profile_dir"], "plugins", "profile", "*", "*.xplane.pb"))
+    table = capsys.readouterr().out
+    assert all(f"| {name} |" in table for name in QUICK_CASES)
+
+
+def test_unknown_case_is_a_one_line_error():
+    with pytest.raises(SystemExit, match="forward_1x1_fp32 unknown; valid: forward_480x640_fp32"):
+        bench_model.select_cases(["forward_1x1_fp32"], quick=False)
+
+
+def test_case_tables_cover_the_issue_sizes():
+    names = [case.name for case in bench_model.select_cases(None, quick=False)]
+    assert names == ["forward_480x640_fp32", "forward_480x640_bf16", "forward_352x1216_fp32",
+                     "forward_352x1216_bf16", "train_416x544_b2_fp32", "train_416x544_b2_bf16"]
+
+
+def test_peak_rss_follows_a_large_allocation_and_resets():
+    assert bench_model.reset_peak_rss()  # Linux: /proc/self/clear_refs
+    before = bench_model.peak_rss_mib()
+    block = np.ones(300 * 2**20 // 8)  # 300 MiB, touched
+    grown = bench_model.peak_rss_mib()
+    del block
+    assert grown - before > 250
+    bench_model.reset_peak_rss()
+    assert bench_model.peak_rss_mib() < grown - 250
+
+
+def test_quick_run_all_writes_one_json_with_every_section(tmp_path, monkeypatch):
+    # The model section is covered above; keep this run to the pipeline and bts_test.py.
+    monkeypatch.setattr(run_all.bench_model, "run_model_benchmarks", lambda args: [])
+    output = tmp_path / "all.json"
+    assert run_all.main(["--quick", "--bench_output", str(output)]) == 0
+    payload = json.loads(output.read_text())
+    assert set(payload) == {"environment", "quick", "model", "dataloader", "end_to_end"}
+    for source in ("files", "tfrecords"):
+        rate = payload["dataloader"][source]["samples_per_s"]
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+        assert len(payload["dataloader"][source]["per_epoch"]) == run_all.QUICK_SIZES["dataloader_epochs"]
+    e2e = payload["end_to_end"]
+    assert e2e["images"] == run_all.QUICK_SIZES["test_images"]
+    assert 0 < e2e["model_s_per_image"]["min"] <= e2e["model_s_per_image"]["median"]
+    assert e2e["end_to_end_images_per_s"] == pytest.approx(e2e["images"] / e2e["wall_s"])
