@@ -80,3 +80,14 @@ def test_quick_run_all_writes_one_json_with_every_section(tmp_path, monkeypatch)
     assert e2e["images"] == run_all.QUICK_SIZES["test_images"]
     assert 0 < e2e["model_s_per_image"]["min"] <= e2e["model_s_per_image"]["median"]
     assert e2e["end_to_end_images_per_s"] == pytest.approx(e2e["images"] / e2e["wall_s"])
+
+
+def test_gpu_check_refuses_without_gpu_and_its_workload_runs_on_cpu(capsys):
+    import gpu_check
+
+    assert gpu_check.main(["--quick"]) == 1
+    assert "sees no GPU" in capsys.readouterr().err
+    names = [case.name for case in gpu_check.gpu_cases(quick=False)]
+    assert "gpu_forward_480x640_b8_fp16" in names and "gpu_train_416x544_b16_bf16" in names
+    run = gpu_check.nyu_test_workload("fp32", quick=True, num_images=4)
+    assert run["images"] == 4 and run["images_per_s"] == pytest.approx(4 / run["seconds"])
