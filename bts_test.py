@@ -50,6 +50,31 @@ class OutputError(OSError):
     """The output folder or a results file cannot be written."""
 
 
+class Throughput:
+    """Model time per image; the first call (graph tracing) is reported apart from the rest."""
+
+    def __init__(self) -> None:
+        self.first_s: Optional[float] = None
+        self.rest_s = 0.0
+        self.rest_count = 0
+
+    def add(self, seconds: float) -> None:
+        if self.first_s is None:
+            self.first_s = seconds
+        else:
+            self.rest_s += seconds
+            self.rest_count += 1
+
+    def log(self) -> None:
+        if self.first_s is None:
+            return
+        message = f"inference: first image {self.first_s:.1f} s (includes tracing)"
+        if self.rest_count:
+            message += (f"; next {self.rest_count} images {self.rest_s:.1f} s = "
+                        f"{self.rest_count / max(self.rest_s, 1e-9):.2f} images/s")
+        LOGGER.info(message)
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageItem:
     """One input of ``--image_path``: its path, output name (no extension) and focal (or None)."""
@@ -86,10 +111,13 @@ def prepare_output_directory(args) -> str:
     if args.metrics_csv:
         targets.append(os.path.dirname(args.metrics_csv) or ".")
     for target in targets:
+        existed = tf.io.gfile.isdir(target)
         probe = os.path.join(target, ".bts_test_write_probe")
         try:
             atomic_write_text(probe, "ok\n")
             tf.io.gfile.remove(probe)
+            if not existed:  # leave no trace if the run fails later; writers re-create it
+                tf.io.gfile.rmtree(target)
         except (tf.errors.OpError, OSError) as err:
             reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
             raise OutputError(f"output folder {target!r} is not writable: {reason}") from None
@@ -144,7 +172,8 @@ def check_unique(names: Sequence[str]) -> None:
 # Filenames-file mode: evaluation (and saving) with the official protocol
 # -------------------------------------------------------------------------------------------
 def read_samples(args):
-    """Samples of the list; GT files that do not exist are treated like 'None' (with a warning)."""
+    """Samples of the list. Without --gt_path no sample has GT; GT files that do not exist are
+    treated like 'None' (as the official evaluator counts them missing), with a warning."""
     import tensorflow as tf
 
     import bts_dataloader
@@ -153,12 +182,17 @@ def read_samples(args):
     missing_rgb = next((s for s in samples if not tf.io.gfile.exists(s.rgb_path)), None)
     if missing_rgb is not None:
         raise bts_dataloader.DataError(f"{missing_rgb.where}: image not found: {missing_rgb.rgb_path}")
-    checked = []
+    if not args.gt_path:
+        LOGGER.info("no --gt_path: predictions only, no metrics")
+        return [dataclasses.replace(s, depth_path=None) for s in samples]
+    checked, absent = [], []
     for sample in samples:
         if sample.depth_path is not None and not tf.io.gfile.exists(sample.depth_path):
-            LOGGER.warning("Missing: %s (%s)", sample.depth_path, sample.where)
+            absent.append(f"{sample.depth_path} ({sample.where})")
             sample = dataclasses.replace(sample, depth_path=None)
         checked.append(sample)
+    if absent:
+        LOGGER.warning("%d listed GT files do not exist, e.g. %s", len(absent), "; ".join(absent[:3]))
     return checked
 
 
@@ -195,13 +229,13 @@ def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
     data = bts_dataloader.make_dataset(args, mode, samples=samples).prefetch(tf.data.AUTOTUNE)
     scale = image_io.depth_scale(args.dataset)
     kb_crop = args.do_kb_crop and args.dataset == "kitti"
-    evaluated, per_image, seconds = [], [], 0.0
+    evaluated, per_image, timer = [], [], Throughput()
     with bts_dataloader.data_errors():
         for batch in tqdm(data, total=len(samples), desc="testing", unit="img"):
             index = int(batch["index"][0])
             start = time.perf_counter()
             depth, maps = predict_one(args, predictor, batch["image"].numpy(), batch["focal"].numpy())
-            seconds += time.perf_counter() - start
+            timer.add(time.perf_counter() - start)
             rgb = intrinsics = None
             if args.save_point_cloud:
                 rgb, intrinsics = sample_intrinsics(args, samples[index], depth.shape)
@@ -213,10 +247,29 @@ def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
                     gt, image_io.quantize_depth(depth, scale), args.min_depth_eval,
                     args.max_depth_eval, args.dataset, eigen_crop=args.eigen_crop,
                     garg_crop=args.garg_crop, do_kb_crop=kb_crop))
-                evaluated.append(samples[index].line.split()[0])
-    LOGGER.info("inference: %d images in %.1f s (%.2f images/s, model time only)",
-                len(samples), seconds, len(samples) / max(seconds, 1e-9))
-    return summarise_metrics(args, evaluated, per_image)
+                evaluated.append(index)
+    timer.log()
+    order = averaging_order([names[i] + ".png" for i in evaluated],
+                            os.path.join(folder, "raw") if args.save_png else None)
+    return summarise_metrics(args, [samples[i].line.split()[0] for i in evaluated], per_image,
+                             order)
+
+
+def averaging_order(png_names: Sequence[str], raw_folder: Optional[str]) -> List[int]:
+    """Order in which per-image metrics are averaged: the order in which the official
+    ``eval_with_pngs.py`` walks the saved raw PNGs (float32 means depend on the summation order,
+    ~1 ulp), so both report identical numbers; list order when no raw PNGs are written."""
+    from utils.eval_with_pngs import SKIPPED_NAME_PARTS, find_prediction_pngs
+
+    skipped = [n for n in png_names if any(part in n for part in SKIPPED_NAME_PARTS)]
+    if skipped:
+        LOGGER.warning("the official eval_with_pngs.py skips PNGs whose names contain 'gt' or "
+                       "'cmap', e.g. %s: its numbers will differ", skipped[0])
+    if raw_folder is None:
+        return list(range(len(png_names)))
+    position = {name: i for i, name in enumerate(png_names)}
+    walked = [position[name] for name, _ in find_prediction_pngs(raw_folder) if name in position]
+    return walked + sorted(set(range(len(png_names))) - set(walked))
 
 
 def predict_one(args, predictor, image: np.ndarray, focal: np.ndarray):
@@ -228,9 +281,12 @@ def predict_one(args, predictor, image: np.ndarray, focal: np.ndarray):
     return depth, maps
 
 
-def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]]
-                      ) -> Optional[Dict[str, float]]:
-    """Print the upstream table (and write the CSV); None when nothing had ground truth."""
+def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
+                      order: Sequence[int]) -> Optional[Dict[str, float]]:
+    """Print the upstream table (and write the CSV, in list order); None without ground truth.
+
+    ``order``: the order in which per-image metrics are averaged (see :func:`averaging_order`).
+    """
     if not per_image:
         print("No ground truth: predictions only, no metrics")
         return None
@@ -238,7 +294,7 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]]
     if without_pixels:
         LOGGER.warning("%d images had no valid GT pixel inside the crop and were skipped",
                        without_pixels)
-    mean = metrics.average_metrics(per_image)
+    mean = metrics.average_metrics([per_image[i] for i in order])
     if args.metrics_csv:
         from utils.io import atomic_write_text
 
@@ -334,7 +390,7 @@ def predict_images(args, predictor, folder: str) -> None:
 
     items = collect_images(args.image_path, args.data_path)
     print(f"Now predicting {len(items)} images")
-    seconds = 0.0
+    timer = Throughput()
     for index, rgb, error in tqdm(image_stream(items), total=len(items), desc="predicting",
                                   unit="img"):
         item = items[int(index)]
@@ -346,7 +402,7 @@ def predict_images(args, predictor, folder: str) -> None:
         placement = predictor.placement_for(*rgb.shape[:2])
         network_input = predictor.normalize(predictor.crop(rgb, placement))[None]
         depth, maps = predict_one(args, predictor, network_input, np.array([focal], np.float32))
-        seconds += time.perf_counter() - start
+        timer.add(time.perf_counter() - start)
         depth = predictor.restore(depth, placement)
         if maps is not None:
             maps = {k: predictor.restore(v, placement) for k, v in maps.items()}
@@ -355,8 +411,7 @@ def predict_images(args, predictor, folder: str) -> None:
                                                  args.fy or given_focal, args.cx, args.cy)
         save_prediction(args, predictor, folder, item.name, depth, rgb=rgb, maps=maps,
                         intrinsics=intrinsics)
-    LOGGER.info("inference: %d images in %.1f s (%.2f images/s)", len(items), seconds,
-                len(items) / max(seconds, 1e-9))
+    timer.log()
     print(f"Predictions written to {folder}")
 
 
@@ -373,6 +428,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.checkpoints import CheckpointError
     from utils.predict import DepthPredictor
 
+    if args.image_path is not None and not wants_outputs(args):
+        LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
+        args.save_png = args.save_cmap = True
     if args.image_path is None and not wants_outputs(args) and not args.gt_path:
         LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
     try:

@@ -117,9 +117,8 @@ def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, ny
         reference = _reference_metrics(gt, pred, (45, 471, 41, 601), 1e-3, 10.0)
         for name, value in reference.items():
             assert float(in_process[list_name][name]) == pytest.approx(value, rel=2e-5), name
-    for name in metrics.METRIC_NAMES:
-        assert float(in_process["mean"][name]) == pytest.approx(float(offline["mean"][name]),
-                                                                abs=1e-6)
+    for name in metrics.METRIC_NAMES:  # averaged in the official walk order: identical means
+        assert in_process["mean"][name] == offline["mean"][name]
 
 
 def test_kitti_prediction_on_kb_crop_is_pasted_back_then_garg_cropped(tmp_path, weights, capsys):

@@ -147,7 +147,7 @@ def test_from_args_needs_a_checkpoint_unless_untrained_is_allowed(caplog):
     with caplog.at_level(logging.WARNING):
         predictor = DepthPredictor.from_args(_args(), allow_untrained=True)
     assert "UNTRAINED" in caplog.text
-    assert predictor.predict_image(_image(32, 32)).shape == (32, 32)
+    assert predictor.model.count_params() == _tiny("nyu").count_params()  # built from the flags
 
 
 def test_from_args_loads_weights_and_rejects_another_architecture(tmp_path, nyu_model):
@@ -169,7 +169,6 @@ def test_keras_file_with_fixed_input_size_is_relaxed_to_any_size(tmp_path):
     fixed.save(path)
     predictor = DepthPredictor.from_args(_args("--checkpoint_path", path))
     image = _image(64, 96, seed=9)
-    np.testing.assert_allclose(predictor.predict_image(image)[:32, :64].shape, (32, 64))
     assert predictor.predict_image(image).shape == (64, 96)
     np.testing.assert_allclose(predictor.predict_image(image[:32, :64]),
                                _direct(fixed, image[:32, :64]), rtol=1e-5, atol=1e-5)

@@ -24,6 +24,8 @@ import os
 import sys
 from typing import List, Optional, Tuple
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 if __package__ in (None, ""):  # run as a script: import from the repository root, not utils/
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
@@ -37,15 +39,20 @@ LOGGER = logging.getLogger("eval_with_pngs")
 SKIPPED_NAME_PARTS = ("cmap", "gt")  # visualisations and GT copies written next to predictions
 
 
-def find_prediction_pngs(pred_path: str) -> List[str]:
-    """Prediction PNG names relative to ``pred_path``, in the official walk order."""
-    names = []
-    for root, _, filenames in os.walk(pred_path):
+def find_prediction_pngs(pred_path: str) -> List[Tuple[str, str]]:
+    """(official name, file path) of every prediction PNG under ``pred_path``, in the official
+    walk order; the name is what the GT mapping reads (flat folders: the file name)."""
+    import tensorflow as tf
+
+    walk = tf.io.gfile.walk if "://" in pred_path else os.walk
+    found = []
+    for root, _, filenames in walk(pred_path):
         for filename in fnmatch.filter(filenames, "*.png"):
             if any(part in filename for part in SKIPPED_NAME_PARTS):
                 continue
-            names.append(os.path.join(root.replace(pred_path, ""), filename))
-    return names
+            found.append((os.path.join(root.replace(pred_path, ""), filename),
+                          os.path.join(root, filename)))
+    return found
 
 
 def gt_path_for(pred_name: str, gt_root: str, dataset: str) -> str:
@@ -71,18 +78,18 @@ def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float
 
     if not tf.io.gfile.isdir(pred_path):
         raise FileNotFoundError(f"--pred_path {pred_path!r} is not a folder")
-    names = find_prediction_pngs(pred_path)
-    if not names:
+    found = find_prediction_pngs(pred_path)
+    if not found:
         raise FileNotFoundError(f"--pred_path {pred_path!r} holds no prediction PNGs")
     scale = get_dataset_facts(dataset).depth_scale
     evaluated, per_image, missing = [], [], []
-    for name in names:
+    for name, pred_file in found:
         gt_file = gt_path_for(name, gt_root, dataset)
         if not tf.io.gfile.exists(gt_file):
             LOGGER.info("Missing: %s", gt_file)
             missing.append(name)
             continue
-        pred = read_depth_png(os.path.join(pred_path, name), scale)
+        pred = read_depth_png(pred_file, scale)
         gt = bts_dataloader.load_depth(gt_file, dataset)
         per_image.append(metrics.evaluate_image(gt, pred, min_depth, max_depth, dataset,
                                                 eigen_crop=eigen_crop, garg_crop=garg_crop,

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import bts_dataloader  # the data pipeline owns the one normalisation formula
 import bts_model
 from utils.checkpoints import CheckpointError, load_model_weights, resolve_checkpoint
 from utils.datasets import get_dataset_facts, kb_crop_offsets
@@ -191,8 +192,6 @@ class DepthPredictor:
     # ---------------------------------------------------------------------------------------
     def normalize(self, images_uint8: np.ndarray) -> np.ndarray:
         """uint8 RGB (..., H, W, 3) → float32 network input (the encoder's normalisation)."""
-        import bts_dataloader  # the data pipeline owns the one normalisation formula
-
         image01 = np.asarray(images_uint8, dtype=np.float32) / 255.0
         return np.asarray(bts_dataloader.normalize_image(image01, self.preprocessing), np.float32)
 
