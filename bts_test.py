@@ -351,7 +351,8 @@ def _read_image_list(path: str, data_path: str) -> List[ImageItem]:
             except ValueError:
                 focal = None
         relative = columns[0].lstrip("/")
-        full = relative if os.path.isabs(columns[0]) and not data_path else os.path.join(root, relative)
+        absolute = os.path.isabs(columns[0]) and not data_path
+        full = columns[0] if absolute else os.path.join(root, relative)
         if not tf.io.gfile.exists(full):
             raise FileNotFoundError(f"{path} line {number}: image not found: {full}")
         items.append(ImageItem(full, os.path.splitext(relative)[0], focal))

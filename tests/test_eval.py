@@ -207,3 +207,32 @@ def test_bad_inputs_give_one_clear_line_and_no_partial_files(tmp_path, weights, 
                                          "--output_directory", str(blocker / "out")], capsys)
     assert len(lines) == 1 and "not writable" in lines[0]
     assert blocker.read_text() == "x"
+
+
+def test_image_inputs_expand_folders_and_list_files_with_focal(tmp_path):
+    _write_rgb(str(tmp_path / "f" / "x.png"), 8, 8, seed=1)
+    _write_rgb(str(tmp_path / "f" / "deep" / "y.jpg"), 8, 8, seed=2)
+    _write_rgb(str(tmp_path / "g" / "x.jpg"), 8, 8, seed=3)
+    (tmp_path / "f" / "notes.md").write_text("not an image")
+    (tmp_path / "list.txt").write_text(f"# comment\nf/x.png 600.5\n{tmp_path / 'f' / 'deep' / 'y.jpg'}\n")
+    items = bts_test.collect_images([str(tmp_path / "f")])
+    assert [(i.name, i.focal) for i in items] == [(os.path.join("deep", "y"), None), ("x", None)]
+    items = bts_test.collect_images([str(tmp_path / "list.txt")])
+    assert [(i.path, i.focal) for i in items] == [(str(tmp_path / "f" / "x.png"), 600.5),
+                                                 (str(tmp_path / "f" / "deep" / "y.jpg"), None)]
+    with pytest.raises(ValueError, match="same output name"):
+        bts_test.collect_images([str(tmp_path / "f" / "x.png"), str(tmp_path / "g" / "x.jpg")])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        bts_test.collect_images([str(tmp_path / "missing.jpg")])
+
+
+def test_upstream_output_names_map_back_to_ground_truth():
+    name = bts_test.upstream_output_name("living_room/rgb_00100.jpg", "nyu")
+    assert name == "living_room_rgb_00100"
+    assert eval_with_pngs.gt_path_for(name + ".png", "G", "nyu") == "G/living_room/sync_depth_00100.png"
+    column = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
+    name = bts_test.upstream_output_name(column, "kitti")
+    assert name == "2011_09_26_drive_0002_sync_0000000069"
+    assert eval_with_pngs.gt_path_for(name + ".png", "G", "kitti") == (
+        "G/2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png")
+    assert bts_test.upstream_output_name("/kitchen_0028b/rgb_00045.jpg", "nyu") == "kitchen_0028b_rgb_00045"
