@@ -234,7 +234,7 @@ def reference_bts_forward(sd, image_nchw, focal, cfg, nf, max_depth, kitti):
     upconv4 = _bn(sd, up(iconv5, "upconv4.conv"), p + "bn4", 1.1e-5)
     concat4 = torch.cat([upconv4, skip2], 1)
     iconv4 = _bn(sd, F.elu(conv(concat4, "conv4.0", padding=1)), p + "bn4_2", 1.1e-5)
-    branches, pyramid = [atrous(iconv4, 3, False)], torch.cat([concat4], 1)
+    branches, pyramid = [atrous(iconv4, 3, False)], concat4  # daspp_3 reads iconv4, not concat4
     for rate in (6, 12, 18, 24):
         pyramid = torch.cat([pyramid, branches[-1]], 1)
         branches.append(atrous(pyramid, rate, True))
@@ -476,10 +476,15 @@ def test_unreadable_or_foreign_files_give_one_line_errors(tmp_path):
         cpc.extract_state_dict({"weights": [1, 2]})
 
 
-def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys):
-    code = cpc.main(["--pytorch_checkpoint", str(tmp_path / "absent"), "--encoder", "densenet121_bts"])
+@pytest.mark.parametrize("converter", [cpc, ctd], ids=["bts", "torchvision"])
+def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys, converter):
+    code = converter.main(["--pytorch_checkpoint", str(tmp_path / "absent"),
+                           "--encoder", "densenet121_bts"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "absent" in err
+    code = converter.main(["--pytorch_checkpoint", str(tmp_path / "absent"), "--encoder", "vgg"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "densenet161_bts" in err
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5"])

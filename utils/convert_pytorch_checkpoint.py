@@ -259,7 +259,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         bts_model.encoder_spec(args.encoder)
         count = convert_checkpoint(args.pytorch_checkpoint, output, config)
-    except (ConversionError, ValueError) as err:
+    except (ConversionError, ValueError, OSError) as err:  # ConversionError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"converted {args.pytorch_checkpoint} → {output} ({count} weights, encoder {args.encoder}, "

@@ -112,7 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output = args.output_path or default_encoder_weights_path(args.encoder)
     try:
         count = convert_file(args.pytorch_checkpoint, output, args.encoder)
-    except ConversionError as err:
+    except (ConversionError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"converted {args.pytorch_checkpoint} → {output} ({count} encoder arrays, {args.encoder})")
