@@ -120,6 +120,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _validate(parser, args) -> None:
+    # --checkpoint_path (model group) is accepted as the source too, rather than silently ignored.
+    if args.checkpoint_path and args.pytorch_checkpoint and \
+            args.checkpoint_path != args.pytorch_checkpoint:
+        parser.error("give the source once: --pytorch_checkpoint and --checkpoint_path differ")
+    args.pytorch_checkpoint = args.pytorch_checkpoint or args.checkpoint_path
     if not args.pytorch_checkpoint:
         parser.error("--pytorch_checkpoint is required (torchvision densenet161/121 .pth file)")
 
