@@ -25,7 +25,7 @@ import bts_convert_data  # noqa: E402
 import bts_dataloader  # noqa: E402
 from utils.synthetic_data import generate_dataset  # noqa: E402
 
-NUM_SAMPLES = 96
+NUM_SAMPLES = 64
 FRAME_SIZE = (480, 640)
 INPUT_SIZE = (416, 544)
 BATCH_SIZE = 4

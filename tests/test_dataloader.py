@@ -455,3 +455,12 @@ def test_training_list_with_missing_ground_truth_is_rejected(tmp_path):
     (tmp_path / "list.txt").write_text("a.png None 721.5\n")
     with pytest.raises(DataError, match="list.txt line 1: training needs ground truth"):
         dl.make_dataset(make_args(filenames_file=str(tmp_path / "list.txt")), "train")
+
+
+def test_xla_compiled_augmentation_equals_the_op_by_op_kernels():
+    image, depth = coordinate_sample(90, 130)
+    draws = tf.constant([0.8, 0.3, 0.6, 0.7, 0.9, 0.2, 0.7, 0.1, 0.5, 0.9], tf.float32)
+    cfgs = [dl.PipelineConfig("nyu", "torch", 64, 96, False, True, 2.5, jit=jit) for jit in (True, False)]
+    (img_j, dep_j), (img_k, dep_k) = (dl.train_sample(c, image, depth, draws, "x") for c in cfgs)
+    np.testing.assert_allclose(img_j, img_k, atol=2e-4)
+    assert (dep_j.numpy() == dep_k.numpy()).mean() > 0.999

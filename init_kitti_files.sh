@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# KITTI for the Eigen split, as upstream (spec §7): the annotated depth maps
+# (data_depth_annotated.zip, train/ and val/ merged into dataset/kitti/data_depth_annotated/<drive>/,
+# right-camera maps dropped) and the raw frames of every drive named in the Eigen lists (left colour
+# camera image_02 only, plus calibration) under dataset/kitti/<date>/<drive>/.
+# Usage: ./init_kitti_files.sh [LIST ...]   (default: train_test_inputs/eigen_{train,test}_files_with_gt.txt)
+# Idempotent and resumable: downloads continue, archives are deleted once unpacked, done steps skip.
+set -euo pipefail
+cd "$(dirname "$0")"
+source utils/dataset_common.sh
+PY="$(dataset_python)"
+KITTI="${DATASET_DIR}/kitti"
+GT_URL="https://s3.eu-central-1.amazonaws.com/avg-kitti/data_depth_annotated.zip"
+LISTS=("$@")
+if [[ ${#LISTS[@]} -eq 0 ]]; then
+  LISTS=(train_test_inputs/eigen_train_files_with_gt.txt train_test_inputs/eigen_test_files_with_gt.txt)
+fi
+mkdir -p "${KITTI}/downloads"
+
+# 1. annotated depth (ground truth)
+if [[ ! -f "${KITTI}/data_depth_annotated/.complete" ]]; then
+  fetch "${GT_URL}" "${KITTI}/downloads/data_depth_annotated.zip"
+  mkdir -p "${KITTI}/data_depth_annotated"
+  "${PY}" - "${KITTI}/downloads/data_depth_annotated.zip" "${KITTI}/data_depth_annotated" <<'PYEOF'
+import os, sys, zipfile
+archive, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(archive) as zf:
+    for info in zf.infolist():
+        if info.is_dir() or "/image_03/" in info.filename:
+            continue
+        target = os.path.join(dest, info.filename)
+        if os.path.isfile(target) and os.path.getsize(target) == info.file_size:
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with zf.open(info) as src, open(target + ".part", "wb") as dst:
+            dst.write(src.read())
+        os.replace(target + ".part", target)
+PYEOF
+  "${PY}" -m utils.kitti_setup merge "${KITTI}/data_depth_annotated"
+  touch "${KITTI}/data_depth_annotated/.complete"
+  rm -f "${KITTI}/downloads/data_depth_annotated.zip" "${KITTI}/downloads/data_depth_annotated.zip.sha256"
+fi
+
+# 2. raw frames of the drives in the lists
+"${PY}" -m utils.kitti_setup urls "${KITTI}/downloads/archives.txt" "${LISTS[@]}"
+while read -r url; do
+  name="$(basename "${url}")"
+  if [[ -f "${KITTI}/downloads/${name}.unpacked" ]]; then
+    continue
+  fi
+  fetch "${url}" "${KITTI}/downloads/${name}"
+  "${PY}" -m utils.kitti_setup unpack "${KITTI}" "${KITTI}/downloads/${name}"
+  touch "${KITTI}/downloads/${name}.unpacked"
+  rm -f "${KITTI}/downloads/${name}" "${KITTI}/downloads/${name}.sha256"
+done < "${KITTI}/downloads/archives.txt"
+echo "done: data path ${KITTI}/, gt path ${KITTI}/data_depth_annotated/"

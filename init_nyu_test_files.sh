@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# NYU Depth V2 official test set (654 frames) for evaluation, as upstream (spec §7):
+#   1. download nyu_depth_v2_labeled.mat (2.8 GB) and the official split splits.mat (resumable);
+#   2. extract both splits with utils/extract_official_train_test_set_from_mat.py into
+#      dataset/nyu_depth_v2/official_splits/{train,test}/<scene type>/ and write the test list
+#      dataset/nyu_depth_v2/nyudepthv2_test_files_with_gt.txt.
+# Idempotent: finished steps are skipped; an interrupted download or extraction resumes.
+set -euo pipefail
+cd "$(dirname "$0")"
+source utils/dataset_common.sh
+PY="$(dataset_python)"
+NYU="${DATASET_DIR}/nyu_depth_v2"
+MAT_URL="http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_labeled.mat"
+SPLITS_URL="http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat"
+DONE="${NYU}/official_splits/.complete"
+
+if [[ -f "${DONE}" ]]; then
+  echo "NYU official splits already extracted in ${NYU}/official_splits"
+  exit 0
+fi
+fetch "${MAT_URL}" "${NYU}/nyu_depth_v2_labeled.mat"
+fetch "${SPLITS_URL}" "${NYU}/splits.mat"
+"${PY}" utils/extract_official_train_test_set_from_mat.py "${NYU}/nyu_depth_v2_labeled.mat" \
+  "${NYU}/splits.mat" "${NYU}/official_splits" "${NYU}/nyudepthv2_test_files_with_gt.txt"
+touch "${DONE}"
+echo "done: data/gt path ${NYU}/official_splits/test/, list ${NYU}/nyudepthv2_test_files_with_gt.txt"

@@ -1,0 +1,47 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+# Shell helpers shared by init_nyu_test_files.sh, init_nyu_train_files.sh and init_kitti_files.sh
+# (sourced from the repository root with `set -euo pipefail` active).
+
+# Where datasets go (relative to the repository root unless absolute).
+DATASET_DIR="${BTS_DATASET_DIR:-dataset}"
+
+# The Python to use: $PYTHON, else the project venv, else python3 on PATH.
+dataset_python() {
+  if [[ -n "${PYTHON:-}" ]]; then
+    echo "${PYTHON}"
+  elif [[ -x ".venv/bin/python" ]]; then
+    echo ".venv/bin/python"
+  else
+    echo "python3"
+  fi
+}
+
+# fetch URL DEST: resumable download (wget -c / curl -C -) into DEST.part, renamed when complete.
+# Upstream publishes no checksums for these files, so the first complete download records its
+# SHA-256 in DEST.sha256 and later runs verify the cached file against it (a truncated or damaged
+# file is then reported instead of being unpacked).
+fetch() {
+  local url="$1" dest="$2"
+  if [[ -f "${dest}" ]]; then
+    if [[ -f "${dest}.sha256" ]]; then
+      (cd "$(dirname "${dest}")" && sha256sum --quiet -c "$(basename "${dest}").sha256") || {
+        echo "error: ${dest} does not match ${dest}.sha256; delete both and re-run" >&2
+        return 1
+      }
+    fi
+    echo "already downloaded: ${dest}"
+    return 0
+  fi
+  mkdir -p "$(dirname "${dest}")"
+  echo "downloading ${url}"
+  if command -v wget >/dev/null 2>&1; then
+    wget -c -O "${dest}.part" "${url}"
+  elif command -v curl >/dev/null 2>&1; then
+    curl -fL -C - -o "${dest}.part" "${url}"
+  else
+    echo "error: neither wget nor curl is installed" >&2
+    return 1
+  fi
+  mv "${dest}.part" "${dest}"
+  (cd "$(dirname "${dest}")" && sha256sum "$(basename "${dest}")" > "$(basename "${dest}").sha256")
+}
