@@ -12,7 +12,7 @@ The protocol, as the official ``eval_with_pngs.py`` / ``bts_eval.py``:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
