@@ -253,11 +253,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       validate=_validate)
     import bts_model
 
-    config = bts_model.BtsConfig(encoder=args.encoder, dataset=args.dataset,
-                                 max_depth=args.max_depth, bts_size=args.bts_size)
     output = args.output_path or default_output_path(args.pytorch_checkpoint)
     try:
-        bts_model.encoder_spec(args.encoder)
+        if args.encoder not in bts_model.DENSENET_CONFIGS:  # the official zoo's encoders we have
+            raise ConversionError(f"--encoder {args.encoder!r}: official PyTorch BTS checkpoints "
+                                  f"convert only to {', '.join(bts_model.DENSENET_CONFIGS)}")
+        sizes = {} if args.bts_size is None else {"bts_size": args.bts_size}  # None: encoder's nf
+        config = bts_model.BtsConfig(encoder=args.encoder, dataset=args.dataset,
+                                     max_depth=args.max_depth, **sizes)
         count = convert_checkpoint(args.pytorch_checkpoint, output, config)
     except (ConversionError, ValueError, OSError) as err:  # ConversionError is a ValueError
         print(f"error: {err}", file=sys.stderr)
