@@ -532,12 +532,16 @@ def train_sample(cfg: PipelineConfig, image_u8, depth_u16, draws, where=""):
     # XLA pays off with rotation (fused gathers); a plain crop + flip is cheaper as TF slices.
     use_jit = cfg.jit and cfg.do_random_rotate
     augment = _compiled_augment(cfg) if use_jit else functools.partial(augment_cropped, cfg)
-    image, depth_m = augment(image_u8, depth_u16, tf.convert_to_tensor(draws, tf.float32))
+    image, depth_raw = augment(image_u8, depth_u16, tf.convert_to_tensor(draws, tf.float32))
+    # Units outside XLA, which would turn "/ 1000" into "* 0.001" (1 ulp off the exact quotient).
+    depth_m = depth_raw / get_dataset_facts(cfg.dataset).depth_scale
     return tf.ensure_shape(image, [h, w, 3]), tf.ensure_shape(depth_m, [h, w, 1])
 
 
 def augment_cropped(cfg: PipelineConfig, image_u8, depth_u16, draws):
     """Steps 2-6 of spec §5.5 on a dataset-cropped sample at least input-size large.
+
+    Returns the normalised (h, w, 3) image and the (h, w, 1) depth in PNG units (float32).
 
     Rotation + random crop + flip are one resampling per tensor (bilinear image, nearest depth,
     zero fill) evaluating only the h x w output pixels; without rotation, a slice and a reverse.
@@ -567,7 +571,7 @@ def augment_cropped(cfg: PipelineConfig, image_u8, depth_u16, draws):
     image = tf.cond(draws[4] > 0.5,
                     lambda: finish_image(image255, cfg.normalization, draws[5:10], facts.brightness_range),
                     lambda: finish_image(image255, cfg.normalization))
-    return image, depth_f / facts.depth_scale
+    return image, depth_f
 
 
 @functools.lru_cache(maxsize=None)

@@ -118,9 +118,9 @@ def extract(mat_path: str, splits_path: str, output_dir: str,
                 t = scene_types[i]
                 lines.append(f"{t}/rgb_{i:05d}.jpg {t}/sync_depth_{i:05d}.png {focal}")
     if test_list:
-        from utils.io import atomic_write_text
-
-        atomic_write_text(test_list, "\n".join(lines) + "\n")
+        with open(test_list + ".part", "w", encoding="utf-8") as handle:  # local, no TF start-up
+            handle.write("\n".join(lines) + "\n")
+        os.replace(test_list + ".part", test_list)
     log.info("extracted %d train and %d test frames to %s", counts["train"], counts["test"], output_dir)
     return counts
 

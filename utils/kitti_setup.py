@@ -114,9 +114,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command == "urls" and len(rest) >= 2:
         urls = archive_urls(drives_in_lists(rest[1:]))
-        from utils.io import atomic_write_text
-
-        atomic_write_text(rest[0], "\n".join(urls) + "\n")
+        with open(rest[0] + ".part", "w", encoding="utf-8") as handle:  # local file, no TF start-up
+            handle.write("\n".join(urls) + "\n")
+        os.replace(rest[0] + ".part", rest[0])
         print(f"{len(urls)} archive URLs -> {rest[0]}")
     elif command == "unpack" and len(rest) >= 2:
         total = sum(unpack_archive(path, rest[0]) for path in rest[1:])
