@@ -22,7 +22,8 @@ Public API (other modules code against exactly this):
     Augmentation per sample in spec §5.5 order (NYU border crop / KITTI KB crop if
     ``--do_kb_crop``, rotation if ``--do_random_rotate`` by ``--degree``, random crop, flip,
     photometric), drawn with stateless random ops seeded by (seed, epoch, line index), so a
-    resumed epoch gives the very same batches. No ``py_function``: the chain runs under XLA / TPU.
+    resumed epoch gives the very same batches. No ``py_function`` anywhere. Frames that are not
+    480x640 (synthetic demo data) get the NYU border box scaled to their size.
   - eval: batch 1, no augmentation: ``{"image": (1,H,W,3)`` normalised full image (KB-cropped for
     KITTI with ``--do_kb_crop``), ``"depth": (1,Hgt,Wgt,1)`` full-size ground truth in metres (zeros
     when the line has none), ``"has_depth": (1,) bool, "focal": (1,) float32, "index": (1,) int64}``.
@@ -36,6 +37,12 @@ Public API (other modules code against exactly this):
 * ``load_image(path) -> np.uint8 (H,W,3)`` and ``load_depth(path, dataset) -> np.float32 (H,W)``
   metres: readers for evaluation code, with one-line errors (missing file, unreadable image, 8-bit
   PNG where a 16-bit depth PNG is expected).
+* Rotation: ``tf.raw_ops.ImageProjectiveTransformV3`` has no XLA kernel (``jit_compile=True``
+  fails on it, so it cannot run on TPU either). ``apply_transform`` therefore has two
+  implementations with the same sampling (bilinear image, nearest depth, zero fill): the kernel,
+  and a gather-based one that compiles with XLA. The training chain runs its augmentation as one
+  ``jit_compile=True`` function built on the gather version (fused by XLA it is also the cheapest
+  on CPU); ``rotate_image_and_depth`` compiles under XLA as it is.
 * Errors inside a running pipeline (a missing or corrupt file, an 8-bit depth PNG, image and depth
   of different sizes) are raised by TF while iterating. Iterate inside ``with data_errors():`` to
   get one :class:`DataError` line naming the list file, line and path instead of a TF trace.

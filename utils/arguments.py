@@ -168,6 +168,14 @@ def _add_tune(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--objective_metric", type=str, default="silog")
 
 
+def _add_synthetic(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--output", type=str, default="", help="output folder of the synthetic dataset")
+    group.add_argument("--num_train", type=int, default=64, help="training frames")
+    group.add_argument("--num_test", type=int, default=16, help="test frames")
+    group.add_argument("--height", type=int, default=None, help="frame height (default: 480 NYU, 375 KITTI)")
+    group.add_argument("--width", type=int, default=None, help="frame width (default: 640 NYU, 1242 KITTI)")
+
+
 GROUPS: Dict[str, tuple] = {
     "model": ("model", _add_model),
     "data": ("data", _add_data),
@@ -180,6 +188,7 @@ GROUPS: Dict[str, tuple] = {
     "serve": ("serving and export", _add_serve),
     "bench": ("benchmarks", _add_bench),
     "tune": ("hyper-parameter tuning", _add_tune),
+    "synthetic": ("synthetic datasets", _add_synthetic),
 }
 
 

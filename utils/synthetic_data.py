@@ -23,7 +23,6 @@ CLI: ``python -m utils.synthetic_data --dataset nyu --output DIR --num_train N -
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -367,22 +366,25 @@ def generate_dataset(dataset: str, output_dir: str, num_train: int, num_test: in
     return paths
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic NYU- or KITTI-layout dataset.")
-    parser.add_argument("--dataset", choices=("nyu", "kitti"), required=True)
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--num_train", type=int, default=64)
-    parser.add_argument("--num_test", type=int, default=16)
-    parser.add_argument("--height", type=int, default=None, help="default: 480 NYU, 375 KITTI")
-    parser.add_argument("--width", type=int, default=None, help="default: 640 NYU, 1242 KITTI")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def _validate(parser, args) -> None:
+    if not args.output:
+        parser.error("--output is required (folder to write the dataset to)")
+    if args.num_train < 1 or args.num_test < 0:
+        parser.error("--num_train must be at least 1 and --num_test at least 0")
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
+    from utils.arguments import parse_args  # the one shared parser (flags: 'synthetic' group)
+
+    args = parse_args(groups=("model", "data", "synthetic"), argv=argv, prog="python -m utils.synthetic_data",
+                      description="Write a synthetic NYU- or KITTI-layout dataset.", validate=_validate)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     default_size = (480, 640) if args.dataset == "nyu" else (375, 1242)
     paths = generate_dataset(args.dataset, args.output, args.num_train, args.num_test,
-                             args.height or default_size[0], args.width or default_size[1], args.seed)
+                             args.height or default_size[0], args.width or default_size[1], args.seed or 0)
     for key, value in sorted(paths.items()):
         print(f"{key}: {value}")
+    return paths
 
 
 if __name__ == "__main__":
