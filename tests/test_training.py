@@ -202,16 +202,29 @@ MIRRORED_SCRIPT = r"""
 import sys, numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import bts_losses
 from bts_main import parse_train_args
 from utils import trainer as T
-losses = {}
-for choice in ("default", "mirrored"):
+
+def trainer(choice):
     t = T.Trainer(parse_train_args(sys.argv[1:] + ["--distribution_strategy", choice, "--model_name", choice]))
     t.restore_or_init()
-    batch = next(iter(t.strategy.experimental_distribute_dataset(
-        T.epoch_dataset(t.args, t.train_samples, 0, 0, 3, t.samples_per_step))))
-    losses[choice] = (float(t.steps.train_step(batch)[0]), t.strategy.num_replicas_in_sync)
-print("LOSSES", losses["default"][0], losses["mirrored"][0], losses["mirrored"][1])
+    return t
+
+# One device, by hand: each replica's shard forwarded on its own (BN batch statistics are per
+# replica, as in PT's DDP), the silog statistics pooled over the global batch.
+single = trainer("default")
+batch = next(iter(T.epoch_dataset(single.args, single.train_samples, 0, 0, 3, single.samples_per_step)))
+stats = 0
+for i in range(2):
+    depth = single.model({"image": batch["image"][i:i + 1], "focal": batch["focal"][i:i + 1]}, training=True)
+    stats += bts_losses.silog_statistics(depth, batch["depth"][i:i + 1], 0.1)
+reference = float(bts_losses.silog_from_statistics(stats))
+mirrored = trainer("mirrored")
+dist = next(iter(mirrored.strategy.experimental_distribute_dataset(
+    T.epoch_dataset(mirrored.args, mirrored.train_samples, 0, 0, 3, mirrored.samples_per_step))))
+loss = float(mirrored.steps.train_step(dist)[0])
+print("LOSSES", reference, loss, mirrored.strategy.num_replicas_in_sync)
 """
 
 
