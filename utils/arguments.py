@@ -139,6 +139,8 @@ def _add_serve(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--host", type=str, default="127.0.0.1")
     group.add_argument("--port", type=int, default=5000)
     group.add_argument("--checkpoint_path_kitti", type=str, default="", help="outdoor model for the demo")
+    group.add_argument("--allow_untrained", action="store_true",
+                       help="demo without a checkpoint: serve a random model behind a warning banner")
     group.add_argument("--export_dir", type=str, default="", help="export destination")
     group.add_argument("--formats", type=str, nargs="*", default=None,
                        help="export formats (utils/export_model.py): saved_model tflite tflite_fp16 "

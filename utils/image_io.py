@@ -118,11 +118,16 @@ def save_rgb_png(path: str, image: np.ndarray) -> None:
     atomic_write_bytes(path, encode_png(np.asarray(image, dtype=np.uint8)))
 
 
-def save_depth_npy(path: str, depth_m: np.ndarray) -> None:
-    """Write float32 depth in metres as ``.npy``."""
+def encode_npy(depth_m: np.ndarray) -> bytes:
+    """``.npy`` bytes of float32 depth in metres."""
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(depth_m, dtype=np.float32))
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_depth_npy(path: str, depth_m: np.ndarray) -> None:
+    """Write float32 depth in metres as ``.npy``."""
+    atomic_write_bytes(path, encode_npy(depth_m))
 
 
 # -------------------------------------------------------------------------------------------
@@ -194,12 +199,19 @@ def read_ply(path: str) -> Tuple[np.ndarray, np.ndarray]:
     return points, colors
 
 
-def save_point_cloud(path: str, depth_m: np.ndarray, rgb: np.ndarray,
-                     intrinsics: Intrinsics) -> int:
-    """Write a coloured ``.ply`` of the valid depth pixels; returns the number of points."""
+def encode_point_cloud(depth_m: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics
+                       ) -> Tuple[bytes, int]:
+    """(binary ``.ply`` bytes, number of points) of the valid depth pixels coloured by ``rgb``."""
     rgb = np.asarray(rgb, dtype=np.uint8)
     if rgb.shape[:2] != np.shape(depth_m):
         raise ValueError(f"colour image {rgb.shape[:2]} and depth {np.shape(depth_m)} differ in size")
     points, mask = depth_to_points(depth_m, intrinsics)
-    atomic_write_bytes(path, encode_ply(points, rgb[mask][:, :3]))
-    return len(points)
+    return encode_ply(points, rgb[mask][:, :3]), len(points)
+
+
+def save_point_cloud(path: str, depth_m: np.ndarray, rgb: np.ndarray,
+                     intrinsics: Intrinsics) -> int:
+    """Write a coloured ``.ply`` of the valid depth pixels; returns the number of points."""
+    data, count = encode_point_cloud(depth_m, rgb, intrinsics)
+    atomic_write_bytes(path, data)
+    return count

@@ -1,0 +1,128 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""Web demo: upload a photo, see, explore and download its depth (Flask, local page, JSON API).
+
+    python bts_demo.py --checkpoint_path MODEL [--checkpoint_path_kitti KITTI_MODEL] \
+        [--host 127.0.0.1 --port 5000]
+
+``--checkpoint_path`` is the model for ``--dataset`` (default nyu, 10 m); ``--checkpoint_path_kitti``
+adds an outdoor KITTI model (80 m) and a model selector on the page. Without any checkpoint the
+demo refuses to start, unless ``--allow_untrained`` asks for a random model (for trying the page;
+a warning banner is shown on every page and ``"untrained": true`` in every API answer).
+
+Each model is loaded and traced once at start-up. The page and the API are described in
+``docs/demo.md``; the app itself is ``utils.demo.app.create_app``.
+"""
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+import sys
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from utils.arguments import parse_args
+from utils.demo.app import DemoLimits, create_app  # noqa: F401  (create_app re-exported)
+
+LOGGER = logging.getLogger("bts_demo")
+PROG = "bts_demo.py"
+
+
+def _validate(parser, args) -> None:
+    if args.checkpoint_path_kitti and args.dataset == "kitti":
+        parser.error("--checkpoint_path_kitti adds an outdoor model next to an NYU "
+                     "--checkpoint_path; with --dataset kitti pass --checkpoint_path only")
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} must be between 0 and 65535")
+
+
+def requested_checkpoints(args) -> Dict[str, str]:
+    """dataset → checkpoint path, in page order (``--dataset``'s model first)."""
+    checkpoints = {}
+    if args.checkpoint_path:
+        checkpoints[args.dataset] = args.checkpoint_path
+    if args.checkpoint_path_kitti:
+        checkpoints["kitti"] = args.checkpoint_path_kitti
+    return checkpoints
+
+
+def model_args_for(args, dataset: str, checkpoint: str):
+    """A copy of ``args`` describing the model of ``dataset`` (its own max depth)."""
+    from utils.datasets import get_dataset_facts
+
+    model_args = copy.copy(args)
+    model_args.checkpoint_path = checkpoint
+    if dataset != args.dataset:
+        model_args.dataset = dataset
+        model_args.max_depth = get_dataset_facts(dataset).max_depth
+    return model_args
+
+
+def load_predictors(args, checkpoints: Dict[str, str]):
+    """One loaded, warmed-up ``DepthPredictor`` per dataset (random weights for an empty path)."""
+    from utils.predict import DepthPredictor
+
+    predictors = {}
+    for dataset, checkpoint in checkpoints.items():
+        predictor = DepthPredictor.from_args(model_args_for(args, dataset, checkpoint),
+                                             allow_untrained=not checkpoint)
+        LOGGER.info("%s model ready (max depth %g m); tracing it once (the full DenseNet-161 "
+                    "takes up to a minute on a CPU)", dataset, predictor.max_depth)
+        predictor.predict_image(np.zeros((64, 64, 3), np.uint8))  # trace now, not on a visitor
+        predictors[dataset] = predictor
+    return predictors
+
+
+def serve(app, host: str, port: int) -> None:
+    """Serve ``app`` with werkzeug's threaded server until Ctrl-C."""
+    from werkzeug.serving import make_server
+
+    try:
+        if not ipaddress.ip_address(host).is_loopback:
+            LOGGER.warning("listening on %s: the demo is reachable from other machines", host)
+    except ValueError:
+        LOGGER.warning("listening on %r: check that this is meant to be reachable", host)
+    server = make_server(host, port, app, threaded=True)
+    print(f"BTS demo on http://{host}:{server.server_port}/  (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(groups=("model", "data", "serve"), argv=argv, validate=_validate, prog=PROG,
+                      description=__doc__.splitlines()[0])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    checkpoints = requested_checkpoints(args)
+    untrained = not checkpoints
+    if untrained and not args.allow_untrained:
+        print(f"{PROG}: error: no model to serve: pass --checkpoint_path (a .keras/.weights.h5 "
+              "file, a training checkpoint or a run folder; see docs/pretrained.md), or "
+              "--allow_untrained to try the page with a random, meaningless model", file=sys.stderr)
+        return 2
+    if untrained:
+        LOGGER.warning("NO CHECKPOINT: serving an UNTRAINED model; its depth maps are meaningless "
+                       "(the page shows a warning banner)")
+        checkpoints = {args.dataset: ""}
+    from utils.checkpoints import CheckpointError
+
+    try:
+        predictors = load_predictors(args, checkpoints)
+        app = create_app(predictors, untrained=untrained)
+        serve(app, args.host, args.port)
+    except (CheckpointError, ValueError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
