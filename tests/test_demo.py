@@ -245,6 +245,19 @@ def test_result_links_serve_the_same_depth_as_a_direct_png_request(client):
         _assert_json_error(client.get(bad), 404)
 
 
+def test_large_uploads_are_parsed_in_memory_never_spooled_to_disk(client, monkeypatch):
+    import werkzeug.formparser
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was about to be written to a temporary file")
+
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_disk)
+    monkeypatch.setattr(werkzeug.formparser, "TemporaryFile", no_disk, raising=False)
+    data = _encode(_rgb(400, 600, seed=10))  # ~720 kB of noise: werkzeug spools beyond 500 kB
+    assert len(data) > 500 * 1024
+    assert _post(client, data, query="?format=npy").status_code == 200
+
+
 def test_old_results_are_dropped_beyond_the_cache_size(predictors):
     client = create_app({"nyu": predictors["nyu"]}, limits=DemoLimits(cache_entries=2)).test_client()
     ids = [_post(client, _encode(_rgb(16, 16, seed=i))).json["id"] for i in range(3)]
@@ -268,6 +281,13 @@ def test_exif_rotated_jpeg_is_decoded_upright():
     decoded = uploads.decode_upload(_encode(rgb, "JPEG", exif=exif.tobytes()),
                                     max_pixels=10_000, max_work_pixels=10_000)
     assert decoded.rgb.shape == (64, 32, 3) and decoded.scale == 1.0
+
+
+def test_16bit_grey_png_is_scaled_to_8_bits_not_clipped():
+    grey16 = np.array([[0, 32768, 65535]], np.uint16)
+    decoded = uploads.decode_upload(_encode(grey16), max_pixels=100, max_work_pixels=100)
+    np.testing.assert_array_equal(decoded.rgb[0, :, 0], [0, 128, 255])
+    assert decoded.rgb.shape == (1, 3, 3)
 
 
 def test_working_size_keeps_the_aspect_within_the_pixel_budget():

@@ -17,15 +17,18 @@ Pre/post-processing is the shared one: ``utils.predict.DepthPredictor.predict_im
 pad, KB crop) and ``utils.image_io`` (uint16 PNG convention, colormap, .npy, .ply). This module
 only adds the web-facing parts: upload checks (``uploads.py``), limits and caching.
 
-Concurrency and memory: at most ``max_concurrent`` requests read, decode and predict at once
-(others wait up to ``queue_timeout_s``, then get 503); the model calls themselves are serialised by
+Concurrency and memory: at most ``max_concurrent`` requests read, decode, predict or encode a
+download at once (others wait up to ``queue_timeout_s``, then get 503); uploads are parsed in
+memory, never spooled to disk; the model calls themselves are serialised by
 the predictor's lock; each image is shrunk to ``max_work_pixels`` before the model sees it; the
 result cache holds ``cache_entries`` results. So memory stays bounded whatever arrives.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
 import logging
 import math
 import os
@@ -36,7 +39,7 @@ import time
 from typing import TYPE_CHECKING, Dict, Mapping, Optional
 
 import numpy as np
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Request, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
@@ -91,6 +94,18 @@ class Result:
     intrinsics: image_io.Intrinsics
     stem: str  # safe download name stem
     source: Dict[str, object]  # what was uploaded: format, original size, resized, time
+
+
+class InMemoryRequest(Request):
+    """Uploads are parsed into memory: werkzeug would spool files over 500 kB to a temporary file.
+
+    Memory stays bounded because bodies are capped (``MAX_CONTENT_LENGTH``) and only
+    ``max_concurrent`` requests parse their body at a time.
+    """
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None,
+                         content_length=None):
+        return io.BytesIO()
 
 
 class ResultCache:
@@ -185,10 +200,21 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
     default_model = next(iter(predictors))
     app = Flask(__name__, template_folder=os.path.join(HERE, "templates"),
                 static_folder=os.path.join(HERE, "static"), static_url_path="/static")
+    app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = limits.max_upload_bytes
     app.json.sort_keys = False
     cache = ResultCache(limits.cache_entries)
     slots = threading.BoundedSemaphore(limits.max_concurrent)
+
+    @contextlib.contextmanager
+    def slot():
+        """Hold one of the ``max_concurrent`` work slots; UploadError 503 after the timeout."""
+        if not slots.acquire(timeout=limits.queue_timeout_s):
+            raise UploadError(503, "the server is busy; try again in a minute")
+        try:
+            yield
+        finally:
+            slots.release()
 
     def model_info(name: str) -> Dict[str, object]:
         predictor = predictors[name]
@@ -279,16 +305,12 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
         kind = request.args.get("format", "json")
         if kind not in FORMATS:
             raise UploadError(400, f"format must be one of {', '.join(FORMATS)}, got {kind[:20]!r}")
-        if not slots.acquire(timeout=limits.queue_timeout_s):
-            return json_error(503, "the server is busy; try again in a minute")
-        try:
+        with slot():
             result = predict_upload()
-        finally:
-            slots.release()
-        result_id = cache.put(result)
-        if kind != "json":
-            return send_bytes(encode_result(result, kind), kind, result, result_id,
-                              attachment=kind != "colormap")
+            result_id = cache.put(result)
+            if kind != "json":
+                return send_bytes(encode_result(result, kind), kind, result, result_id,
+                                  attachment=kind != "colormap")
         height, width = result.depth_m.shape
         body = {"id": result_id, "model": result.model, "untrained": untrained,
                 "width": width, "height": height, "max_depth": result.max_depth,
@@ -338,7 +360,8 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
         if kind is None or result is None:
             return json_error(404, "no such result (results are kept for the "
                                    f"{limits.cache_entries} most recent predictions)")
-        return send_bytes(encode_result(result, kind), kind, result, result_id,
-                          attachment=kind in ("png", "npy", "ply"))
+        with slot():  # encoding a .ply of 0.9 Mpx takes ~15 MB: bounded like predictions
+            return send_bytes(encode_result(result, kind), kind, result, result_id,
+                              attachment=kind in ("png", "npy", "ply"))
 
     return app

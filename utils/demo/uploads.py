@@ -30,7 +30,7 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class UploadError(ValueError):
-    """An upload that cannot be used: HTTP ``status`` and a one-line ``message``."""
+    """An upload (or request) that cannot be served: HTTP ``status`` and a one-line ``message``."""
 
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -74,6 +74,16 @@ def _open(data: bytes) -> Image.Image:
         raise UploadError(400, f"the image header is corrupt: {err}") from None
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB of any Pillow mode; 16-bit and float greyscale are scaled, not clipped at 255."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1e-12)
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return image.convert("RGB")
+
+
 def decode_upload(data: bytes, *, max_pixels: int, max_work_pixels: int) -> DecodedImage:
     """Decode upload bytes to a (H, W, 3) uint8 RGB array of at most ``max_work_pixels``.
 
@@ -88,15 +98,12 @@ def decode_upload(data: bytes, *, max_pixels: int, max_work_pixels: int) -> Deco
                                    f"the limit is {max_pixels:,} pixels")
         if image.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that still suffices
             image.draft("RGB", working_size(height, width, max_work_pixels)[::-1])
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # never accept half an image, whatever the global
+            raise UploadError(500, "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to "
+                                   "decode uploads that could be truncated")
         try:
-            if ImageFile.LOAD_TRUNCATED_IMAGES:  # never accept half an image, whatever the global
-                raise UploadError(500, "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing "
-                                       "to decode uploads that could be truncated")
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            rgb_image = upright.convert("RGB")
-        except UploadError:
-            raise
+            rgb_image = as_rgb(ImageOps.exif_transpose(image))
         except (OSError, SyntaxError, ValueError, EOFError) as err:
             raise UploadError(400, f"the {image.format} image is truncated or corrupt: {err}") \
                 from None
