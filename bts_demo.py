@@ -4,10 +4,11 @@
     python bts_demo.py --checkpoint_path MODEL [--checkpoint_path_kitti KITTI_MODEL] \
         [--host 127.0.0.1 --port 5000]
 
-``--checkpoint_path`` is the model for ``--dataset`` (default nyu, 10 m); ``--checkpoint_path_kitti``
-adds an outdoor KITTI model (80 m) and a model selector on the page. Without any checkpoint the
-demo refuses to start, unless ``--allow_untrained`` asks for a random model (for trying the page;
-a warning banner is shown on every page and ``"untrained": true`` in every API answer).
+``--checkpoint_path`` is the model for ``--dataset`` (default nyu, 10 m);
+``--checkpoint_path_kitti`` adds an outdoor KITTI model (80 m) and a model selector on the page.
+Without any checkpoint the demo refuses to start, unless ``--allow_untrained`` asks for a random
+model (for trying the page; a warning banner is shown on every page and ``"untrained": true`` in
+every API answer).
 
 Each model is loaded and traced once at start-up. The page and the API are described in
 ``docs/demo.md``; the app itself is ``utils.demo.app.create_app``.
@@ -23,7 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from utils.arguments import parse_args
-from utils.demo.app import DemoLimits, create_app  # noqa: F401  (create_app re-exported)
+from utils.demo.app import create_app
 
 LOGGER = logging.getLogger("bts_demo")
 PROG = "bts_demo.py"

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Web demo: every route and error path (Flask test client), a real Chromium, a loopback load test."""
+"""Web demo: every route and error path (Flask test client), real Chromium, loopback load test."""
 import concurrent.futures
 import io
 import os
@@ -7,7 +7,6 @@ import re
 import struct
 import threading
 import time
-import urllib.error
 import urllib.request
 import zlib
 
@@ -115,7 +114,8 @@ def test_healthz_lists_both_models_with_their_depth_ranges(client):
 def test_page_has_selector_samples_and_only_local_assets(client):
     page = client.get("/")
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.status_code == 200
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert 'value="nyu"' in html and 'value="kitti"' in html and "untrained-banner" not in html
     assert 'data-sample="motorcycle"' in html and 'id="file-input"' in html
     for asset in ("demo.js", "png16.js", "viewer.js", "demo.css"):
@@ -176,7 +176,8 @@ def test_png_format_is_raw_uint16_depth_times_the_dataset_scale(client, predicto
     response = _post(client, _encode(rgb), query="?format=png", name="../../etc/my photo.png")
     assert response.headers["X-Depth-Scale"] == "1000" and response.mimetype == "image/png"
     disposition = response.headers["Content-Disposition"]  # the user's name, made safe
-    assert disposition.endswith('my_photo_depth.png"') and "/" not in disposition and ".." not in disposition
+    assert disposition.endswith('my_photo_depth.png"')
+    assert "/" not in disposition and ".." not in disposition
     with Image.open(io.BytesIO(response.data)) as image:
         assert image.mode == "I;16" and image.size == (64, 48)
         values = np.asarray(image).astype(np.int64)
@@ -241,7 +242,7 @@ def test_result_links_serve_the_same_depth_as_a_direct_png_request(client):
     body = _post(client, data).json
     assert client.get(body["urls"]["png"]).data == _post(client, data, query="?format=png").data
     for bad in (f"/api/result/{'0' * 32}/depth.png", f"/api/result/{body['id']}/secret.txt",
-                f"/api/result/..%2F..%2Fetc/depth.png", f"/api/result/{body['id']}/..%2Fdepth.png"):
+                "/api/result/..%2F..%2Fetc/depth.png", f"/api/result/{body['id']}/..%2Fdepth.png"):
         _assert_json_error(client.get(bad), 404)
 
 
@@ -259,7 +260,8 @@ def test_large_uploads_are_parsed_in_memory_never_spooled_to_disk(client, monkey
 
 
 def test_old_results_are_dropped_beyond_the_cache_size(predictors):
-    client = create_app({"nyu": predictors["nyu"]}, limits=DemoLimits(cache_entries=2)).test_client()
+    client = create_app({"nyu": predictors["nyu"]},
+                        limits=DemoLimits(cache_entries=2)).test_client()
     ids = [_post(client, _encode(_rgb(16, 16, seed=i))).json["id"] for i in range(3)]
     assert client.get(f"/api/result/{ids[0]}/depth.npy").status_code == 404
     assert all(client.get(f"/api/result/{i}/depth.npy").status_code == 200 for i in ids[1:])
@@ -428,15 +430,20 @@ def _fetch(url, data=None, headers=None, timeout=60):
         return response.status, response.read()
 
 
-def _save_screenshot(png: bytes, path: str) -> None:
-    """Keep the committed README screenshot small: 256 colours, optimised PNG, atomic write."""
+def _save_screenshot(png: bytes, path: str) -> Image.Image:
+    """Write a small screenshot (256 colours, optimised PNG, atomically); returns it.
+
+    docs/demo_screenshot.png (the README's) is rewritten only when missing or when
+    BTS_UPDATE_SCREENSHOT=1, so a test run leaves the committed file alone.
+    """
     from utils.io import atomic_write_bytes
 
     buffer = io.BytesIO()
     with Image.open(io.BytesIO(png)) as shot:
-        shot.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
-            buffer, "PNG", optimize=True)
+        small = shot.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        small.save(buffer, "PNG", optimize=True)
     atomic_write_bytes(path, buffer.getvalue())
+    return small
 
 
 @pytest.mark.slow
@@ -476,10 +483,15 @@ def test_browser_upload_shows_depth_hover_and_a_16bit_download(server_url, tmp_p
             page.click("#view-3d")  # the WebGL viewer draws without a script error
             page.wait_for_timeout(300)
             page.evaluate("window.scrollTo(0, 0)")
-            _save_screenshot(page.screenshot(), os.path.join(ROOT, "docs", "demo_screenshot.png"))
+            shot = _save_screenshot(page.screenshot(), str(tmp_path / "demo_screenshot.png"))
+            assert shot.size == (1000, 700)
+            readme_copy = os.path.join(ROOT, "docs", "demo_screenshot.png")
+            if os.environ.get("BTS_UPDATE_SCREENSHOT") == "1" or not os.path.exists(readme_copy):
+                _save_screenshot(page.screenshot(), readme_copy)  # the README's picture
             page.set_input_files("#file-input", str(tmp_path / "notes.png"))
             page.wait_for_selector("#error:not([hidden])", timeout=30_000)
-            assert "not an image" in page.text_content("#error") and "415" in page.text_content("#error")
+            message = page.text_content("#error")
+            assert "not an image" in message and "(HTTP 415)" in message
             assert not errors, errors
         finally:
             browser.close()

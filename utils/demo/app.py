@@ -142,7 +142,8 @@ def depth_statistics(depth_m: np.ndarray) -> Dict[str, Optional[float]]:
     """min / max / mean / median over the valid (finite, > 0) pixels, metres."""
     valid = depth_m[np.isfinite(depth_m) & (depth_m > 0)]
     if valid.size == 0:
-        return {"min_m": None, "max_m": None, "mean_m": None, "median_m": None, "valid_fraction": 0.0}
+        return {"min_m": None, "max_m": None, "mean_m": None, "median_m": None,
+                "valid_fraction": 0.0}
     return {"min_m": float(valid.min()), "max_m": float(valid.max()), "mean_m": float(valid.mean()),
             "median_m": float(np.median(valid)), "valid_fraction": valid.size / depth_m.size}
 
@@ -263,7 +264,8 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
     def internal_error(err: Exception):
         LOGGER.exception("request %s %s failed", request.method, request.path)
         first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        return json_error(500, f"internal error ({type(err).__name__}{': ' + first if first else ''})")
+        detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        return json_error(500, f"internal error ({detail})")
 
     @app.get("/")
     def index():
@@ -326,7 +328,8 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
             raise UploadError(400, "send the image as the multipart/form-data field 'image'")
         name = request.values.get("model", default_model)
         if name not in predictors:
-            raise UploadError(400, f"model must be one of {', '.join(predictors)}, got {name[:20]!r}")
+            raise UploadError(400, f"model must be one of {', '.join(predictors)}, "
+                                   f"got {name[:20]!r}")
         focal = parse_focal(request.values.get("focal"))
         decoded = decode_upload(upload.read(), max_pixels=limits.max_pixels,
                                 max_work_pixels=limits.max_work_pixels)
