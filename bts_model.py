@@ -196,18 +196,221 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderSpec:
-    """An encoder the model can use: a feature builder and the input preprocessing it expects."""
+class FreezeRule:
+    """Which encoder layers training freezes (spec §4.3, PT semantics adapted per family).
 
-    build: Callable[[keras.KerasTensor], Dict[str, keras.KerasTensor]]
+    Names are encoder-local layer names (without the ``encoder.`` prefix), matched by prefix.
+    ``stem`` is always frozen; ``--fix_first_conv_block`` adds ``first_blocks[0]`` and
+    ``--fix_first_conv_blocks`` adds ``first_blocks[0:2]`` (PT: ``denselayer1``/``2``,
+    ``layer1.0``/``.1``). With ``bn_affine`` every encoder BN keeps batch statistics but has its
+    γ/β frozen (PT), except BNs whose name ends with one of ``bn_affine_exempt``.
+    """
+
+    stem: Tuple[str, ...]
+    first_blocks: Tuple[str, str]
+    bn_affine: bool = True
+    bn_affine_exempt: Tuple[str, ...] = ()
+
+    def frozen_prefixes(self, args) -> Tuple[str, ...]:
+        blocks = 2 if getattr(args, "fix_first_conv_blocks", False) else \
+            1 if getattr(args, "fix_first_conv_block", False) else 0
+        return tuple(self.stem) + tuple(self.first_blocks[:blocks])
+
+    def frozen_layer(self, name: str, args) -> bool:
+        """Whether all weights of the encoder layer ``name`` are frozen under ``args``."""
+        return name.startswith(self.frozen_prefixes(args))
+
+    def frozen_bn_affine(self, name: str, args) -> bool:
+        """Whether the γ/β of the encoder BN layer ``name`` are frozen under ``args``."""
+        exempt = bool(self.bn_affine_exempt) and name.endswith(self.bn_affine_exempt)
+        return (self.bn_affine and not exempt) or self.frozen_layer(name, args)
+
+
+# PT DenseNet: parameters named conv0 / norm* (every BN γ/β) + denselayer1 (+2) of block 1.
+DENSENET_FREEZE = FreezeRule(stem=("conv0",),
+                             first_blocks=("denseblock1.denselayer1.", "denseblock1.denselayer2."))
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """An encoder the model can use: a feature builder and the input preprocessing it expects.
+
+    ``build(image)`` returns the five features; builders with ``imagenet=True`` also accept
+    ``build(image, weights="imagenet")`` (keras.applications weights, downloaded on first use).
+    """
+
+    build: Callable[..., Dict[str, keras.KerasTensor]]
     preprocessing: str  # 'torch' (ImageNet mean/std on x/255), 'tf', 'caffe', or 'raw'
     default_bts_size: int = 512
+    freeze: FreezeRule = DENSENET_FREEZE
+    imagenet: bool = False  # keras.applications ImageNet weights available (--pretrained_model imagenet)
+
+    def frozen_layer(self, name: str, args) -> bool:
+        return self.freeze.frozen_layer(name, args)
 
 
 ENCODERS: Dict[str, EncoderSpec] = {
     name: EncoderSpec(lambda image, c=cfg: densenet_encoder(image, c), "torch")
     for name, cfg in DENSENET_CONFIGS.items()
 }
+
+
+# --------------------------------------------------------------------------------------------
+# keras.applications encoders (spec §2.3; V1 ResNets, EfficientNetV2 and ConvNeXt added here)
+# --------------------------------------------------------------------------------------------
+# A backbone is built on the BTS image tensor itself (``input_tensor``), so its layers sit flat in
+# the BTS graph next to the decoder, exactly like the DenseNet above. Its layers are then renamed
+# ``encoder.<keras name>`` (freezing rules, weight-decay groups and saved configs see the prefix)
+# and its variables are created under the name scope ``encoder.<arch>``, so every encoder variable
+# path starts with ``encoder.``: ``encoder.resnet50/conv1_conv/kernel`` in a freshly built model,
+# ``encoder.conv1_conv/kernel`` in one reloaded from ``.keras``. Input H and W: multiples of 32.
+IMAGENET = "imagenet"  # --pretrained_model value that asks for keras.applications weights
+PIXEL_SCALE = 255.0
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasBackbone:
+    """A keras.applications constructor and where BTS taps it.
+
+    ``taps``: layer names giving skip2, skip4, skip8, skip16, dense32 (H/2 .. H/32). A name
+    ``NAME:input`` taps the input of layer NAME, ``:output`` the backbone's output, and ``None``
+    (ConvNeXt's skip2: its stem has stride 4) a learned 3×3/2 conv + BN + ReLU on the output of
+    layer ``skip2_source`` (the backbone's own normalised image).
+    ``pixel_input``: the backbone normalises 0..255 pixels inside the model (EfficientNetV2,
+    ConvNeXt; their ``preprocess_input`` is the identity), so the encoder first rescales the [0, 1]
+    image by 255 (layer ``encoder.to_pixels``) and the data pipeline uses mode ``raw``.
+    """
+
+    constructor: str
+    taps: Tuple[Optional[str], str, str, str, str]
+    pixel_input: bool = False
+    skip2_source: str = ""
+    skip2_channels: int = 64
+
+
+def _rename_backbone_layers(backbone: keras.Model) -> None:
+    for layer in backbone.layers:
+        if not isinstance(layer, keras.layers.InputLayer) and \
+                not layer.name.startswith(ENCODER_PREFIX):
+            layer.name = ENCODER_PREFIX + layer.name
+
+
+def _tap(backbone: keras.Model, tap: str) -> keras.KerasTensor:
+    if tap == ":output":
+        return backbone.output
+    name, _, port = tap.partition(":")
+    layer = backbone.get_layer(ENCODER_PREFIX + name)
+    return layer.input if port == "input" else layer.output
+
+
+def _learned_skip2(source: keras.KerasTensor, channels: int) -> keras.KerasTensor:
+    """(B,H,W,3) normalised image → (B,H/2,W/2,channels): a stride-2 stem for stride-4 backbones."""
+    x = _conv(channels, 3, ENCODER_PREFIX + "skip2_conv", strides=2, initializer=_KAIMING_NORMAL)(source)
+    x = BatchNorm(epsilon=ENCODER_BN_EPSILON, momentum=ENCODER_BN_MOMENTUM,
+                  name=ENCODER_PREFIX + "skip2_bn")(x)
+    return keras.layers.ReLU(name=ENCODER_PREFIX + "skip2_relu")(x)
+
+
+def keras_backbone_encoder(image, arch: str, backbone: KerasBackbone,
+                           weights: Optional[str] = None) -> Dict[str, keras.KerasTensor]:
+    """Features of a keras.applications backbone on ``image`` (B,H,W,3), preprocessed per its spec.
+
+    ``weights``: None (random initialisation) or ``"imagenet"`` (downloaded by Keras on first use
+    into ``$KERAS_HOME/models``). Returns skip2..skip16 and dense32 as the DenseNet encoder does.
+    """
+    x = image
+    if backbone.pixel_input:
+        x = keras.layers.Rescaling(PIXEL_SCALE, name=ENCODER_PREFIX + "to_pixels")(x)
+    constructor = getattr(keras.applications, backbone.constructor)
+    with keras.name_scope(ENCODER_PREFIX + arch):
+        try:
+            model = constructor(include_top=False, weights=weights, input_tensor=x)
+        except Exception as err:  # noqa: BLE001 - Keras raises a bare Exception when a download fails
+            if weights is None:
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"--pretrained_model {weights}: could not load the {arch} weights "
+                             f"({reason}); place the file in ~/.keras/models/ or train from "
+                             "random initialisation") from None
+    _rename_backbone_layers(model)
+    features = {}
+    for key, tap in zip(FEATURE_NAMES, backbone.taps):
+        if tap is None:
+            features[key] = _learned_skip2(_tap(model, backbone.skip2_source), backbone.skip2_channels)
+        else:
+            features[key] = _tap(model, tap)
+    return features
+
+
+_DENSENET_TAPS = ("conv1_relu", "pool1", "pool2_pool", "pool3_pool", "relu")
+_CONVNEXT_TAPS = (None, "convnext_tiny_downsampling_block_0:input",
+                  "convnext_tiny_downsampling_block_1:input",
+                  "convnext_tiny_downsampling_block_2:input", ":output")
+
+# Stem always frozen; first_blocks are the first two units of the first stage (PT semantics).
+KERAS_DENSENET_FREEZE = FreezeRule(stem=("conv1_",), first_blocks=("conv2_block1_", "conv2_block2_"))
+# PT ResNet: conv1 + every BN named bn*; the shortcut BN (downsample.1 = keras *_0_bn) stays trainable.
+RESNET_FREEZE = FreezeRule(stem=("conv1_",), first_blocks=("conv2_block1_", "conv2_block2_"),
+                           bn_affine_exempt=("_0_bn",))
+MOBILENETV2_FREEZE = FreezeRule(stem=("Conv1",), first_blocks=("expanded_conv_", "block_1_"))
+CONVNEXT_FREEZE = FreezeRule(stem=("convnext_tiny_stem",),
+                             first_blocks=("convnext_tiny_stage_0_block_0_",
+                                           "convnext_tiny_stage_0_block_1_"),
+                             bn_affine=False)  # LayerNorm: independent of the batch size
+
+
+def _efficientnetv2_freeze(first_stage_blocks: int) -> FreezeRule:
+    second = "block1b_" if first_stage_blocks > 1 else "block2a_"
+    return FreezeRule(stem=("stem_",), first_blocks=("block1a_", second))
+
+
+# name → (backbone, preprocessing, default nf, freeze rule). nf: 512 for the largest backbones as
+# upstream (densenet161/201, resnet101), 256 for the rest (upstream TF2/TF1 gave densenet121/169,
+# resnet50 and mobilenet 256; EfficientNetV2 and ConvNeXt-T are of ResNet-50's size or smaller).
+KERAS_ENCODERS: Dict[str, Tuple[KerasBackbone, str, int, FreezeRule]] = {
+    "densenet121": (KerasBackbone("DenseNet121", _DENSENET_TAPS), "torch", 256, KERAS_DENSENET_FREEZE),
+    "densenet169": (KerasBackbone("DenseNet169", _DENSENET_TAPS), "torch", 256, KERAS_DENSENET_FREEZE),
+    "densenet201": (KerasBackbone("DenseNet201", _DENSENET_TAPS), "torch", 512, KERAS_DENSENET_FREEZE),
+    "resnet50": (KerasBackbone("ResNet50", ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
+                                            "conv4_block6_out", "conv5_block3_out")),
+                 "caffe", 256, RESNET_FREEZE),
+    "resnet101": (KerasBackbone("ResNet101", ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
+                                              "conv4_block23_out", "conv5_block3_out")),
+                  "caffe", 512, RESNET_FREEZE),
+    "mobilenetv2": (KerasBackbone("MobileNetV2", ("expanded_conv_project_BN", "block_2_add",
+                                                  "block_5_add", "block_12_add", "out_relu")),
+                    "tf", 256, MOBILENETV2_FREEZE),
+    "efficientnetv2b0": (KerasBackbone("EfficientNetV2B0", (
+        "block1a_project_activation", "block2b_add", "block3b_add", "block5e_add", "top_activation"),
+        pixel_input=True), "raw", 256, _efficientnetv2_freeze(1)),
+    "efficientnetv2b1": (KerasBackbone("EfficientNetV2B1", (
+        "block1b_add", "block2c_add", "block3c_add", "block5f_add", "top_activation"),
+        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+    "efficientnetv2b2": (KerasBackbone("EfficientNetV2B2", (
+        "block1b_add", "block2c_add", "block3c_add", "block5f_add", "top_activation"),
+        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+    "efficientnetv2b3": (KerasBackbone("EfficientNetV2B3", (
+        "block1b_add", "block2c_add", "block3c_add", "block5g_add", "top_activation"),
+        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+    "efficientnetv2s": (KerasBackbone("EfficientNetV2S", (
+        "block1b_add", "block2d_add", "block3d_add", "block5i_add", "top_activation"),
+        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+    "convnext_tiny": (KerasBackbone("ConvNeXtTiny", _CONVNEXT_TAPS, pixel_input=True,
+                                    skip2_source="convnext_tiny_prestem_normalization"),
+                      "raw", 256, CONVNEXT_FREEZE),
+}
+
+
+def _keras_encoder_spec(arch: str) -> EncoderSpec:
+    backbone, preprocessing, nf, freeze = KERAS_ENCODERS[arch]
+
+    def build(image, weights: Optional[str] = None):
+        return keras_backbone_encoder(image, arch, backbone, weights)
+
+    return EncoderSpec(build, preprocessing, default_bts_size=nf, freeze=freeze, imagenet=True)
+
+
+ENCODERS.update({arch: _keras_encoder_spec(arch) for arch in KERAS_ENCODERS})
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,17 +716,22 @@ class BtsConfig:
     encoder: str = "densenet161_bts"
     dataset: str = "nyu"
     max_depth: Optional[float] = None  # None: from the dataset table
-    bts_size: int = 512
+    bts_size: Optional[int] = None  # None: the encoder's default nf (512 for densenet161_bts)
     input_height: Optional[int] = None  # None: any size divisible by 32
     input_width: Optional[int] = None
     densenet: Optional[DenseNetConfig] = None  # overrides the encoder's DenseNet config (tests)
+    imagenet_weights: bool = False  # keras.applications ImageNet weights (--pretrained_model imagenet)
 
     @classmethod
     def from_args(cls, args, **overrides) -> "BtsConfig":
         values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if f.name != "densenet" and hasattr(args, f.name)}
+                  if f.name not in ("densenet", "imagenet_weights") and hasattr(args, f.name)}
+        values["imagenet_weights"] = getattr(args, "pretrained_model", "") == IMAGENET
         values.update(overrides)
         return cls(**values)
+
+    def resolved_bts_size(self) -> int:
+        return int(self.bts_size or encoder_spec(self.encoder).default_bts_size)
 
     def resolved_max_depth(self) -> float:
         return float(self.max_depth or get_dataset_facts(self.dataset).max_depth)
@@ -549,11 +757,16 @@ def build_bts_model(params) -> keras.Model:
     spec = encoder_spec(config.encoder)
     image = keras.Input((config.input_height, config.input_width, 3), name="image")
     focal = keras.Input((), name="focal")
+    if config.imagenet_weights and not spec.imagenet:
+        raise ValueError(f"--pretrained_model {IMAGENET}: --encoder {config.encoder} has no "
+                         "keras.applications ImageNet weights; give a converted weights file instead")
     if config.densenet is not None:
         features = densenet_encoder(image, config.densenet)
+    elif config.imagenet_weights:
+        features = spec.build(image, weights=IMAGENET)
     else:
         features = spec.build(image)
-    depth = bts_decoder(features, focal, config.bts_size, config.resolved_max_depth(),
+    depth = bts_decoder(features, focal, config.resolved_bts_size(), config.resolved_max_depth(),
                         facts.scale_output_by_focal)
     return keras.Model({"image": image, "focal": focal}, depth, name="bts")
 

@@ -23,7 +23,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from utils.datasets import DATASETS, get_dataset_facts
 
-ENCODERS_HELP = "densenet161_bts, densenet121_bts (see bts_model.ENCODERS for the full list)"
+ENCODERS_HELP = ("densenet161_bts, densenet121_bts, densenet121/169/201, resnet50/101, mobilenetv2, "
+                 "efficientnetv2b0..b3/s, convnext_tiny (bts_model.ENCODERS; docs/encoders.md)")
 
 
 def _add_model(group: argparse._ArgumentGroup) -> None:
@@ -33,7 +34,8 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS), help="dataset")
     group.add_argument("--max_depth", type=float, default=None,
                        help="maximum output depth in metres (default: 10 NYU, 80 KITTI)")
-    group.add_argument("--bts_size", type=int, default=512, help="decoder width nf (PT --bts_size)")
+    group.add_argument("--bts_size", type=int, default=None,
+                       help="decoder width nf (PT --bts_size; default: the encoder's, 512 for densenet161_bts)")
     group.add_argument("--input_height", type=int, default=None, help="network input height (multiple of 32)")
     group.add_argument("--input_width", type=int, default=None, help="network input width (multiple of 32)")
     group.add_argument("--checkpoint_path", type=str, default="",
@@ -60,9 +62,10 @@ def _add_data(group: argparse._ArgumentGroup) -> None:
 def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--log_directory", type=str, default="./models/", help="run root (local or gs://)")
     group.add_argument("--pretrained_model", type=str, default="./models/densenet161_imagenet/weights.h5",
-                       help="ImageNet encoder weights (missing file: random init with a warning)")
-    group.add_argument("--fix_first_conv_blocks", action="store_true", help="freeze the first two dense layers")
-    group.add_argument("--fix_first_conv_block", action="store_true", help="freeze the first dense layer")
+                       help="ImageNet encoder weights file, or 'imagenet' for a keras.applications "
+                            "encoder's own weights (missing file: random init with a warning)")
+    group.add_argument("--fix_first_conv_blocks", action="store_true", help="also freeze the first two units of stage 1 (DenseNet: dense layers)")
+    group.add_argument("--fix_first_conv_block", action="store_true", help="also freeze the first unit of stage 1 (DenseNet: dense layer)")
     group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
     group.add_argument("--batch_size", type=int, default=4, help="global batch size")
     group.add_argument("--num_epochs", type=int, default=50)
@@ -168,6 +171,8 @@ def _add_tune(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--storage", type=str, default="sqlite:///tuning.db")
     group.add_argument("--search_space", type=str, default="", help="JSON file overriding the search space")
     group.add_argument("--objective_metric", type=str, default="silog")
+    group.add_argument("--pruner", type=str, default="median", choices=["median", "hyperband", "none"],
+                       help="Optuna pruner fed every validation evaluation")
 
 
 def _add_synthetic(group: argparse._ArgumentGroup) -> None:

@@ -105,21 +105,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # --------------------------------------------------------------------------------------------
 # Model, freezing, optimizer
 # --------------------------------------------------------------------------------------------
-def frozen_prefixes(args: argparse.Namespace) -> List[str]:
-    """Encoder layer-name prefixes whose weights PT freezes (spec §4.3, DenseNet)."""
-    prefixes = ["denseblock1.denselayer1."] if args.fix_first_conv_block or args.fix_first_conv_blocks else []
-    if args.fix_first_conv_blocks:
-        prefixes.append("denseblock1.denselayer2.")
-    return prefixes
-
-
 def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
-    """Freeze the PT default set (stem conv + every encoder BN γ/β) plus the flagged dense layers.
+    """Freeze what the encoder's rule names (``bts_model.EncoderSpec.freeze``, spec §4.3).
 
+    PT default for DenseNet: stem conv + every encoder BN γ/β, plus the first dense layer(s) with
+    ``--fix_first_conv_block(s)``; other encoders follow their own rule (docs/encoders.md).
     BN layers stay trainable so they keep using batch statistics and updating their moving
     statistics (PT train mode); only their γ/β variables are frozen. Returns the frozen paths.
     """
-    extra = tuple(bts_model.ENCODER_PREFIX + p for p in frozen_prefixes(args))
+    rule = bts_model.encoder_spec(args.encoder).freeze
     frozen = []
     for layer in model.layers:
         name = layer.name
@@ -127,13 +121,13 @@ def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
             continue
         local = name[len(bts_model.ENCODER_PREFIX):]
         if isinstance(layer, keras.layers.BatchNormalization):
-            for variable in (layer.gamma, layer.beta):
-                variable.trainable = False
-                frozen.append(variable.path)
-        elif local == "conv0" or name.startswith(extra):
-            if layer.weights:
-                layer.trainable = False
-                frozen.extend(w.path for w in layer.weights)
+            if rule.frozen_bn_affine(local, args):
+                for variable in (layer.gamma, layer.beta):
+                    variable.trainable = False
+                    frozen.append(variable.path)
+        elif rule.frozen_layer(local, args) and layer.weights:
+            layer.trainable = False
+            frozen.extend(w.path for w in layer.weights)
     return frozen
 
 
@@ -298,8 +292,11 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         with self.strategy.scope():
             # Spatial size left open: the same model trains on crops and evaluates full frames.
-            self.model = bts_model.build_bts_model(
-                bts_model.BtsConfig.from_args(args, input_height=None, input_width=None))
+            try:
+                self.model = bts_model.build_bts_model(
+                    bts_model.BtsConfig.from_args(args, input_height=None, input_width=None))
+            except ValueError as err:  # unknown encoder, bts_size too small, no ImageNet weights
+                raise TrainingError(str(err)) from None
             self.frozen = apply_freezing(self.model, args)
             self.optimizer = make_optimizer(args, self.model, self.total_steps)
             self.state = RunState.create(seed)
@@ -341,13 +338,18 @@ class Trainer:
 
     def _load_pretrained_encoder(self) -> str:
         path = self.args.pretrained_model
+        if path == bts_model.IMAGENET:
+            return f"encoder initialised from keras.applications ImageNet weights ({self.args.encoder})"
         if path and tf.io.gfile.exists(path):
             from utils.pretrained import load_encoder_weights  # optional until the file exists
 
             count = load_encoder_weights(self.model, path)
             return f"encoder initialised from {path} ({count} tensors)"
+        keras_weights = bts_model.encoder_spec(self.args.encoder).imagenet
+        hint = ("--pretrained_model imagenet downloads them" if keras_weights
+                else "run ./init_densenet_161.sh to get them")
         LOG.warning("no ImageNet encoder weights at --pretrained_model %r: training from random "
-                    "initialisation (run ./init_densenet_161.sh to get them)", path)
+                    "initialisation (%s)", path, hint)
         return "random initialisation"
 
     # ---------------------------------------------------------------- checkpoints
