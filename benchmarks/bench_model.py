@@ -9,7 +9,8 @@
 Each case builds the model under its dtype policy, wraps one step in a ``tf.function`` (the first
 call traces: reported separately as ``first_call_s``), runs ``--warmup`` untimed calls, then
 ``--repeats`` timed ones; median/min/max are reported with the process's peak RSS during the case
-(VmHWM, reset before each case). Inputs are synthetic: speed does not depend on pixel values.
+(VmHWM, reset before each case) and the CPU seconds per call (all threads; on a shared machine
+wall time grows with the load much more than CPU time). Inputs are synthetic: speed does not depend on pixel values.
 The training step is a plain GradientTape step with the silog loss and AdamW (as bts_main.py's),
 batch statistics in every BN. Results go to a table on stdout and to a JSON file.
 """
@@ -194,13 +195,16 @@ def time_calls(step: Callable, batch, warmup: int, repeats: int) -> Dict[str, fl
     first = time.perf_counter() - start
     for _ in range(max(warmup - 1, 0)):
         _fetch(step(batch))
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         _fetch(step(batch))
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    # CPU seconds (all threads) per call: on a shared machine wall time grows with the load,
+    # CPU time much less, so it tells a busy box's numbers apart from the model's own cost.
     return {"first_call_s": first, "median_s": statistics.median(times), "min_s": min(times),
-            "max_s": max(times), "times_s": times}
+            "max_s": max(times), "times_s": times, "cpu_median_s": statistics.median(cpu_times)}
 
 
 def profile_step(step: Callable, batch, logdir: str, steps: int = 2) -> None:
@@ -257,12 +261,13 @@ def environment() -> Dict[str, object]:
 
 def format_table(records: Sequence[Dict[str, object]]) -> str:
     """Markdown table of the model cases."""
-    lines = ["| case | batch | median s | min s | max s | first call s | img/s | peak RSS MiB | load |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| case | batch | median s | min s | max s | CPU s | first call s | img/s | peak RSS MiB "
+             "| load |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         lines.append(f"| {r['name']} | {r['batch']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                     f"{r['max_s']:.3f} | {r['first_call_s']:.1f} | {r['images_per_s']:.2f} | "
-                     f"{r['peak_rss_mib']:.0f} | {r['load_avg_1min_before']:.1f} |")
+                     f"{r['max_s']:.3f} | {r['cpu_median_s']:.2f} | {r['first_call_s']:.1f} | "
+                     f"{r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['load_avg_1min_before']:.1f} |")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ def _check_timing(record: dict) -> None:
     assert record["median_s"] == pytest.approx(float(np.median(record["times_s"])))
     assert record["images_per_s"] == pytest.approx(record["batch"] / record["median_s"])
     assert record["peak_rss_mib"] > 100  # TF alone holds far more than 100 MiB
+    assert record["cpu_median_s"] > 0
 
 
 def test_quick_model_benchmark_writes_valid_json_and_profile(tmp_path, capsys):
