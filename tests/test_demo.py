@@ -83,6 +83,12 @@ def _post(client, data, *, query="", name="photo.png", **fields):
                        content_type="multipart/form-data")
 
 
+def _post_sample(client, name):
+    response = client.post("/api/predict", data={"sample": name})
+    assert response.status_code == 200, response.data[:300]
+    return response.json
+
+
 def _png_header_only(width, height):
     """A PNG whose header claims width × height pixels but carries one tiny IDAT (a 'bomb')."""
     def chunk(kind, body):
@@ -204,6 +210,34 @@ def test_ply_points_lie_on_their_pixel_rays_at_the_predicted_depth(client, tmp_p
     np.testing.assert_allclose(points[:, 0], ((cols - k["cx"]) * depth / k["fx"]).ravel(),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(colours, rgb.reshape(-1, 3))
+
+
+def test_motorcycle_sample_is_scored_against_its_stereo_ground_truth(client):
+    from skimage import data
+
+    body = _post_sample(client, "motorcycle")
+    assert (body["width"], body["height"]) == (741, 500)
+    disparity = data.stereo_motorcycle()[2].astype(np.float64)
+    gt = 994.978 * 0.193001 / (disparity + 31.086)  # Middlebury calibration, metres
+    valid = np.isfinite(gt) & (gt > 1e-3) & (gt < 10.0)
+    pred = np.clip(np.load(io.BytesIO(client.get(body["urls"]["npy"]).data)), 1e-3, 10.0)[valid]
+    gt = gt[valid]
+    scored = body["ground_truth"]
+    assert scored["valid_pixels"] == valid.sum()
+    ratio = np.maximum(gt / pred, pred / gt)
+    assert scored["metrics"]["abs_rel"] == pytest.approx(np.mean(np.abs(gt - pred) / gt), rel=1e-4)
+    assert scored["metrics"]["d1"] == pytest.approx(np.mean(ratio < 1.25), abs=1e-6)
+    scaled = np.clip(pred * np.median(gt) / np.median(pred), 1e-3, 10.0)
+    assert scored["median_scaled"]["abs_rel"] == pytest.approx(
+        np.mean(np.abs(gt - scaled) / gt), rel=1e-4)
+
+
+def test_samples_without_ground_truth_and_bad_sample_requests(client):
+    body = _post_sample(client, "chelsea")
+    assert body["ground_truth"] is None and (body["width"], body["height"]) == (451, 300)
+    _assert_json_error(client.post("/api/predict", data={"sample": "../../etc/passwd"}), 400,
+                       "no sample named")
+    _assert_json_error(_post(client, _encode(_rgb(16, 16)), sample="coffee"), 400, "not both")
 
 
 def test_kitti_model_is_selected_by_the_model_field(client, predictors):
@@ -488,6 +522,9 @@ def test_browser_upload_shows_depth_hover_and_a_16bit_download(server_url, tmp_p
             readme_copy = os.path.join(ROOT, "docs", "demo_screenshot.png")
             if os.environ.get("BTS_UPDATE_SCREENSHOT") == "1" or not os.path.exists(readme_copy):
                 _save_screenshot(page.screenshot(), readme_copy)  # the README's picture
+            page.click("button[data-sample=motorcycle]")  # bundled sample, scored against its GT
+            page.wait_for_selector("#stats:has-text('ground truth')", timeout=60_000)
+            assert page.eval_on_selector("#depth-image", "i => i.naturalWidth") == 741
             page.set_input_files("#file-input", str(tmp_path / "notes.png"))
             page.wait_for_selector("#error:not([hidden])", timeout=30_000)
             message = page.text_content("#error")

@@ -5,7 +5,8 @@ Routes (all errors are JSON ``{"error": message, "status": code}``):
 
 * ``GET /``                          the page (templates/index.html, static/demo.js, demo.css)
 * ``GET /healthz``                   liveness and the loaded models
-* ``POST /api/predict``              multipart field ``image`` (+ optional ``model``, ``focal``);
+* ``POST /api/predict``              multipart field ``image`` or form field ``sample`` (a bundled
+  photo; the motorcycle is also scored against its ground truth), optional ``model``, ``focal``;
   ``?format=json`` (default: statistics and download links), ``png`` (raw uint16 depth at the
   dataset scale), ``npy`` (float32 metres), ``ply`` (coloured point cloud), ``colormap`` (RGB PNG)
 * ``GET /api/result/<id>/<file>``    ``depth.png``, ``depth.npy``, ``cloud.ply``, ``colormap.png``,
@@ -188,6 +189,30 @@ def parse_focal(text: Optional[str]) -> Optional[float]:
     return value
 
 
+def ground_truth_scores(depth_m: np.ndarray, gt_m: np.ndarray, dataset: str
+                        ) -> Optional[Dict[str, object]]:
+    """Official metrics against a ground truth of the same size, raw and median-scaled.
+
+    A photo from another camera than the training set's has an unknown scale, so the
+    median-scaled scores (prediction × median(gt) / median(pred)) are the fairer ones.
+    """
+    from utils import metrics
+    from utils.datasets import get_dataset_facts
+
+    if gt_m.shape != depth_m.shape:
+        return None
+    facts = get_dataset_facts(dataset)
+    valid = metrics.valid_mask(gt_m, facts.min_depth_eval, facts.max_depth_eval, dataset)
+    pred = metrics.clip_prediction(depth_m, facts.min_depth_eval, facts.max_depth_eval)[valid]
+    gt = gt_m[valid]
+    if gt.size == 0:
+        return None
+    scaled = np.clip(pred * (np.median(gt) / np.median(pred)), facts.min_depth_eval,
+                     facts.max_depth_eval)
+    return {"valid_pixels": int(gt.size), "metrics": metrics.compute_errors(gt, pred),
+            "median_scaled": metrics.compute_errors(gt, scaled)}
+
+
 def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = False,
                limits: DemoLimits = DemoLimits()) -> Flask:
     """The demo Flask app serving ``predictors`` (dataset name → predictor, first = default).
@@ -321,17 +346,31 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
                 **result.source, **depth_statistics(result.depth_m), "urls": result_urls(result_id)}
         return jsonify(body)
 
-    def predict_upload() -> Result:
-        """Read, check, decode and predict the uploaded image of this request."""
+    def request_image():
+        """(bytes, download stem, sample name or None) of this request's image."""
         upload = request.files.get("image")  # parsing the body may raise 413
+        sample = request.values.get("sample")
+        if upload is not None and sample is not None:
+            raise UploadError(400, "send either an 'image' file or a 'sample' name, not both")
+        if sample is not None:
+            data = samples.sample_png(sample)
+            if data is None:
+                raise UploadError(400, f"no sample named {sample[:40]!r}; see /api/samples")
+            return data, sample, sample
         if upload is None:
-            raise UploadError(400, "send the image as the multipart/form-data field 'image'")
+            raise UploadError(400, "send the image as the multipart/form-data field 'image' "
+                                   "(or a 'sample' name)")
+        return upload.read(), safe_stem(upload.filename), None
+
+    def predict_upload() -> Result:
+        """Read, check, decode and predict the uploaded image (or sample) of this request."""
+        data, stem, sample = request_image()
         name = request.values.get("model", default_model)
         if name not in predictors:
             raise UploadError(400, f"model must be one of {', '.join(predictors)}, "
                                    f"got {name[:20]!r}")
         focal = parse_focal(request.values.get("focal"))
-        decoded = decode_upload(upload.read(), max_pixels=limits.max_pixels,
+        decoded = decode_upload(data, max_pixels=limits.max_pixels,
                                 max_work_pixels=limits.max_work_pixels)
         predictor = predictors[name]
         # Shrinking an image shrinks its focal length in pixels by the same factor.
@@ -350,11 +389,16 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
                     elapsed_ms)
         return Result(decoded.rgb, depth_m, name, predictor.max_depth,
                       image_io.depth_scale(predictor.dataset), float(focal_px), intrinsics,
-                      safe_stem(upload.filename),
+                      stem,
                       {"format": decoded.format, "original_width": decoded.original_size[1],
                        "original_height": decoded.original_size[0],
                        "resized": (height, width) != decoded.original_size,
-                       "predict_ms": round(elapsed_ms, 1)})
+                       "predict_ms": round(elapsed_ms, 1),
+                       "ground_truth": sample_scores(sample, depth_m, predictor.dataset)})
+
+    def sample_scores(sample: Optional[str], depth_m: np.ndarray, dataset: str):
+        gt_m = samples.sample_ground_truth(sample) if sample else None
+        return None if gt_m is None else ground_truth_scores(depth_m, gt_m, dataset)
 
     @app.get("/api/result/<result_id>/<filename>")
     def result_file(result_id: str, filename: str):

@@ -1,7 +1,8 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Sample photos for the demo page, read at run time from scikit-image's installed ``data`` module.
 
-Nothing is downloaded: these images ship inside the scikit-image wheel. Names are looked up in a
+Nothing is downloaded: these images ship inside the scikit-image wheel. The motorcycle comes with
+its stereo disparity, so the demo can score a prediction on it against real ground truth. Names are looked up in a
 fixed table, never used as paths, so a request for ``../../etc/passwd`` is simply unknown (404).
 """
 from __future__ import annotations
@@ -35,12 +36,38 @@ def _skimage(name: str) -> Callable[[], np.ndarray]:
 
 
 SAMPLES: Dict[str, Sample] = {
-    "motorcycle": Sample("Motorcycle (Middlebury stereo, indoor)", _motorcycle_left),
+    "motorcycle": Sample("Motorcycle (Middlebury stereo, indoor; with ground truth)",
+                         _motorcycle_left),
     "coffee": Sample("Coffee cup (close-up)", _skimage("coffee")),
     "chelsea": Sample("Chelsea the cat", _skimage("chelsea")),
     "astronaut": Sample("Astronaut (portrait)", _skimage("astronaut")),
     "rocket": Sample("Rocket (outdoor)", _skimage("rocket")),
 }
+
+
+# Middlebury calibration of skimage's stereo_motorcycle (from its docstring): depth = f·B / (d + doffs).
+MOTORCYCLE_FOCAL_PX = 994.978
+MOTORCYCLE_BASELINE_M = 0.193001
+MOTORCYCLE_DOFFS_PX = 31.086
+
+
+def motorcycle_depth_m() -> np.ndarray:
+    """(500, 741) float32 ground-truth depth in metres of the left motorcycle view; 0 = unknown."""
+    from skimage import data
+
+    disparity = np.asarray(data.stereo_motorcycle()[2], dtype=np.float64)
+    depth = MOTORCYCLE_FOCAL_PX * MOTORCYCLE_BASELINE_M / (disparity + MOTORCYCLE_DOFFS_PX)
+    return np.where(np.isfinite(disparity), depth, 0.0).astype(np.float32)  # +inf = occluded
+
+
+GROUND_TRUTH: Dict[str, Callable[[], np.ndarray]] = {"motorcycle": motorcycle_depth_m}
+
+
+@functools.lru_cache(maxsize=len(GROUND_TRUTH))
+def sample_ground_truth(name: str) -> Optional[np.ndarray]:
+    """Ground-truth depth (H, W) metres of a sample (0 = unknown), or None when it has none."""
+    loader = GROUND_TRUTH.get(name)
+    return None if loader is None else loader()
 
 
 def sample_titles() -> Dict[str, str]:

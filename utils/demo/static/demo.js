@@ -28,18 +28,20 @@ async function errorMessage(response) {
   return `the server answered HTTP ${response.status}`;
 }
 
-async function predict(file) {
+// Sends an uploaded file, or the name of a bundled sample (file = null).
+async function predict(file, sample = null) {
   if (busy) return;
   clearError();
-  if (file.size > maxUploadBytes) {
+  if (file && file.size > maxUploadBytes) {
     showError(`the file is ${(file.size / 1048576).toFixed(1)} MB; the limit is ${(maxUploadBytes / 1048576).toFixed(0)} MB`);
     return;
   }
   busy = true;
   document.body.classList.add("busy");
-  $("status").textContent = `Estimating depth for ${file.name || "the image"}…`;
+  $("status").textContent = `Estimating depth for ${file ? file.name || "the image" : sample}…`;
   const form = new FormData();
-  form.append("image", file, file.name || "image");
+  if (file) form.append("image", file, file.name || "image");
+  else form.append("sample", sample);
   form.append("model", $("model-select").value);
   if ($("focal-input").value) form.append("focal", $("focal-input").value);
   try {
@@ -83,11 +85,20 @@ async function showResult(result) {
     `${result.width}×${result.height} px` + (result.resized ? ` (shrunk from ${result.original_width}×${result.original_height})` : "");
   const fmt = (v) => (v === null ? "–" : v.toFixed(2));
   $("stats").textContent = `Depth ${fmt(result.min_m)} – ${fmt(result.max_m)} m, median ${fmt(result.median_m)} m; ` +
-    `model ${result.model}, focal ${result.focal_px.toFixed(1)} px, ${result.predict_ms} ms.`;
+    `model ${result.model}, focal ${result.focal_px.toFixed(1)} px, ${result.predict_ms} ms.` +
+    groundTruthText(result.ground_truth);
   $("result").hidden = false;
   $("viewer").hidden = true;
   $("status").textContent = "Done.";
   document.body.dataset.state = "done";
+}
+
+function groundTruthText(gt) {
+  if (!gt) return "";
+  const m = gt.metrics, s = gt.median_scaled;
+  return ` Against the sample's ground truth (${gt.valid_pixels} px): AbsRel ${m.abs_rel.toFixed(3)}, ` +
+    `RMSE ${m.rms.toFixed(2)} m, δ<1.25 ${m.d1.toFixed(3)}; median-scaled AbsRel ${s.abs_rel.toFixed(3)}, ` +
+    `δ<1.25 ${s.d1.toFixed(3)}.`;
 }
 
 function readout(event) {
@@ -101,13 +112,6 @@ function readout(event) {
   $("hover-readout").textContent = value === 0
     ? `(${x}, ${y}): no depth`
     : `(${x}, ${y}): ${(value / depthField.scale).toFixed(3)} m`;
-}
-
-async function predictSample(name) {
-  const response = await fetch(`/samples/${encodeURIComponent(name)}.png`);
-  if (!response.ok) { showError(await errorMessage(response)); return; }
-  const blob = await response.blob();
-  await predict(new File([blob], `${name}.png`, { type: "image/png" }));
 }
 
 function setUp() {
@@ -124,7 +128,7 @@ function setUp() {
     if (file) predict(file); else showError("drop an image file");
   });
   document.querySelectorAll("button.sample").forEach((b) =>
-    b.addEventListener("click", () => predictSample(b.dataset.sample)));
+    b.addEventListener("click", () => predict(null, b.dataset.sample)));
   ["input-image", "depth-image"].forEach((id) => $(id).addEventListener("mousemove", readout));
   $("view-3d").addEventListener("click", () => {
     if (!current || !depthField) return;
