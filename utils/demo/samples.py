@@ -2,8 +2,8 @@
 """Sample photos for the demo page, read at run time from scikit-image's installed ``data`` module.
 
 Nothing is downloaded: these images ship inside the scikit-image wheel. The motorcycle comes with
-its stereo disparity, so the demo can score a prediction on it against real ground truth. Names are looked up in a
-fixed table, never used as paths, so a request for ``../../etc/passwd`` is simply unknown (404).
+its stereo disparity, so the demo can score a prediction on it against real ground truth. Names
+are looked up in a fixed table, never used as paths, so ``../../etc/passwd`` is simply unknown.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ SAMPLES: Dict[str, Sample] = {
 }
 
 
-# Middlebury calibration of skimage's stereo_motorcycle (from its docstring): depth = f·B / (d + doffs).
+# Middlebury calibration of skimage's stereo_motorcycle (its docstring): depth = f·B / (d + doffs).
 MOTORCYCLE_FOCAL_PX = 994.978
 MOTORCYCLE_BASELINE_M = 0.193001
 MOTORCYCLE_DOFFS_PX = 31.086
