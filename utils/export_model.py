@@ -203,10 +203,20 @@ def tflite_bytes(model: keras.Model, preprocessing: str, height: int, width: int
     return converter.convert()
 
 
+def _optional_module(name: str):
+    """Import an ONNX-only dependency, or fail with the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ExportError(f"--formats onnx needs {name}: pip install -r requirements-export.txt") \
+            from None
+
+
 def onnx_bytes(model: keras.Model, preprocessing: str, opset: int = ONNX_OPSET) -> bytes:
     """ONNX model of the uint8 function with dynamic batch, height and width (tf2onnx)."""
-    import tf2onnx  # optional dependency: requirements-export.txt
-
+    tf2onnx = _optional_module("tf2onnx")
     function = tf.function(make_serving_functions(model, preprocessing, check_size=False)["uint8"],
                            input_signature=input_signature(tf.uint8))
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
@@ -257,8 +267,7 @@ def tflite_predictor(path: str) -> Predictor:
 
 
 def onnx_predictor(path: str) -> Predictor:
-    import onnxruntime  # optional dependency: requirements-export.txt
-
+    onnxruntime = _optional_module("onnxruntime")
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
