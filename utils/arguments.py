@@ -64,8 +64,10 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--pretrained_model", type=str, default="./models/densenet161_imagenet/weights.h5",
                        help="ImageNet encoder weights file, or 'imagenet' for a keras.applications "
                             "encoder's own weights (missing file: random init with a warning)")
-    group.add_argument("--fix_first_conv_blocks", action="store_true", help="also freeze the first two units of stage 1 (DenseNet: dense layers)")
-    group.add_argument("--fix_first_conv_block", action="store_true", help="also freeze the first unit of stage 1 (DenseNet: dense layer)")
+    group.add_argument("--fix_first_conv_blocks", action="store_true",
+                       help="also freeze the first two units of stage 1 (DenseNet: dense layers)")
+    group.add_argument("--fix_first_conv_block", action="store_true",
+                       help="also freeze the first unit of stage 1 (DenseNet: dense layer)")
     group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
     group.add_argument("--batch_size", type=int, default=4, help="global batch size")
     group.add_argument("--num_epochs", type=int, default=50)
