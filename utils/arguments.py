@@ -61,9 +61,10 @@ def _add_data(group: argparse._ArgumentGroup) -> None:
 
 def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--log_directory", type=str, default="./models/", help="run root (local or gs://)")
-    group.add_argument("--pretrained_model", type=str, default="./models/densenet161_imagenet/weights.h5",
-                       help="ImageNet encoder weights file, or 'imagenet' for a keras.applications "
-                            "encoder's own weights (missing file: random init with a warning)")
+    group.add_argument("--pretrained_model", type=str, default="",
+                       help="ImageNet encoder weights: a file from ./init_densenet_161.sh (default "
+                            "./models/<densenet161|densenet121>_imagenet/weights.h5 for the "
+                            "DenseNets) or 'imagenet' for keras.applications encoders")
     group.add_argument("--fix_first_conv_blocks", action="store_true",
                        help="also freeze the first two units of stage 1 (DenseNet: dense layers)")
     group.add_argument("--fix_first_conv_block", action="store_true",

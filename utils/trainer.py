@@ -131,6 +131,13 @@ def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
     return frozen
 
 
+def default_pretrained_path(encoder: str) -> str:
+    """Where ./init_densenet_161.sh puts the ImageNet weights of ``encoder`` ('' if nowhere)."""
+    if encoder in ("densenet161_bts", "densenet121_bts"):
+        return f"./models/{encoder[:-len('_bts')]}_imagenet/weights.h5"
+    return ""
+
+
 def end_learning_rate(args: argparse.Namespace) -> float:
     return args.end_learning_rate if args.end_learning_rate >= 0 else 0.1 * args.learning_rate
 
@@ -337,13 +344,17 @@ class Trainer:
         return self._load_pretrained_encoder()
 
     def _load_pretrained_encoder(self) -> str:
-        path = self.args.pretrained_model
+        path = self.args.pretrained_model or default_pretrained_path(self.args.encoder)
         if path == bts_model.IMAGENET:
             return f"encoder initialised from keras.applications ImageNet weights ({self.args.encoder})"
         if path and tf.io.gfile.exists(path):
-            from utils.pretrained import load_encoder_weights  # optional until the file exists
+            from utils.pretrained import PretrainedWeightsError, load_encoder_weights
 
-            count = load_encoder_weights(self.model, path)
+            try:
+                count = load_encoder_weights(self.model, path)
+            except PretrainedWeightsError as err:
+                raise TrainingError(f"--pretrained_model {path}: {err} (does it match --encoder "
+                                    f"{self.args.encoder}?)") from None
             return f"encoder initialised from {path} ({count} tensors)"
         keras_weights = bts_model.encoder_spec(self.args.encoder).imagenet
         hint = ("--pretrained_model imagenet downloads them" if keras_weights
