@@ -279,8 +279,12 @@ def write_json(path: str, payload: Dict[str, object]) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def run_model_benchmarks(args) -> List[Dict[str, object]]:
-    """All selected cases of ``args`` (parsed with the ``bench`` group), in order."""
+def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object]]], None]] = None
+                         ) -> List[Dict[str, object]]:
+    """All selected cases of ``args`` (parsed with the ``bench`` group), in order.
+
+    ``on_case(records_so_far)`` runs after each case (e.g. to save partial results).
+    """
     if args.repeats < 1 or args.warmup < 1:
         raise SystemExit("error: --repeats and --warmup must be >= 1")
     records = []
@@ -288,6 +292,8 @@ def run_model_benchmarks(args) -> List[Dict[str, object]]:
         records.append(run_case(case, quick=args.quick, warmup=args.warmup, repeats=args.repeats,
                                 profile_dir=args.profile_dir, jit_compile=args.jit_compile))
         LOG.info("%s: median %.3f s", case.name, records[-1]["median_s"])
+        if on_case is not None:
+            on_case(records)
     return records
 
 
@@ -295,9 +301,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(groups=("bench",), argv=argv, prog="bench_model.py",
                       description="Forward and training-step speed of BTS on this machine.")
-    records = run_model_benchmarks(args)
     output = args.bench_output or default_output("bench_model")
-    write_json(output, {"environment": environment(), "quick": args.quick, "model": records})
+    save = lambda records: write_json(  # noqa: E731  (after every case: long runs keep results)
+        output, {"environment": environment(), "quick": args.quick, "model": records})
+    records = run_model_benchmarks(args, on_case=save)
     print(format_table(records))
     print(f"results written to {output}")
     return 0
