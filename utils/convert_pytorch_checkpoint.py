@@ -247,10 +247,11 @@ def default_output_path(source_path: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from utils.arguments import parse_args
+    from utils.pretrained import source_checkpoint_validator
 
     args = parse_args(groups=("model", "weights"), argv=argv,
                       description="Official BTS PyTorch checkpoint → Keras .keras model",
-                      validate=_validate)
+                      validate=source_checkpoint_validator("official BTS checkpoint file"))
     import bts_model
 
     output = args.output_path or default_output_path(args.pytorch_checkpoint)
@@ -268,16 +269,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"converted {args.pytorch_checkpoint} → {output} ({count} weights, encoder {args.encoder}, "
           f"dataset {args.dataset}, max_depth {config.resolved_max_depth():g})")
     return 0
-
-
-def _validate(parser, args) -> None:
-    # --checkpoint_path (model group) is accepted as the source too, rather than silently ignored.
-    if args.checkpoint_path and args.pytorch_checkpoint and \
-            args.checkpoint_path != args.pytorch_checkpoint:
-        parser.error("give the source once: --pytorch_checkpoint and --checkpoint_path differ")
-    args.pytorch_checkpoint = args.pytorch_checkpoint or args.checkpoint_path
-    if not args.pytorch_checkpoint:
-        parser.error("--pytorch_checkpoint is required (official BTS checkpoint file)")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from utils.convert_pytorch_checkpoint import (ConversionError, assign_state_dict,  # noqa: E402
                                               is_skipped_key, read_state_dict)
-from utils.pretrained import default_encoder_weights_path, save_encoder_weights  # noqa: E402
+from utils.pretrained import (default_encoder_weights_path, save_encoder_weights,  # noqa: E402
+                              source_checkpoint_validator)
 
 LOG = logging.getLogger("convert_torchvision_densenet")
 
@@ -108,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = parse_args(groups=("model", "weights"), argv=argv,
                       description="torchvision ImageNet DenseNet → BTS encoder weights.h5",
-                      validate=_validate)
+                      validate=source_checkpoint_validator("torchvision densenet161/121 .pth file"))
     output = args.output_path or default_encoder_weights_path(args.encoder)
     try:
         count = convert_file(args.pytorch_checkpoint, output, args.encoder)
@@ -117,16 +118,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     print(f"converted {args.pytorch_checkpoint} → {output} ({count} encoder arrays, {args.encoder})")
     return 0
-
-
-def _validate(parser, args) -> None:
-    # --checkpoint_path (model group) is accepted as the source too, rather than silently ignored.
-    if args.checkpoint_path and args.pytorch_checkpoint and \
-            args.checkpoint_path != args.pytorch_checkpoint:
-        parser.error("give the source once: --pytorch_checkpoint and --checkpoint_path differ")
-    args.pytorch_checkpoint = args.pytorch_checkpoint or args.checkpoint_path
-    if not args.pytorch_checkpoint:
-        parser.error("--pytorch_checkpoint is required (torchvision densenet161/121 .pth file)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,21 @@ def default_encoder_weights_path(encoder: str) -> str:
     return os.path.join(".", "models", f"{encoder.removesuffix('_bts')}_imagenet", "weights.h5")
 
 
+def source_checkpoint_validator(what: str):
+    """A ``parse_args`` validator: the PyTorch source comes from --pytorch_checkpoint or, rather
+    than being silently ignored, from --checkpoint_path; ``what`` describes the expected file."""
+
+    def validate(parser, args) -> None:
+        if args.checkpoint_path and args.pytorch_checkpoint and \
+                args.checkpoint_path != args.pytorch_checkpoint:
+            parser.error("give the source once: --pytorch_checkpoint and --checkpoint_path differ")
+        args.pytorch_checkpoint = args.pytorch_checkpoint or args.checkpoint_path
+        if not args.pytorch_checkpoint:
+            parser.error(f"--pytorch_checkpoint is required ({what})")
+
+    return validate
+
+
 def save_encoder_weights(path: str, arrays: Mapping[str, np.ndarray],
                          attributes: Mapping[str, str]) -> None:
     """Write ``arrays`` (Keras variable path → array) to ``path`` atomically (local or gs://)."""

@@ -133,9 +133,9 @@ def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
 
 def default_pretrained_path(encoder: str) -> str:
     """Where ./init_densenet_161.sh puts the ImageNet weights of ``encoder`` ('' if nowhere)."""
-    if encoder in ("densenet161_bts", "densenet121_bts"):
-        return f"./models/{encoder[:-len('_bts')]}_imagenet/weights.h5"
-    return ""
+    from utils.pretrained import default_encoder_weights_path
+
+    return default_encoder_weights_path(encoder) if encoder in ("densenet161_bts", "densenet121_bts") else ""
 
 
 def end_learning_rate(args: argparse.Namespace) -> float:
