@@ -41,7 +41,8 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--checkpoint_path", type=str, default="",
                        help="weights to load: a .keras/.weights.h5 file or a run folder")
     group.add_argument("--mixed_precision", type=str, default="none", choices=["none", "bf16", "fp16"],
-                       help="compute dtype policy (loss, LPG and final depth stay float32)")
+                       help="compute dtype policy (loss, LPG and final depth stay float32); on a "
+                            "CPU bf16 only pays with AMX/AVX512-BF16 (docs/performance.md)")
 
 
 def _add_data(group: argparse._ArgumentGroup) -> None:
