@@ -262,8 +262,6 @@ def check_validation_split(args: argparse.Namespace) -> None:
 
 def run_study(args: argparse.Namespace, pruner=None):
     """Run ``--n_trials`` more trials of the study and write its outputs; returns the study."""
-    import optuna
-
     from utils.trainer import TrainingError
 
     space = load_search_space(args.search_space)

@@ -5,7 +5,6 @@ import math
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import bts_model
 from utils.datasets import KITTI_FOCAL_NORMALISER

@@ -12,7 +12,6 @@ import argparse
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import bts_dataloader

@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import statistics
 import sys
 import time
