@@ -13,7 +13,9 @@ KITTI="${DATASET_DIR}/kitti"
 GT_URL="https://s3.eu-central-1.amazonaws.com/avg-kitti/data_depth_annotated.zip"
 LISTS=("$@")
 if [[ ${#LISTS[@]} -eq 0 ]]; then
-  LISTS=(train_test_inputs/eigen_train_files_with_gt.txt train_test_inputs/eigen_test_files_with_gt.txt)
+  fetch_list eigen_train_files_with_gt.txt
+  fetch_list eigen_test_files_with_gt.txt
+  LISTS=("${LISTS_DIR}/eigen_train_files_with_gt.txt" "${LISTS_DIR}/eigen_test_files_with_gt.txt")
 fi
 mkdir -p "${KITTI}/downloads"
 

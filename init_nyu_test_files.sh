@@ -14,7 +14,14 @@ MAT_URL="http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_label
 SPLITS_URL="http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat"
 DONE="${NYU}/official_splits/.complete"
 
+# arguments_test_nyu.txt reads the list from ${LISTS_DIR}; the extraction writes upstream's order.
+publish_list() {
+  mkdir -p "${LISTS_DIR}"
+  [[ -f "${LISTS_DIR}/nyudepthv2_test_files_with_gt.txt" ]] ||
+    cp "${NYU}/nyudepthv2_test_files_with_gt.txt" "${LISTS_DIR}/nyudepthv2_test_files_with_gt.txt"
+}
 if [[ -f "${DONE}" ]]; then
+  publish_list
   echo "NYU official splits already extracted in ${NYU}/official_splits"
   exit 0
 fi
@@ -23,4 +30,5 @@ fetch "${SPLITS_URL}" "${NYU}/splits.mat"
 "${PY}" utils/extract_official_train_test_set_from_mat.py "${NYU}/nyu_depth_v2_labeled.mat" \
   "${NYU}/splits.mat" "${NYU}/official_splits" "${NYU}/nyudepthv2_test_files_with_gt.txt"
 touch "${DONE}"
+publish_list
 echo "done: data/gt path ${NYU}/official_splits/test/, list ${NYU}/nyudepthv2_test_files_with_gt.txt"

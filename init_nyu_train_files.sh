@@ -11,6 +11,7 @@ NYU="${DATASET_DIR}/nyu_depth_v2"
 SYNC_ID="1AysroWpfISmm-yRFGBgFTrLy6FjQwvwP"
 DONE="${NYU}/sync/.complete"
 
+fetch_list nyudepthv2_train_files_with_gt.txt
 if [[ -f "${DONE}" ]]; then
   echo "NYU training frames already in ${NYU}/sync"
   exit 0
@@ -37,4 +38,4 @@ with zipfile.ZipFile(archive) as zf:
         os.replace(target + ".part", target)
 PYEOF
 touch "${DONE}"
-echo "done: data/gt path ${NYU}/sync/ (list: train_test_inputs/nyudepthv2_train_files_with_gt.txt)"
+echo "done: data/gt path ${NYU}/sync/ (list: ${LISTS_DIR}/nyudepthv2_train_files_with_gt.txt)"

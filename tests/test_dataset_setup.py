@@ -135,7 +135,8 @@ def test_kitti_merge_moves_train_and_val_drives_and_drops_right_camera(tmp_path)
 
 
 def run_script(name, dataset_dir, *args):
-    env = dict(os.environ, BTS_DATASET_DIR=str(dataset_dir), PYTHON=sys.executable)
+    env = dict(os.environ, BTS_DATASET_DIR=str(dataset_dir), PYTHON=sys.executable,
+               BTS_LISTS_DIR=str(dataset_dir / "train_test_inputs"))
     return subprocess.run(["bash", os.path.join(ROOT, name), *args], env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -156,6 +157,8 @@ def test_init_nyu_test_files_runs_offline_on_cached_downloads_and_is_idempotent(
     assert first.returncode == 0, first.stderr
     assert (nyu / "official_splits" / "test" / "kitchen" / "sync_depth_00001.png").is_file()
     assert len((nyu / "nyudepthv2_test_files_with_gt.txt").read_text().splitlines()) == 2
+    published = tmp_path / "train_test_inputs" / "nyudepthv2_test_files_with_gt.txt"
+    assert published.read_text() == (nyu / "nyudepthv2_test_files_with_gt.txt").read_text()
     second = run_script("init_nyu_test_files.sh", tmp_path)
     assert second.returncode == 0 and "already extracted" in second.stdout
 

@@ -4,6 +4,10 @@
 
 # Where datasets go (relative to the repository root unless absolute).
 DATASET_DIR="${BTS_DATASET_DIR:-dataset}"
+# Where the filename lists go (the argument files read train_test_inputs/*.txt).
+LISTS_DIR="${BTS_LISTS_DIR:-train_test_inputs}"
+# Upstream's lists (train_test_inputs/ of the official repository), fetched when missing.
+LISTS_URL="https://raw.githubusercontent.com/cleinc/bts/master/train_test_inputs"
 
 # The Python to use: $PYTHON, else the project venv, else python3 on PATH.
 dataset_python() {
@@ -44,4 +48,11 @@ fetch() {
   fi
   mv "${dest}.part" "${dest}"
   (cd "$(dirname "${dest}")" && sha256sum "$(basename "${dest}")" > "$(basename "${dest}").sha256")
+}
+
+# fetch_list NAME: upstream's filename list NAME into ${LISTS_DIR}/NAME unless it is there already.
+fetch_list() {
+  local name="$1"
+  [[ -f "${LISTS_DIR}/${name}" ]] && return 0
+  fetch "${LISTS_URL}/${name}" "${LISTS_DIR}/${name}"
 }
