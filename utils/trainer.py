@@ -26,7 +26,9 @@ import logging
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -464,7 +466,9 @@ class Trainer:
         progress = tqdm(total=stop, initial=self.step, desc="train", unit="step",
                         disable=not self.chief, dynamic_ncols=True)
         start_step, started = self.step, time.time()
+        interrupted = DeferredInterrupt()
         try:
+            interrupted.install()
             while self.step < stop:
                 epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
                 dataset = epoch_dataset(self.args, self.train_samples, epoch, skip,
@@ -474,6 +478,8 @@ class Trainer:
                     loss = float(loss_t)
                     self._check_finite(loss)
                     self.state.step_in_epoch.assign_add(1)
+                    if interrupted.requested:  # Ctrl-C: this step is done; save and stop
+                        raise KeyboardInterrupt
                     last["loss"] = loss
                     step = self.step
                     progress.update(1)
@@ -496,6 +502,7 @@ class Trainer:
             self.save_checkpoint()
             raise
         finally:
+            interrupted.uninstall()
             progress.close()
             self.writer.flush()
         if self.step != (int(self.last_checkpoint.rsplit("-", 1)[-1]) if self.last_checkpoint else -1):
@@ -508,6 +515,29 @@ class Trainer:
             LOG.info("%d steps in %.1f s (%.2f samples/s)", self.step - start_step, elapsed,
                      (self.step - start_step) * self.samples_per_step / max(elapsed, 1e-9))
         return last
+
+
+class DeferredInterrupt:
+    """SIGINT handler that only raises a flag, so Ctrl-C never lands inside TF (tracing, a kernel);
+    the loop saves a checkpoint after the current step and stops. A second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        LOG.warning("Ctrl-C: saving a checkpoint after this step, then stopping (again to abort)")
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 # --------------------------------------------------------------------------------------------
