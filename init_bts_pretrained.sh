@@ -35,9 +35,9 @@ URL="https://cogaplex-bts.s3.ap-northeast-2.amazonaws.com/${NAME}.zip"
 ARCHIVE="${DOWNLOAD_DIR}/${NAME}.zip"
 UNPACKED="${DOWNLOAD_DIR}/${NAME}"
 OUTPUT="${MODELS_DIR}/${NAME}/model.keras"
-PYTHON="$(pick_python)"
+PYTHON="$(dataset_python)"
 
-download "${URL}" "${ARCHIVE}"
+fetch "${URL}" "${ARCHIVE}"
 if [[ ! -d "${UNPACKED}" ]]; then
   if ! unzip -tq "${ARCHIVE}" >/dev/null; then
     echo "error: ${ARCHIVE} is damaged; deleted it, run again" >&2

@@ -26,9 +26,9 @@ esac
 URL="https://download.pytorch.org/models/${FILE}"
 SOURCE="${DOWNLOAD_DIR}/${FILE}"
 OUTPUT="${MODELS_DIR}/${ARCH}_imagenet/weights.h5"
-PYTHON="$(pick_python)"
+PYTHON="$(dataset_python)"
 
-download "${URL}" "${SOURCE}"
+fetch "${URL}" "${SOURCE}"
 
 # torchvision names its files <arch>-<first 8 hex digits of the SHA-256>.pth
 expected="${FILE##*-}"; expected="${expected%.pth}"

@@ -8,37 +8,8 @@ TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"  # CPU-only wheels: no CU
 MODELS_DIR="${BTS_MODELS_DIR:-models}"
 DOWNLOAD_DIR="${MODELS_DIR}/downloads"
 
-# The Python to use: $PYTHON, else the project venv, else python3 on PATH.
-pick_python() {
-  if [[ -n "${PYTHON:-}" ]]; then
-    echo "${PYTHON}"
-  elif [[ -x ".venv/bin/python" ]]; then
-    echo ".venv/bin/python"
-  else
-    echo "python3"
-  fi
-}
-
-# download URL DEST: resumable (wget -c / curl -C -) into DEST.part, renamed to DEST when complete.
-# Does nothing if DEST already exists.
-download() {
-  local url="$1" dest="$2"
-  if [[ -f "${dest}" ]]; then
-    echo "already downloaded: ${dest}"
-    return 0
-  fi
-  mkdir -p "$(dirname "${dest}")"
-  echo "downloading ${url}"
-  if command -v wget >/dev/null 2>&1; then
-    wget -c -O "${dest}.part" "${url}"
-  elif command -v curl >/dev/null 2>&1; then
-    curl -fL -C - -o "${dest}.part" "${url}"
-  else
-    echo "error: neither wget nor curl is installed" >&2
-    return 1
-  fi
-  mv "${dest}.part" "${dest}"
-}
+# The Python picker (dataset_python) and the resumable download (fetch) are the dataset scripts'.
+source utils/dataset_common.sh
 
 # ensure_torch PYTHON: install the CPU build of PyTorch into that interpreter's environment if
 # `import torch` fails (only the converters need it; training, evaluation and the demo never do).
