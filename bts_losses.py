@@ -9,45 +9,49 @@ values and gradients stay finite. A batch with no valid pixel has loss 0 and zer
 """
 from __future__ import annotations
 
+from typing import Any
+
 import keras
-import tensorflow as tf
+from keras import ops
+
+Tensor = Any  # a backend tensor: tf.Tensor under the TensorFlow backend
 
 VARIANCE_FOCUS = 0.85
 SCALE = 10.0
 
 
-def silog_statistics(depth_pred: tf.Tensor, depth_gt: tf.Tensor, min_depth: float) -> tf.Tensor:
+def silog_statistics(depth_pred: Tensor, depth_gt: Tensor, min_depth: float) -> Tensor:
     """Sufficient statistics (Σd, Σd², count) of the valid pixels, shape (3,) float32.
 
     Sums, unlike means, add across replicas, so a distributed step can pool the whole global
     batch exactly (``all_reduce`` then :func:`silog_from_statistics`).
     """
-    depth_pred = tf.cast(depth_pred, tf.float32)
-    depth_gt = tf.cast(depth_gt, tf.float32)
+    depth_pred = ops.cast(depth_pred, "float32")
+    depth_gt = ops.cast(depth_gt, "float32")
     valid = depth_gt > min_depth
-    ones = tf.ones_like(depth_gt)
-    # tf.where on the inputs (not only the output) keeps log() and its gradient finite.
-    diff = tf.math.log(tf.where(valid, depth_pred, ones)) - tf.math.log(tf.where(valid, depth_gt, ones))
-    diff = tf.where(valid, diff, tf.zeros_like(diff))
-    count = tf.reduce_sum(tf.cast(valid, tf.float32))
-    return tf.stack([tf.reduce_sum(diff), tf.reduce_sum(tf.square(diff)), count])
+    ones = ops.ones_like(depth_gt)
+    # where() on the inputs (not only the output) keeps log() and its gradient finite.
+    diff = ops.log(ops.where(valid, depth_pred, ones)) - ops.log(ops.where(valid, depth_gt, ones))
+    diff = ops.where(valid, diff, ops.zeros_like(diff))
+    count = ops.sum(ops.cast(valid, "float32"))
+    return ops.stack([ops.sum(diff), ops.sum(ops.square(diff)), count])
 
 
-def silog_from_statistics(statistics: tf.Tensor, variance_focus: float = VARIANCE_FOCUS,
-                          scale: float = SCALE) -> tf.Tensor:
+def silog_from_statistics(statistics: Tensor, variance_focus: float = VARIANCE_FOCUS,
+                          scale: float = SCALE) -> Tensor:
     """scale·√(mean(d²) − λ·mean(d)²) from (Σd, Σd², count); 0 when count is 0."""
     sum_d, sum_d2, count = statistics[0], statistics[1], statistics[2]
-    safe_count = tf.maximum(count, 1.0)
+    safe_count = ops.maximum(count, 1.0)
     mean_d = sum_d / safe_count
-    variance = sum_d2 / safe_count - variance_focus * tf.square(mean_d)
+    variance = sum_d2 / safe_count - variance_focus * ops.square(mean_d)
     positive = variance > 0.0
     # sqrt'(0) is infinite: give a zero (sub)gradient at an exact fit or an empty batch.
-    root = tf.where(positive, tf.sqrt(tf.where(positive, variance, tf.ones_like(variance))), 0.0)
+    root = ops.where(positive, ops.sqrt(ops.where(positive, variance, ops.ones_like(variance))), 0.0)
     return scale * root
 
 
-def silog_loss(depth_pred: tf.Tensor, depth_gt: tf.Tensor, min_depth: float,
-               variance_focus: float = VARIANCE_FOCUS, scale: float = SCALE) -> tf.Tensor:
+def silog_loss(depth_pred: Tensor, depth_gt: Tensor, min_depth: float,
+               variance_focus: float = VARIANCE_FOCUS, scale: float = SCALE) -> Tensor:
     """Silog loss (scalar float32) of predictions against ground truth in metres.
 
     Args:

@@ -28,7 +28,7 @@ import math
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from utils.datasets import KITTI_FOCAL_NORMALISER, get_dataset_facts
 
@@ -57,8 +57,12 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3):
+        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or \
+                keras.backend.backend() != "tensorflow":
+            # Other backends (speed runs under JAX): Keras BN, whose moving variance is biased.
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
         gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
         beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
         gamma = tf.cast(gamma, tf.float32)
@@ -472,8 +476,8 @@ class AtrousConv(keras.layers.Layer):
     def call(self, x, training=None):
         if self.first_bn is not None:
             x = self.first_bn(x, training=training)
-        x = self.conv1x1(tf.nn.relu(x))
-        x = tf.nn.relu(self.bn(x, training=training))
+        x = self.conv1x1(ops.relu(x))
+        x = ops.relu(self.bn(x, training=training))
         return self.conv3x3(x)
 
     def compute_output_shape(self, input_shape):
@@ -527,16 +531,16 @@ class ReductionHead(keras.layers.Layer):
     def call(self, x):
         for layer in self.inter:
             x = layer(x)
-        raw = tf.cast(self.head(x), tf.float32)
+        raw = ops.cast(self.head(x), "float32")
         if self.is_final:
-            return tf.sigmoid(raw)
-        theta = tf.sigmoid(raw[..., 0:1]) * (math.pi / 3.0)
-        phi = tf.sigmoid(raw[..., 1:2]) * (2.0 * math.pi)
-        dist = tf.sigmoid(raw[..., 2:3]) * self.max_depth
-        n1 = tf.sin(theta) * tf.cos(phi)
-        n2 = tf.sin(theta) * tf.sin(phi)
-        n3 = tf.cos(theta)
-        return tf.concat([n1, n2, n3, dist], axis=-1)
+            return ops.sigmoid(raw)
+        theta = ops.sigmoid(raw[..., 0:1]) * (math.pi / 3.0)
+        phi = ops.sigmoid(raw[..., 1:2]) * (2.0 * math.pi)
+        dist = ops.sigmoid(raw[..., 2:3]) * self.max_depth
+        n1 = ops.sin(theta) * ops.cos(phi)
+        n2 = ops.sin(theta) * ops.sin(phi)
+        n3 = ops.cos(theta)
+        return ops.concatenate([n1, n2, n3, dist], axis=-1)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (1 if self.is_final else 4,)
@@ -550,10 +554,10 @@ class ReductionHead(keras.layers.Layer):
                 "max_depth": self.max_depth, "is_final": self.is_final}
 
 
-def lpg_offsets(upratio: int, dtype=tf.float32) -> tf.Tensor:
+def lpg_offsets(upratio: int, dtype: str = "float32"):
     """In-patch offsets ((i mod r) − (r−1)/2) / r for i = 0..r−1, shape (r,)."""
     r = float(upratio)
-    return (tf.range(upratio, dtype=dtype) - (r - 1.0) / 2.0) / r
+    return (ops.arange(upratio, dtype=dtype) - (r - 1.0) / 2.0) / r
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -575,19 +579,21 @@ class LocalPlanarGuidance(keras.layers.Layer):
         self.upratio = int(upratio)
 
     def call(self, plane):
-        plane = tf.cast(plane, tf.float32)
-        normal = tf.math.l2_normalize(plane[..., 0:3], axis=-1, epsilon=1e-12)
+        plane = ops.cast(plane, "float32")
+        normal = plane[..., 0:3]  # L2-normalised as tf.math.l2_normalize: x·rsqrt(max(Σx², ε))
+        normal = normal * ops.rsqrt(ops.maximum(ops.sum(ops.square(normal), -1, keepdims=True),
+                                                1e-12))
         dist = plane[..., 3]
         r = self.upratio
         offsets = lpg_offsets(r)
-        u = tf.reshape(offsets, (1, 1, 1, 1, r))  # column offset inside the patch
-        v = tf.reshape(offsets, (1, 1, r, 1, 1))  # row offset inside the patch
+        u = ops.reshape(offsets, (1, 1, 1, 1, r))  # column offset inside the patch
+        v = ops.reshape(offsets, (1, 1, r, 1, 1))  # row offset inside the patch
         n1 = normal[..., 0][:, :, None, :, None]
         n2 = normal[..., 1][:, :, None, :, None]
         n3 = normal[..., 2][:, :, None, :, None]
         depth = dist[:, :, None, :, None] / (n1 * u + n2 * v + n3)  # (B, h, r, w, r)
-        shape = tf.shape(plane)
-        return tf.reshape(depth, (shape[0], shape[1] * r, shape[2] * r, 1))
+        batch, height, width = ops.shape(plane)[:3]
+        return ops.reshape(depth, (batch, height * r, width * r, 1))
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
@@ -635,9 +641,9 @@ class FinalDepth(keras.layers.Layer):
         self.scale_by_focal = bool(scale_by_focal)
 
     def call(self, logits, focal):
-        depth = self.max_depth * tf.sigmoid(tf.cast(logits, tf.float32))
+        depth = self.max_depth * ops.sigmoid(ops.cast(logits, "float32"))
         if self.scale_by_focal:
-            focal = tf.reshape(tf.cast(focal, tf.float32), (-1, 1, 1, 1))
+            focal = ops.reshape(ops.cast(focal, "float32"), (-1, 1, 1, 1))
             depth = depth * focal / KITTI_FOCAL_NORMALISER
         return depth
 

@@ -16,21 +16,25 @@ batch statistics in every BN. Results go to a table on stdout and to a JSON file
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import gc
-import json
+import glob
 import logging
 import os
 import platform
-import statistics
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
 
+from common import (POLICIES, QUICK_SIZE, TINY_BTS_SIZE, TINY_DENSENET,  # noqa: E402,F401
+                    Case, default_output, format_table, make_optimizer, model_config,
+                    peak_rss_mib, reset_peak_rss, write_json)
+import common  # noqa: E402  (puts the repository root on sys.path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -39,28 +43,8 @@ import bts_model  # noqa: E402
 from bts_losses import silog_loss  # noqa: E402
 from utils.arguments import parse_args  # noqa: E402
 from utils.datasets import get_dataset_facts  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
 
 LOG = logging.getLogger("bench_model")
-
-POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-# The tiny encoder of the test-suite (tests/conftest.py) for --quick runs.
-TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
-                                         block_config=(1, 1, 1, 1), bn_size=2)
-TINY_BTS_SIZE = 128
-
-
-@dataclasses.dataclass(frozen=True)
-class Case:
-    """One timed configuration: a forward pass (inference BN) or a full training step."""
-
-    name: str
-    kind: str  # "forward" or "train"
-    height: int
-    width: int
-    batch: int
-    precision: str  # key of POLICIES
-    dataset: str = "nyu"
 
 
 def _cases(prefix: str, forward_sizes, train_size, train_batch: int) -> List[Case]:
@@ -77,7 +61,7 @@ def _cases(prefix: str, forward_sizes, train_size, train_batch: int) -> List[Cas
 
 # NYU test size, KITTI benchmark crop, NYU training crop at the upstream batch of 2 per GPU... here.
 FULL_CASES = _cases("", [((480, 640), "nyu"), ((352, 1216), "kitti")], (416, 544), 2)
-QUICK_CASES = _cases("quick_", [((64, 96), "nyu")], (64, 96), 2)
+QUICK_CASES = _cases("quick_", [(QUICK_SIZE, "nyu")], QUICK_SIZE, 2)
 
 
 def select_cases(names: Optional[Sequence[str]], quick: bool) -> List[Case]:
@@ -94,55 +78,17 @@ def select_cases(names: Optional[Sequence[str]], quick: bool) -> List[Case]:
 
 
 # --------------------------------------------------------------------------------------------
-# Memory
-# --------------------------------------------------------------------------------------------
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process since the last reset, in MiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource  # fallback: lifetime peak (ru_maxrss is KiB on Linux)
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-# --------------------------------------------------------------------------------------------
 # Steps
 # --------------------------------------------------------------------------------------------
 def build_model(case: Case, quick: bool) -> keras.Model:
     """BTS under the case's dtype policy (DenseNet-161, or the tiny encoder for --quick)."""
     keras.mixed_precision.set_global_policy(POLICIES[case.precision])
-    config = bts_model.BtsConfig(dataset=case.dataset,
-                                 densenet=TINY_DENSENET if quick else None,
-                                 bts_size=TINY_BTS_SIZE if quick else 512)
-    return bts_model.build_bts_model(config)
+    return bts_model.build_bts_model(model_config(case, quick))
 
 
 def synthetic_inputs(case: Case, seed: int = 0) -> Dict[str, tf.Tensor]:
-    """Normalised-looking image (B,H,W,3), focal (B,) px and ground-truth depth (B,H,W,1) m."""
-    rng = np.random.default_rng(seed)
-    facts = get_dataset_facts(case.dataset)
-    shape = (case.batch, case.height, case.width)
-    return {
-        "image": tf.constant(rng.standard_normal(shape + (3,), dtype=np.float32)),
-        "focal": tf.constant(np.full((case.batch,), facts.default_focal, np.float32)),
-        "depth": tf.constant(rng.uniform(facts.min_depth_eval, facts.max_depth, shape + (1,))
-                             .astype(np.float32)),
-    }
+    """:func:`common.synthetic_arrays` as TensorFlow constants."""
+    return {key: tf.constant(value) for key, value in common.synthetic_arrays(case, seed).items()}
 
 
 def make_forward_step(model: keras.Model, jit_compile: bool = False) -> Callable:
@@ -155,18 +101,10 @@ def make_forward_step(model: keras.Model, jit_compile: bool = False) -> Callable
     return lambda batch: forward(batch["image"], batch["focal"])
 
 
-def make_optimizer(precision: str) -> keras.optimizers.Optimizer:
-    """AdamW as training uses it; fp16 additionally needs dynamic loss scaling."""
-    optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-2, epsilon=1e-6)
-    if precision == "fp16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
 def make_train_step(model: keras.Model, precision: str, min_depth: float,
                     jit_compile: bool = False) -> Callable:
     """tf.function: one silog/AdamW step with batch-statistics BN; returns the loss."""
-    optimizer = make_optimizer(precision)
+    optimizer = common.make_optimizer(precision)
     variables = model.trainable_variables
     optimizer.build(variables)
 
@@ -189,22 +127,8 @@ def _fetch(result) -> None:
 
 
 def time_calls(step: Callable, batch, warmup: int, repeats: int) -> Dict[str, float]:
-    """Wall time of the first call, then of ``repeats`` calls after ``warmup`` untimed ones."""
-    start = time.perf_counter()
-    _fetch(step(batch))
-    first = time.perf_counter() - start
-    for _ in range(max(warmup - 1, 0)):
-        _fetch(step(batch))
-    times, cpu_times = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        _fetch(step(batch))
-        times.append(time.perf_counter() - start)
-        cpu_times.append(time.process_time() - cpu_start)
-    # CPU seconds (all threads) per call: on a shared machine wall time grows with the load,
-    # CPU time much less, so it tells a busy box's numbers apart from the model's own cost.
-    return {"first_call_s": first, "median_s": statistics.median(times), "min_s": min(times),
-            "max_s": max(times), "times_s": times, "cpu_median_s": statistics.median(cpu_times)}
+    """:func:`common.time_calls` with TensorFlow's fetch."""
+    return common.time_calls(step, batch, warmup, repeats, _fetch)
 
 
 def profile_step(step: Callable, batch, logdir: str, steps: int = 2) -> None:
@@ -216,6 +140,48 @@ def profile_step(step: Callable, batch, logdir: str, steps: int = 2) -> None:
                 _fetch(step(batch))
     finally:
         tf.profiler.experimental.stop()
+
+
+def op_time_summary(logdir: str, top: int = 10) -> List[Dict[str, object]]:
+    """Time per TensorFlow op type in the newest trace under ``logdir``, largest first.
+
+    Sums the host-CPU trace events of the ops (named ``op_name:OpType``) over the profiled steps;
+    each row has the op type, milliseconds, share of all op time and number of calls. The same
+    numbers as the Profile tab's op statistics, without TensorBoard's profile plugin.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    traces = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not traces:
+        return []
+    space = xplane_pb2.XSpace()
+    with open(traces[-1], "rb") as handle:
+        space.ParseFromString(handle.read())
+    totals: Dict[str, float] = collections.defaultdict(float)
+    calls: Dict[str, int] = collections.Counter()
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        names = {key: meta.name for key, meta in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                # Op events are "op_name:OpType"; skip executor/function spans ("A::B", "X: f").
+                if ":" not in name or "::" in name or " " in name:
+                    continue
+                op_type = name.rsplit(":", 1)[1]
+                totals[op_type] += event.duration_ps / 1e9
+                calls[op_type] += 1
+    everything = sum(totals.values()) or 1.0
+    rows = sorted(totals.items(), key=lambda item: -item[1])[:top]
+    return [{"op": op, "ms": ms, "share": ms / everything, "calls": calls[op]} for op, ms in rows]
+
+
+def format_op_summary(name: str, rows: Sequence[Dict[str, object]]) -> str:
+    lines = [f"{name}: time per op type (profiled steps)", "| op | ms | share | calls |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['op']} | {r['ms']:.1f} | {100 * r['share']:.1f} % | {r['calls']} |" for r in rows]
+    return "\n".join(lines)
 
 
 def run_case(case: Case, *, quick: bool = False, warmup: int = 2, repeats: int = 5,
@@ -243,6 +209,7 @@ def run_case(case: Case, *, quick: bool = False, warmup: int = 2, repeats: int =
         logdir = os.path.join(profile_dir, case.name)
         profile_step(step, batch, logdir)
         record["profile_dir"] = logdir
+        record["op_time"] = op_time_summary(logdir)
     keras.mixed_precision.set_global_policy("float32")
     return record
 
@@ -257,26 +224,6 @@ def environment() -> Dict[str, object]:
             "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "machine": platform.machine(), "devices": devices,
             "gpu": bool(tf.config.list_physical_devices("GPU"))}
-
-
-def format_table(records: Sequence[Dict[str, object]]) -> str:
-    """Markdown table of the model cases."""
-    lines = ["| case | batch | median s | min s | max s | CPU s | first call s | img/s | peak RSS MiB "
-             "| load |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in records:
-        lines.append(f"| {r['name']} | {r['batch']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-                     f"{r['max_s']:.3f} | {r['cpu_median_s']:.2f} | {r['first_call_s']:.1f} | "
-                     f"{r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} | "
-                     f"{r['load_avg_1min_before']:.1f} |")
-    return "\n".join(lines)
-
-
-def default_output(script: str) -> str:
-    return os.path.join(ROOT, "benchmarks", "results", f"{script}.json")
-
-
-def write_json(path: str, payload: Dict[str, object]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object]]], None]] = None
@@ -306,6 +253,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         output, {"environment": environment(), "quick": args.quick, "model": records})
     records = run_model_benchmarks(args, on_case=save)
     print(format_table(records))
+    for record in records:
+        if record.get("op_time"):
+            print(format_op_summary(record["name"], record["op_time"]))
     print(f"results written to {output}")
     return 0
 

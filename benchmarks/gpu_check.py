@@ -31,6 +31,7 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 import bench_model  # noqa: E402  (puts the repository root on sys.path)
+import common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -41,27 +42,14 @@ from utils.arguments import parse_args  # noqa: E402
 LOG = logging.getLogger("gpu_check")
 Case = bench_model.Case
 
-NYU_TEST_IMAGES = 654
-UPSTREAM_NYU_TEST_SECONDS = 34.0  # RTX 2080 Ti, official PyTorch bts_test.py
-
-
-def gpu_cases(quick: bool) -> List[Case]:
-    """Forward b1/b8 × fp32/bf16/fp16, train b4/b16 × bf16/fp16 and fp32 b4."""
-    (fh, fw), (th, tw) = ((64, 96), (64, 96)) if quick else ((480, 640), (416, 544))
-    prefix = "quick_" if quick else ""
-    cases = [Case(f"{prefix}gpu_forward_{fh}x{fw}_b{batch}_{precision}", "forward", fh, fw, batch,
-                  precision)
-             for batch in (1, 8) for precision in ("fp32", "bf16", "fp16")]
-    cases.append(Case(f"{prefix}gpu_train_{th}x{tw}_b4_fp32", "train", th, tw, 4, "fp32"))
-    cases += [Case(f"{prefix}gpu_train_{th}x{tw}_b{batch}_{precision}", "train", th, tw, batch,
-                   precision)
-              for batch in (4, 16) for precision in ("bf16", "fp16")]
-    return cases
+NYU_TEST_IMAGES = common.NYU_TEST_IMAGES
+UPSTREAM_NYU_TEST_SECONDS = common.UPSTREAM_NYU_TEST_SECONDS
+gpu_cases = common.gpu_cases
 
 
 def nyu_test_workload(precision: str, quick: bool, num_images: int) -> Dict[str, object]:
     """Seconds for ``num_images`` synthetic uint8 images: normalise + batch-1 forward each."""
-    height, width = (64, 96) if quick else (480, 640)
+    height, width = common.QUICK_SIZE if quick else (480, 640)
     model = bench_model.build_model(Case("eval", "forward", height, width, 1, precision), quick)
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (8, height, width, 3), dtype=np.uint8)  # cycled: speed only

@@ -1,0 +1,167 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""What every benchmark script shares and that needs no TensorFlow: cases, timing, memory, output.
+
+Kept free of TensorFlow so that ``gpu_check_jax.py`` runs on GPU machines that only have JAX.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Sequence
+
+import keras
+import numpy as np
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH_DIR)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import bts_model  # noqa: E402
+from utils.datasets import get_dataset_facts  # noqa: E402
+from utils.io import atomic_write_text  # noqa: E402
+
+POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+# The tiny encoder of the test-suite (tests/conftest.py) for --quick runs.
+TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
+                                         block_config=(1, 1, 1, 1), bn_size=2)
+TINY_BTS_SIZE = 128
+QUICK_SIZE = (64, 96)
+
+NYU_TEST_IMAGES = 654
+UPSTREAM_NYU_TEST_SECONDS = 34.0  # RTX 2080 Ti, official PyTorch bts_test.py
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One timed configuration: a forward pass (inference BN) or a full training step."""
+
+    name: str
+    kind: str  # "forward" or "train"
+    height: int
+    width: int
+    batch: int
+    precision: str  # key of POLICIES
+    dataset: str = "nyu"
+
+
+def model_config(case: Case, quick: bool) -> "bts_model.BtsConfig":
+    """DenseNet-161 BTS for the case's dataset, or the tiny encoder for --quick runs."""
+    return bts_model.BtsConfig(dataset=case.dataset, densenet=TINY_DENSENET if quick else None,
+                               bts_size=TINY_BTS_SIZE if quick else 512)
+
+
+def synthetic_arrays(case: Case, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Normalised-looking image (B,H,W,3), focal (B,) px and ground-truth depth (B,H,W,1) m.
+
+    Speed does not depend on pixel values; the depth lies in the dataset's evaluation range.
+    """
+    rng = np.random.default_rng(seed)
+    facts = get_dataset_facts(case.dataset)
+    shape = (case.batch, case.height, case.width)
+    return {"image": rng.standard_normal(shape + (3,), dtype=np.float32),
+            "focal": np.full((case.batch,), facts.default_focal, np.float32),
+            "depth": rng.uniform(facts.min_depth_eval, facts.max_depth, shape + (1,))
+            .astype(np.float32)}
+
+
+def make_optimizer(precision: str) -> keras.optimizers.Optimizer:
+    """AdamW as training uses it; fp16 additionally needs dynamic loss scaling."""
+    optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-2, epsilon=1e-6)
+    if precision == "fp16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def gpu_cases(quick: bool) -> List[Case]:
+    """Forward 480×640 b1/b8 × fp32/bf16/fp16; train 416×544 b4/b16 × bf16/fp16 and fp32 b4."""
+    (fh, fw), (th, tw) = (QUICK_SIZE, QUICK_SIZE) if quick else ((480, 640), (416, 544))
+    prefix = "quick_" if quick else ""
+    cases = [Case(f"{prefix}gpu_forward_{fh}x{fw}_b{batch}_{precision}", "forward", fh, fw, batch,
+                  precision)
+             for batch in (1, 8) for precision in ("fp32", "bf16", "fp16")]
+    cases.append(Case(f"{prefix}gpu_train_{th}x{tw}_b4_fp32", "train", th, tw, 4, "fp32"))
+    cases += [Case(f"{prefix}gpu_train_{th}x{tw}_b{batch}_{precision}", "train", th, tw, batch,
+                   precision)
+              for batch in (4, 16) for precision in ("bf16", "fp16")]
+    return cases
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process since the last reset, in MiB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource  # fallback: lifetime peak (ru_maxrss is KiB on Linux)
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+def time_calls(step: Callable, batch, warmup: int, repeats: int,
+               fetch: Callable[[object], None]) -> Dict[str, float]:
+    """Wall time of the first call, then of ``repeats`` calls after ``warmup`` untimed ones.
+
+    ``fetch(result)`` must block until the step's work is done (a device-to-host copy).
+    """
+    start = time.perf_counter()
+    fetch(step(batch))
+    first = time.perf_counter() - start
+    for _ in range(max(warmup - 1, 0)):
+        fetch(step(batch))
+    times, cpu_times = [], []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        fetch(step(batch))
+        times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
+    # CPU seconds (all threads) per call: on a shared machine wall time grows with the load,
+    # CPU time much less, so it tells a busy box's numbers apart from the model's own cost.
+    return {"first_call_s": first, "median_s": statistics.median(times), "min_s": min(times),
+            "max_s": max(times), "times_s": times, "cpu_median_s": statistics.median(cpu_times)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+def format_table(records: Sequence[Dict[str, object]]) -> str:
+    """Markdown table of the model cases."""
+    lines = ["| case | batch | median s | min s | max s | CPU s | first call s | img/s | peak RSS MiB "
+             "| load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        lines.append(f"| {r['name']} | {r['batch']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+                     f"{r['max_s']:.3f} | {r['cpu_median_s']:.2f} | {r['first_call_s']:.1f} | "
+                     f"{r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['load_avg_1min_before']:.1f} |")
+    return "\n".join(lines)
+
+
+def default_output(script: str) -> str:
+    return os.path.join(ROOT, "benchmarks", "results", f"{script}.json")
+
+
+def write_json(path: str, payload: Dict[str, object]) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")

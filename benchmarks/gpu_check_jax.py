@@ -1,0 +1,203 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""The GPU benchmark of ``gpu_check.py`` on Keras 3's JAX backend, for machines without TensorFlow.
+
+    python benchmarks/gpu_check_jax.py --bench_output gpu_jax.json     # on a GPU machine with JAX
+    python benchmarks/gpu_check_jax.py --quick --cases quick_gpu_forward_64x96_b1_fp32   # smoke run
+
+The same ``bts_model.py`` graph (DenseNet-161 BTS, random weights) is built under
+``KERAS_BACKEND=jax`` and run through ``jax.jit`` of ``model.stateless_call``: forward latency
+(inference BN), one silog + AdamW training step (batch-statistics BN, donated state; fp16 with
+dynamic loss scaling), and the NYU test workload (654 synthetic 480×640 uint8 images, normalised
+on the device, batch-1 forward each, host-to-device copies included). Cases, timing and JSON are
+``gpu_check.py``'s. What differs from the TensorFlow runtime: XLA compiles every step (TF runs
+oneDNN/cuDNN kernels op by op unless ``--jit_compile``), and BN is Keras's (the fused-kernel BN of
+``bts_model.BatchNorm`` is TensorFlow-only). Training and evaluation in this project use TF.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import platform
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+os.environ["KERAS_BACKEND"] = "jax"  # before Keras is imported (by common via bts_model)
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
+
+import common  # noqa: E402  (puts the repository root on sys.path)
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bts_model  # noqa: E402
+from bts_losses import silog_loss  # noqa: E402
+from utils.arguments import parse_args  # noqa: E402
+from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset_facts  # noqa: E402
+
+LOG = logging.getLogger("gpu_check_jax")
+Case = common.Case
+
+
+def build_model(case: Case, quick: bool) -> keras.Model:
+    keras.mixed_precision.set_global_policy(common.POLICIES[case.precision])
+    return bts_model.build_bts_model(common.model_config(case, quick))
+
+
+def _values(variables) -> List[jax.Array]:
+    return [variable.value for variable in variables]
+
+
+def make_forward_step(model: keras.Model) -> Callable:
+    """Jitted inputs → depth (inference BN) over the model's current weights."""
+    trainable, non_trainable = _values(model.trainable_variables), _values(model.non_trainable_variables)
+
+    @jax.jit
+    def forward(trainable, non_trainable, image, focal):
+        depth, _ = model.stateless_call(trainable, non_trainable, {"image": image, "focal": focal},
+                                        training=False)
+        return depth
+
+    return lambda batch: forward(trainable, non_trainable, batch["image"], batch["focal"])
+
+
+def make_train_step(model: keras.Model, precision: str, min_depth: float) -> Callable:
+    """Jitted silog/AdamW step; the state lives in the closure and is donated to each call."""
+    optimizer = common.make_optimizer(precision)
+    optimizer.build(model.trainable_variables)
+    state = {"trainable": _values(model.trainable_variables),
+             "non_trainable": _values(model.non_trainable_variables),
+             "optimizer": _values(optimizer.variables)}
+
+    def loss_fn(trainable, non_trainable, optimizer_values, image, focal, depth_gt):
+        depth, non_trainable = model.stateless_call(
+            trainable, non_trainable, {"image": image, "focal": focal}, training=True)
+        loss = silog_loss(depth, depth_gt, min_depth)
+        # As Keras's own JAX trainer: the loss scale variable is read through a stateless scope.
+        with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, optimizer_values))):
+            scaled = optimizer.scale_loss(loss)
+        return scaled, (loss, non_trainable)
+
+    def step(trainable, non_trainable, optimizer_values, image, focal, depth_gt):
+        grads, (loss, non_trainable) = jax.grad(loss_fn, has_aux=True)(
+            trainable, non_trainable, optimizer_values, image, focal, depth_gt)
+        trainable, optimizer_values = optimizer.stateless_apply(optimizer_values, grads, trainable)
+        return loss, trainable, non_trainable, optimizer_values
+
+    step = jax.jit(step, donate_argnums=(0, 1, 2))  # state updated in place: batch 16 fits
+
+    def run(batch):
+        loss, state["trainable"], state["non_trainable"], state["optimizer"] = step(
+            state["trainable"], state["non_trainable"], state["optimizer"],
+            batch["image"], batch["focal"], batch["depth"])
+        return loss
+
+    return run
+
+
+def _fetch(result) -> None:
+    np.asarray(jnp.sum(result))
+
+
+def gpu_peak_mib() -> Optional[float]:
+    """Peak device memory of the process so far (JAX cannot reset it), MiB."""
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
+def run_case(case: Case, quick: bool, warmup: int, repeats: int) -> Dict[str, object]:
+    keras.backend.clear_session()
+    model = build_model(case, quick)
+    batch = {key: jnp.asarray(value) for key, value in common.synthetic_arrays(case).items()}
+    if case.kind == "forward":
+        step = make_forward_step(model)
+    else:
+        step = make_train_step(model, case.precision,
+                               get_dataset_facts(case.dataset).min_depth_eval)
+    LOG.info("%s: compiling and timing (%d warm-up, %d repeats)", case.name, warmup, repeats)
+    record = dataclasses.asdict(case)
+    record.update(common.time_calls(step, batch, warmup, repeats, _fetch))
+    record.update(images_per_s=case.batch / record["median_s"], peak_rss_mib=common.peak_rss_mib(),
+                  gpu_peak_mib_so_far=gpu_peak_mib(), load_avg_1min_before=os.getloadavg()[0])
+    keras.mixed_precision.set_global_policy("float32")
+    return record
+
+
+def nyu_test_workload(precision: str, quick: bool, num_images: int) -> Dict[str, object]:
+    """Seconds for ``num_images`` synthetic uint8 images: copy, normalise, batch-1 forward each."""
+    height, width = common.QUICK_SIZE if quick else (480, 640)
+    case = Case("eval", "forward", height, width, 1, precision)
+    model = build_model(case, quick)
+    forward = make_forward_step(model)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    focal = jnp.asarray([518.8579], jnp.float32)
+
+    @jax.jit
+    def normalise(image_u8):
+        return (image_u8.astype(jnp.float32) / 255.0 - mean) / std
+
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, (8, 1, height, width, 3), dtype=np.uint8)  # cycled: speed only
+    _fetch(forward({"image": normalise(pool[0]), "focal": focal}))  # compile outside the timing
+    start = time.perf_counter()
+    last = None
+    for index in range(num_images):
+        last = forward({"image": normalise(pool[index % len(pool)]), "focal": focal})
+    _fetch(last)
+    seconds = time.perf_counter() - start
+    keras.mixed_precision.set_global_policy("float32")
+    return {"precision": precision, "images": num_images, "seconds": seconds,
+            "images_per_s": num_images / seconds,
+            "upstream_seconds_rtx2080ti": common.UPSTREAM_NYU_TEST_SECONDS}
+
+
+def environment() -> Dict[str, object]:
+    device = jax.devices()[0]
+    return {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "backend": "jax",
+            "jax": jax.__version__, "keras": keras.__version__, "python": platform.python_version(),
+            "platform": device.platform, "device_kind": device.device_kind,
+            "jax_default_matmul_precision": str(jax.config.jax_default_matmul_precision)}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(groups=("bench",), argv=argv, prog="gpu_check_jax.py",
+                      description="BTS speed on a GPU under Keras's JAX backend.")
+    if args.repeats < 1 or args.warmup < 1:
+        raise SystemExit("error: --repeats and --warmup must be >= 1")
+    cases = common.gpu_cases(args.quick)
+    if args.cases:
+        known = {case.name for case in cases}
+        unknown = [name for name in args.cases if name not in known]
+        if unknown:
+            raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: {', '.join(sorted(known))}")
+        cases = [case for case in cases if case.name in args.cases]
+    output = args.bench_output or common.default_output("gpu_check_jax")
+    payload: Dict[str, object] = {"environment": environment(), "quick": args.quick, "model": [],
+                                  "nyu_test_workload": []}
+    # The test-set workload first: it is the figure upstream publishes, and a cut-off run keeps it.
+    num_images = 16 if args.quick else common.NYU_TEST_IMAGES
+    for precision in ("fp32", "bf16"):
+        payload["nyu_test_workload"].append(nyu_test_workload(precision, args.quick, num_images))
+        common.write_json(output, payload)
+    for case in cases:
+        payload["model"].append(run_case(case, args.quick, args.warmup, args.repeats))
+        LOG.info("%s: median %.4f s", case.name, payload["model"][-1]["median_s"])
+        common.write_json(output, payload)  # after every case: a cut-off run keeps its results
+    print(common.format_table(payload["model"]))
+    for run in payload["nyu_test_workload"]:
+        print(f"NYU test workload ({run['images']} images, {run['precision']}): {run['seconds']:.1f} s "
+              f"= {run['images_per_s']:.1f} images/s (upstream PyTorch, RTX 2080 Ti: "
+              f"{common.UPSTREAM_NYU_TEST_SECONDS:.0f} s for 654)")
+    print(f"results written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
