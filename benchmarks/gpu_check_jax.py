@@ -177,7 +177,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         unknown = [name for name in args.cases if name not in known]
         if unknown:
             raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: {', '.join(sorted(known))}")
-        cases = [case for case in cases if case.name in args.cases]
+        by_name = {case.name: case for case in cases}
+        cases = [by_name[name] for name in args.cases]  # in the order given
     output = args.bench_output or common.default_output("gpu_check_jax")
     payload: Dict[str, object] = {"environment": environment(), "quick": args.quick, "model": [],
                                   "nyu_test_workload": []}

@@ -77,3 +77,14 @@ def test_jax_backend_reproduces_tensorflow_depth_and_loss(tmp_path):
     assert report["loss"] == pytest.approx(tf_loss, rel=1e-4)
     losses = report["train_losses"]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # the jitted AdamW step learns
+
+
+def test_atomic_writes_work_without_tensorflow(tmp_path, monkeypatch):
+    from utils import io
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # "import tensorflow" now fails
+    target = tmp_path / "sub" / "result.json"
+    io.atomic_write_text(str(target), '{"ok": 1}')
+    io.atomic_write_text(str(target), '{"ok": 2}')  # replaces
+    assert json.loads(target.read_text()) == {"ok": 2}
+    assert os.listdir(target.parent) == ["result.json"]  # no temporary file left behind

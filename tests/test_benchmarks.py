@@ -40,8 +40,16 @@ def test_quick_model_benchmark_writes_valid_json_and_profile(tmp_path, capsys):
         assert len(record["times_s"]) == 3
         # one TensorBoard trace (.xplane.pb) per case
         assert glob.glob(os.path.join(record["profile_dir"], "plugins", "profile", "*", "*.xplane.pb"))
+        # the op-time summary read back from that trace: real op types, shares of all op time
+        ops = {row["op"]: row for row in record["op_time"]}
+        assert any(op.startswith(("Conv2D", "_FusedConv2D")) for op in ops), list(ops)
+        assert all(0 < row["share"] <= 1 and row["calls"] > 0 for row in ops.values())
+        assert sum(row["share"] for row in ops.values()) <= 1 + 1e-9
+        assert [row["ms"] for row in record["op_time"]] == sorted(
+            (row["ms"] for row in record["op_time"]), reverse=True)
     table = capsys.readouterr().out
     assert all(f"| {name} |" in table for name in QUICK_CASES)
+    assert f"{QUICK_CASES[0]}: time per op type" in table
 
 
 def test_unknown_case_is_a_one_line_error():
@@ -92,3 +100,34 @@ def test_gpu_check_refuses_without_gpu_and_its_workload_runs_on_cpu(capsys):
     assert "gpu_forward_480x640_b8_fp16" in names and "gpu_train_416x544_b16_bf16" in names
     run = gpu_check.nyu_test_workload("fp32", quick=True, num_images=4)
     assert run["images"] == 4 and run["images_per_s"] == pytest.approx(4 / run["seconds"])
+
+
+@pytest.mark.slow
+def test_quick_lever_run_compares_each_lever_with_the_same_run_baseline(tmp_path, capsys):
+    import bench_levers
+
+    output = tmp_path / "levers.json"
+    assert bench_levers.main(["--quick", "--levers", "keras_bn", "onednn_off",
+                              "--bench_output", str(output)]) == 0
+    payload = json.loads(output.read_text())
+    assert list(payload["results"]) == ["baseline", "keras_bn", "onednn_off"]  # baseline added
+    baseline = {r["name"]: r["median_s"] for r in payload["results"]["baseline"]}
+    assert set(baseline) == {"quick_forward_64x96_fp32", "quick_train_64x96_b2_fp32"}
+    rows = payload["comparison"]
+    assert {(r["lever"], r["case"]) for r in rows} >= {("keras_bn", "quick_train_64x96_b2_fp32"),
+                                                       ("onednn_off", "quick_forward_64x96_fp32")}
+    for row in rows:
+        assert row["vs_baseline"] == pytest.approx(row["median_s"] / baseline[row["case"]])
+    assert "| keras_bn | quick_train_64x96_b2_fp32 |" in capsys.readouterr().out
+
+
+def test_lever_children_get_the_lever_and_nothing_else():
+    import bench_levers
+
+    levers = {lever.name: lever for lever in bench_levers.LEVERS}
+    xla = bench_levers.child_command(levers["xla"], "out.json", warmup=1)
+    assert xla[-1] == "--jit_compile" and "--keras_bn" not in xla
+    keras_bn = bench_levers.child_command(bench_levers.quick_variant(levers["keras_bn"]), "o", 1)
+    assert "--keras_bn" in keras_bn and "--quick" in keras_bn
+    assert "quick_train_64x96_b2_fp32" in keras_bn and "--jit_compile" not in keras_bn
+    assert dict(levers["onednn_on"].env) == {"TF_ENABLE_ONEDNN_OPTS": "1"}

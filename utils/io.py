@@ -11,9 +11,28 @@ import uuid
 from typing import Callable
 
 
-def _gfile():
-    import tensorflow as tf  # imported lazily: argument parsing must not pay for TF start-up
+class _LocalFiles:
+    """The part of ``tf.io.gfile`` used here, for local paths where TensorFlow is not installed
+    (benchmarks/gpu_check_jax.py on JAX-only GPU machines)."""
 
+    exists = staticmethod(os.path.exists)
+    remove = staticmethod(os.remove)
+    GFile = staticmethod(open)
+
+    @staticmethod
+    def makedirs(path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    @staticmethod
+    def rename(source: str, target: str, overwrite: bool = False) -> None:
+        os.replace(source, target)
+
+
+def _gfile():
+    try:
+        import tensorflow as tf  # imported lazily: argument parsing must not pay for TF start-up
+    except ImportError:
+        return _LocalFiles
     return tf.io.gfile
 
 
