@@ -91,6 +91,18 @@ def gpu_cases(quick: bool) -> List[Case]:
     return cases
 
 
+def select_gpu_cases(names, quick: bool) -> List[Case]:
+    """The GPU cases named, in the order given (all of the mode's cases when ``names`` is empty)."""
+    cases = gpu_cases(quick)
+    if not names:
+        return cases
+    by_name = {case.name: case for case in cases}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: {', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
 # --------------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------------
@@ -157,6 +169,17 @@ def format_table(records: Sequence[Dict[str, object]]) -> str:
                      f"{r['images_per_s']:.2f} | {r['peak_rss_mib']:.0f} | "
                      f"{r['load_avg_1min_before']:.1f} |")
     return "\n".join(lines)
+
+
+def print_gpu_report(records: Sequence[Dict[str, object]], workload: Sequence[Dict[str, object]],
+                     output: str) -> None:
+    """The GPU scripts' closing table, test-set workload lines and results path."""
+    print(format_table(records))
+    for run in workload:
+        print(f"NYU test workload ({run['images']} images, {run['precision']}): {run['seconds']:.1f} s "
+              f"= {run['images_per_s']:.1f} images/s (upstream PyTorch, RTX 2080 Ti: "
+              f"{UPSTREAM_NYU_TEST_SECONDS:.0f} s for {NYU_TEST_IMAGES})")
+    print(f"results written to {output}")
 
 
 def default_output(script: str) -> str:

@@ -97,9 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)  # so peak memory is visible
-    cases = gpu_cases(args.quick)
-    if args.cases:
-        cases = [case for case in cases if case.name in args.cases]
+    cases = common.select_gpu_cases(args.cases, args.quick)
     records = []
     for case in cases:
         record = bench_model.run_case(case, quick=args.quick, warmup=args.warmup,
@@ -115,12 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "model": records, "nyu_test_workload": workload}
     output = args.bench_output or bench_model.default_output("gpu_check")
     bench_model.write_json(output, payload)
-    print(bench_model.format_table(records))
-    for run in workload:
-        print(f"NYU test workload ({run['images']} images, {run['precision']}): {run['seconds']:.1f} s "
-              f"= {run['images_per_s']:.1f} images/s (upstream PyTorch, RTX 2080 Ti: "
-              f"{UPSTREAM_NYU_TEST_SECONDS:.0f} s for 654)")
-    print(f"results written to {output}")
+    common.print_gpu_report(records, workload, output)
     return 0
 
 

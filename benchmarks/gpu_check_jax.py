@@ -171,14 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       description="BTS speed on a GPU under Keras's JAX backend.")
     if args.repeats < 1 or args.warmup < 1:
         raise SystemExit("error: --repeats and --warmup must be >= 1")
-    cases = common.gpu_cases(args.quick)
-    if args.cases:
-        known = {case.name for case in cases}
-        unknown = [name for name in args.cases if name not in known]
-        if unknown:
-            raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: {', '.join(sorted(known))}")
-        by_name = {case.name: case for case in cases}
-        cases = [by_name[name] for name in args.cases]  # in the order given
+    cases = common.select_gpu_cases(args.cases, args.quick)
     output = args.bench_output or common.default_output("gpu_check_jax")
     payload: Dict[str, object] = {"environment": environment(), "quick": args.quick, "model": [],
                                   "nyu_test_workload": []}
@@ -191,12 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         payload["model"].append(run_case(case, args.quick, args.warmup, args.repeats))
         LOG.info("%s: median %.4f s", case.name, payload["model"][-1]["median_s"])
         common.write_json(output, payload)  # after every case: a cut-off run keeps its results
-    print(common.format_table(payload["model"]))
-    for run in payload["nyu_test_workload"]:
-        print(f"NYU test workload ({run['images']} images, {run['precision']}): {run['seconds']:.1f} s "
-              f"= {run['images_per_s']:.1f} images/s (upstream PyTorch, RTX 2080 Ti: "
-              f"{common.UPSTREAM_NYU_TEST_SECONDS:.0f} s for 654)")
-    print(f"results written to {output}")
+    common.print_gpu_report(payload["model"], payload["nyu_test_workload"], output)
     return 0
 
 

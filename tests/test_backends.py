@@ -79,6 +79,38 @@ def test_jax_backend_reproduces_tensorflow_depth_and_loss(tmp_path):
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]  # the jitted AdamW step learns
 
 
+@pytest.mark.slow
+def test_gpu_check_jax_quick_run_writes_the_workload_and_cases_in_order(tmp_path):
+    output = tmp_path / "gpu_jax.json"
+    cases = ["quick_gpu_forward_64x96_b8_fp32", "quick_gpu_forward_64x96_b1_bf16"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check_jax.py"), "--quick",
+         "--cases", *cases, "--repeats", "2", "--warmup", "1", "--bench_output", str(output)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads(output.read_text())
+    assert payload["environment"]["backend"] == "jax" and payload["environment"]["platform"] == "cpu"
+    assert [r["name"] for r in payload["model"]] == cases  # the order given on the command line
+    for record in payload["model"]:
+        assert 0 < record["min_s"] <= record["median_s"] <= record["max_s"]
+        assert record["images_per_s"] == pytest.approx(record["batch"] / record["median_s"])
+    assert [w["precision"] for w in payload["nyu_test_workload"]] == ["fp32", "bf16"]
+    for run in payload["nyu_test_workload"]:
+        assert run["images"] == 16 and run["images_per_s"] == pytest.approx(16 / run["seconds"])
+    assert "NYU test workload (16 images, fp32)" in result.stdout
+
+
+def test_unknown_gpu_case_is_a_one_line_error():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import common
+
+    with pytest.raises(SystemExit, match="--cases gpu_forward_1x1 unknown; valid: gpu_forward_480x640"):
+        common.select_gpu_cases(["gpu_forward_1x1"], quick=False)
+    names = ["gpu_train_416x544_b16_bf16", "gpu_forward_480x640_b1_fp32"]
+    assert [case.name for case in common.select_gpu_cases(names, quick=False)] == names
+
+
 def test_atomic_writes_work_without_tensorflow(tmp_path, monkeypatch):
     from utils import io
 
