@@ -17,6 +17,9 @@ Data flow for an input of H×W (shapes NHWC, nf = ``bts_size`` = 512 for DenseNe
     upconv1 (H,nf/16) → reduc1x1 (H,1) ⊕ [lpg2, lpg4, lpg8] → conv1 → get_depth → σ·max_depth
     (KITTI: × focal / 715.0873)
 
+The layers compute with ``keras.ops``, so the model also runs under Keras's JAX backend (speed
+runs on GPU machines without TensorFlow); training and evaluation use TensorFlow.
+
 Layer names equal the PT module names (``.`` is legal in Keras names), so a Keras weight path such
 as ``encoder.denseblock1.denselayer1.conv1/kernel`` or ``daspp_6/conv1x1/kernel`` maps to a PT
 state-dict key by the table ``PT_NAME_TABLE`` and :func:`pytorch_key_for` below.
@@ -53,7 +56,9 @@ class BatchNorm(keras.layers.BatchNormalization):
     Same variables, weight names and train/inference semantics as the Keras layer (batch
     statistics when ``training`` and the layer is trainable). Keras 3's own BN runs as ~10
     unfused ops with dtype casts on CPU, which measured 40 % of a bf16 training step here.
-    The moving variance is updated with the unbiased batch variance, as PyTorch does.
+    The moving variance is updated with the unbiased batch variance, as PyTorch does. Under
+    other Keras backends (``benchmarks/gpu_check_jax.py`` on JAX) it is Keras's own BN, whose
+    moving variance is biased: train with TensorFlow.
     """
 
     def call(self, inputs, training=None, mask=None):
