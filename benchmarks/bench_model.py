@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Model speed on this machine: forward latency and training-step time, fp32 and bf16.
 
-    python benchmarks/bench_model.py                      # all cases (~10 min on 2 cores)
+    python benchmarks/bench_model.py                      # all cases (~30 min on 2 AVX2 cores)
     python benchmarks/bench_model.py --cases forward_480x640_bf16 --repeats 10
     python benchmarks/bench_model.py --quick              # tiny model, 64x96 (CI smoke run)
     python benchmarks/bench_model.py --profile_dir /tmp/bts_profile   # + TensorBoard trace
