@@ -31,15 +31,13 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
-from common import (POLICIES, QUICK_SIZE, TINY_BTS_SIZE, TINY_DENSENET,  # noqa: E402,F401
-                    Case, default_output, format_table, make_optimizer, model_config,
-                    peak_rss_mib, reset_peak_rss, write_json)
+from common import (QUICK_SIZE, Case, build_model, default_output,  # noqa: E402,F401
+                    format_table, peak_rss_mib, reset_peak_rss, write_json)
 import common  # noqa: E402  (puts the repository root on sys.path)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import bts_model  # noqa: E402
 from bts_losses import silog_loss  # noqa: E402
 from utils.arguments import parse_args  # noqa: E402
 from utils.datasets import get_dataset_facts  # noqa: E402
@@ -80,12 +78,6 @@ def select_cases(names: Optional[Sequence[str]], quick: bool) -> List[Case]:
 # --------------------------------------------------------------------------------------------
 # Steps
 # --------------------------------------------------------------------------------------------
-def build_model(case: Case, quick: bool) -> keras.Model:
-    """BTS under the case's dtype policy (DenseNet-161, or the tiny encoder for --quick)."""
-    keras.mixed_precision.set_global_policy(POLICIES[case.precision])
-    return bts_model.build_bts_model(model_config(case, quick))
-
-
 def synthetic_inputs(case: Case, seed: int = 0) -> Dict[str, tf.Tensor]:
     """:func:`common.synthetic_arrays` as TensorFlow constants."""
     return {key: tf.constant(value) for key, value in common.synthetic_arrays(case, seed).items()}
@@ -232,8 +224,7 @@ def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object
 
     ``on_case(records_so_far)`` runs after each case (e.g. to save partial results).
     """
-    if args.repeats < 1 or args.warmup < 1:
-        raise SystemExit("error: --repeats and --warmup must be >= 1")
+    common.check_repeats(args)
     records = []
     for case in select_cases(args.cases, args.quick):
         records.append(run_case(case, quick=args.quick, warmup=args.warmup, repeats=args.repeats,

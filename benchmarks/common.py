@@ -49,10 +49,22 @@ class Case:
     dataset: str = "nyu"
 
 
-def model_config(case: Case, quick: bool) -> "bts_model.BtsConfig":
-    """DenseNet-161 BTS for the case's dataset, or the tiny encoder for --quick runs."""
-    return bts_model.BtsConfig(dataset=case.dataset, densenet=TINY_DENSENET if quick else None,
+def model_config(dataset: str, quick: bool) -> "bts_model.BtsConfig":
+    """DenseNet-161 BTS for ``dataset``, or the tiny encoder for --quick runs."""
+    return bts_model.BtsConfig(dataset=dataset, densenet=TINY_DENSENET if quick else None,
                                bts_size=TINY_BTS_SIZE if quick else 512)
+
+
+def build_model(case: Case, quick: bool) -> keras.Model:
+    """BTS under the case's dtype policy (any Keras backend)."""
+    keras.mixed_precision.set_global_policy(POLICIES[case.precision])
+    return bts_model.build_bts_model(model_config(case.dataset, quick))
+
+
+def check_repeats(args) -> None:
+    """One-line error unless ``--repeats`` and ``--warmup`` are at least 1."""
+    if args.repeats < 1 or args.warmup < 1:
+        raise SystemExit("error: --repeats and --warmup must be >= 1")
 
 
 def synthetic_arrays(case: Case, seed: int = 0) -> Dict[str, np.ndarray]:

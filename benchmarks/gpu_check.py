@@ -42,15 +42,13 @@ from utils.arguments import parse_args  # noqa: E402
 LOG = logging.getLogger("gpu_check")
 Case = bench_model.Case
 
-NYU_TEST_IMAGES = common.NYU_TEST_IMAGES
-UPSTREAM_NYU_TEST_SECONDS = common.UPSTREAM_NYU_TEST_SECONDS
 gpu_cases = common.gpu_cases
 
 
 def nyu_test_workload(precision: str, quick: bool, num_images: int) -> Dict[str, object]:
     """Seconds for ``num_images`` synthetic uint8 images: normalise + batch-1 forward each."""
     height, width = common.QUICK_SIZE if quick else (480, 640)
-    model = bench_model.build_model(Case("eval", "forward", height, width, 1, precision), quick)
+    model = common.build_model(Case("eval", "forward", height, width, 1, precision), quick)
     rng = np.random.default_rng(0)
     pool = rng.integers(0, 256, (8, height, width, 3), dtype=np.uint8)  # cycled: speed only
 
@@ -75,7 +73,7 @@ def nyu_test_workload(precision: str, quick: bool, num_images: int) -> Dict[str,
     seconds = time.perf_counter() - start
     keras.mixed_precision.set_global_policy("float32")
     return {"precision": precision, "images": num_images, "seconds": seconds,
-            "images_per_s": num_images / seconds, "upstream_seconds_rtx2080ti": UPSTREAM_NYU_TEST_SECONDS}
+            "images_per_s": num_images / seconds, "upstream_seconds_rtx2080ti": common.UPSTREAM_NYU_TEST_SECONDS}
 
 
 def gpu_facts() -> Dict[str, object]:
@@ -95,6 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "on a machine with an NVIDIA GPU (tf.config.list_physical_devices('GPU') is empty)",
               file=sys.stderr)
         return 1
+    common.check_repeats(args)
     for gpu in tf.config.list_physical_devices("GPU"):
         tf.config.experimental.set_memory_growth(gpu, True)  # so peak memory is visible
     cases = common.select_gpu_cases(args.cases, args.quick)
@@ -107,7 +106,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tf.config.experimental.reset_memory_stats("GPU:0")
         records.append(record)
         LOG.info("%s: median %.4f s", case.name, record["median_s"])
-    num_images = 16 if args.quick else NYU_TEST_IMAGES
+    num_images = 16 if args.quick else common.NYU_TEST_IMAGES
     workload = [nyu_test_workload(precision, args.quick, num_images) for precision in ("fp32", "bf16")]
     payload = {"environment": {**bench_model.environment(), **gpu_facts()}, "quick": args.quick,
                "model": records, "nyu_test_workload": workload}

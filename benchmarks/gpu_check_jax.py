@@ -35,18 +35,12 @@ import jax.numpy as jnp  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import bts_model  # noqa: E402
 from bts_losses import silog_loss  # noqa: E402
 from utils.arguments import parse_args  # noqa: E402
 from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset_facts  # noqa: E402
 
 LOG = logging.getLogger("gpu_check_jax")
 Case = common.Case
-
-
-def build_model(case: Case, quick: bool) -> keras.Model:
-    keras.mixed_precision.set_global_policy(common.POLICIES[case.precision])
-    return bts_model.build_bts_model(common.model_config(case, quick))
 
 
 def _values(variables) -> List[jax.Array]:
@@ -113,7 +107,8 @@ def gpu_peak_mib() -> Optional[float]:
 
 def run_case(case: Case, quick: bool, warmup: int, repeats: int) -> Dict[str, object]:
     keras.backend.clear_session()
-    model = build_model(case, quick)
+    load_before = os.getloadavg()[0]
+    model = common.build_model(case, quick)
     batch = {key: jnp.asarray(value) for key, value in common.synthetic_arrays(case).items()}
     if case.kind == "forward":
         step = make_forward_step(model)
@@ -124,7 +119,7 @@ def run_case(case: Case, quick: bool, warmup: int, repeats: int) -> Dict[str, ob
     record = dataclasses.asdict(case)
     record.update(common.time_calls(step, batch, warmup, repeats, _fetch))
     record.update(images_per_s=case.batch / record["median_s"], peak_rss_mib=common.peak_rss_mib(),
-                  gpu_peak_mib_so_far=gpu_peak_mib(), load_avg_1min_before=os.getloadavg()[0])
+                  gpu_peak_mib_so_far=gpu_peak_mib(), load_avg_1min_before=load_before)
     keras.mixed_precision.set_global_policy("float32")
     return record
 
@@ -133,7 +128,7 @@ def nyu_test_workload(precision: str, quick: bool, num_images: int) -> Dict[str,
     """Seconds for ``num_images`` synthetic uint8 images: copy, normalise, batch-1 forward each."""
     height, width = common.QUICK_SIZE if quick else (480, 640)
     case = Case("eval", "forward", height, width, 1, precision)
-    model = build_model(case, quick)
+    model = common.build_model(case, quick)
     forward = make_forward_step(model)
     mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
     focal = jnp.asarray([518.8579], jnp.float32)
@@ -169,8 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(groups=("bench",), argv=argv, prog="gpu_check_jax.py",
                       description="BTS speed on a GPU under Keras's JAX backend.")
-    if args.repeats < 1 or args.warmup < 1:
-        raise SystemExit("error: --repeats and --warmup must be >= 1")
+    common.check_repeats(args)
     cases = common.select_gpu_cases(args.cases, args.quick)
     output = args.bench_output or common.default_output("gpu_check_jax")
     payload: Dict[str, object] = {"environment": environment(), "quick": args.quick, "model": [],

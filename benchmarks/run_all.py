@@ -97,13 +97,9 @@ def save_benchmark_model(path: str, quick: bool) -> None:
     """A randomly initialised NYU model (DenseNet-161, or the tiny encoder) saved as ``.keras``."""
     import keras
 
-    import bts_model
+    import common
 
-    keras.mixed_precision.set_global_policy("float32")
-    config = bts_model.BtsConfig(dataset="nyu",
-                                 densenet=bench_model.TINY_DENSENET if quick else None,
-                                 bts_size=bench_model.TINY_BTS_SIZE if quick else 512)
-    bts_model.build_bts_model(config).save(path)
+    common.build_model(common.Case("saved", "forward", 0, 0, 1, "fp32"), quick).save(path)
     keras.backend.clear_session()
 
 
