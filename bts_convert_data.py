@@ -11,11 +11,13 @@ round-robin (as ``bts_dataloader`` does for eval/test) gives back the list order
 files are missing or unusable are skipped and reported (``--strict``: fail instead). Shards are
 written under a temporary name and renamed, locally or on ``gs://`` alike, so an interrupted run
 never leaves a half-written shard; a final pass counts the records and checks every kept line is
-present exactly once.
+present exactly once. Last, ``PREFIX.manifest.json`` records each shard's record count and size:
+training takes its steps per epoch from it and spots a truncated shard before reading it.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -28,7 +30,7 @@ from tqdm import tqdm
 import bts_dataloader
 from bts_dataloader import DataError, Sample
 from utils.arguments import parse_args
-from utils.io import atomic_write
+from utils.io import atomic_write, atomic_write_text
 
 log = logging.getLogger("bts_convert_data")
 MAX_REPORTED = 20  # problem lines listed in the log (all are counted)
@@ -111,6 +113,9 @@ def _write_shard_job(job) -> ShardResult:
 def _remove_leftovers(prefix: str, num_shards: int) -> None:
     """Delete temp files of interrupted runs and shards of earlier runs with another shard count."""
     folder, base = os.path.split(prefix)
+    manifest = bts_dataloader.manifest_path(prefix)
+    if tf.io.gfile.exists(manifest):  # rewritten at the end; until then it would not match
+        tf.io.gfile.remove(manifest)
     for tmp in tf.io.gfile.glob(os.path.join(folder, f".{base}-*.tfrecord.tmp-*")):
         tf.io.gfile.remove(tmp)
     keep = f"-of-{num_shards:05d}{bts_dataloader.TFRECORD_SUFFIX}"
@@ -162,7 +167,24 @@ def convert(samples: Sequence[Sample], prefix: str, num_shards: int, num_workers
                               [m for r in results for m in r.missing],
                               [m for r in results for m in r.invalid])
     _check_counts(report, samples)
+    write_manifest(prefix, results, shards, samples)
     return report
+
+
+def write_manifest(prefix: str, results: Sequence[ShardResult], shards: Sequence[str],
+                   samples: Sequence[Sample]) -> str:
+    """``PREFIX.manifest.json``: records and bytes per shard (what bts_dataloader.open_shards checks)."""
+    manifest = {
+        "records": sum(r.written for r in results),
+        "lines": len(samples),
+        "source": samples[0].source if samples else "",
+        "shards": {path.rsplit("/", 1)[-1]: {"records": r.written,
+                                             "bytes": tf.io.gfile.stat(path).length}
+                   for r, path in zip(results, shards)},
+    }
+    path = bts_dataloader.manifest_path(prefix)
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def _check_counts(report: ConversionReport, samples: Sequence[Sample]) -> None:

@@ -39,14 +39,20 @@ def silog_statistics(depth_pred: Tensor, depth_gt: Tensor, min_depth: float) -> 
 
 def silog_from_statistics(statistics: Tensor, variance_focus: float = VARIANCE_FOCUS,
                           scale: float = SCALE) -> Tensor:
-    """scale·√(mean(d²) − λ·mean(d)²) from (Σd, Σd², count); 0 when count is 0."""
+    """scale·√(mean(d²) − λ·mean(d)²) from (Σd, Σd², count).
+
+    0 (with zero gradient) when count is 0 or the variance is ≤ 0 (an exact fit); NaN when the
+    statistics are NaN/Inf, so a diverged run is seen, never reported as a perfect loss of 0.
+    """
     sum_d, sum_d2, count = statistics[0], statistics[1], statistics[2]
     safe_count = ops.maximum(count, 1.0)
     mean_d = sum_d / safe_count
     variance = sum_d2 / safe_count - variance_focus * ops.square(mean_d)
     positive = variance > 0.0
-    # sqrt'(0) is infinite: give a zero (sub)gradient at an exact fit or an empty batch.
-    root = ops.where(positive, ops.sqrt(ops.where(positive, variance, ops.ones_like(variance))), 0.0)
+    # sqrt'(0) is infinite: give a zero (sub)gradient at an exact fit or an empty batch. NaN
+    # compares false both ways, so it falls through to ``variance`` and stays NaN.
+    root = ops.where(positive, ops.sqrt(ops.where(positive, variance, ops.ones_like(variance))),
+                     ops.where(variance <= 0.0, ops.zeros_like(variance), variance))
     return scale * root
 
 

@@ -7,6 +7,8 @@ Re-running the same command resumes from the latest checkpoint of ``log_director
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
 from typing import Optional, Sequence
 
@@ -23,8 +25,13 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
             parser.error("--gradient_accumulation_steps must be >= 1")
         if not 0.0 <= args.validation_split < 1.0:
             parser.error("--validation_split must be in [0, 1)")
-        if not args.filenames_file:
-            parser.error("--filenames_file is required")
+        if not args.filenames_file and not args.tfrecord_path:
+            parser.error("--filenames_file (or --tfrecord_path, shards from bts_convert_data.py) "
+                         "is required")
+        if args.tfrecord_path and args.validation_split > 0:
+            from utils.trainer import VALIDATION_SPLIT_WITH_SHARDS
+
+            parser.error(VALIDATION_SPLIT_WITH_SHARDS)
 
     return parse_args(TRAIN_GROUPS, argv, description=__doc__.splitlines()[0], prog="bts_main.py",
                       validate=validate)
@@ -33,16 +40,26 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_train_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import tensorflow as tf
+
     from bts_dataloader import DataError
     from utils.checkpoints import CheckpointError
     from utils.evaluation import online_evaluator
-    from utils.trainer import Trainer, TrainingError
+    from utils.trainer import Trainer, TrainingError, lost_worker_message
 
     try:
         trainer = Trainer(args, evaluate_fn=online_evaluator())
         result = trainer.train()
     except (TrainingError, CheckpointError, DataError) as err:
         print(f"bts_main.py: error: {err}", file=sys.stderr)
+        return 1
+    except tf.errors.UnavailableError as err:  # a MultiWorkerMirroredStrategy peer died
+        command = shlex.join(["python", "bts_main.py", *(sys.argv[1:] if argv is None else argv)])
+        message = lost_worker_message(err, os.path.join(args.log_directory, args.model_name),
+                                      command)
+        if message is None:  # not a multi-worker run: not a lost worker
+            raise
+        print(f"bts_main.py: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bts_main.py: interrupted; checkpoint saved, rerun the same command to resume",

@@ -114,8 +114,15 @@ def _decoder_bn(name: str, epsilon: float = DECODER_BN_EPSILON) -> BatchNorm:
 ENCODER_PREFIX = "encoder."
 FEATURE_NAMES = ("skip2", "skip4", "skip8", "skip16", "dense32")
 
-# torchvision initialises DenseNet convs with kaiming_normal_ (fan_in, gain √2, untruncated).
-_KAIMING_NORMAL = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+def _kaiming_normal() -> keras.initializers.Initializer:
+    """torchvision's DenseNet conv init: kaiming_normal_ (fan_in, gain √2, untruncated).
+
+    A new object per layer, made at build time: an unseeded Keras initializer fixes its seed
+    when constructed (from Python's ``random``, which ``keras.utils.set_random_seed`` seeds), so
+    one shared object would give every same-shaped kernel the same values, and one made at
+    import would ignore ``--seed``.
+    """
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,10 +164,10 @@ def _dense_layer(x, config: DenseNetConfig, name: str):
     p = ENCODER_PREFIX + name
     y = _encoder_bn(f"{name}.norm1")(x)
     y = keras.layers.ReLU(name=f"{p}.relu1")(y)
-    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_KAIMING_NORMAL)(y)
+    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_kaiming_normal())(y)
     y = _encoder_bn(f"{name}.norm2")(y)
     y = keras.layers.ReLU(name=f"{p}.relu2")(y)
-    y = _conv(config.growth_rate, 3, f"{p}.conv2", initializer=_KAIMING_NORMAL)(y)
+    y = _conv(config.growth_rate, 3, f"{p}.conv2", initializer=_kaiming_normal())(y)
     return keras.layers.Concatenate(name=f"{p}.concat")([x, y])
 
 
@@ -169,7 +176,7 @@ def _transition(x, name: str):
     p = ENCODER_PREFIX + name
     x = _encoder_bn(f"{name}.norm")(x)
     x = keras.layers.ReLU(name=f"{p}.relu")(x)
-    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_KAIMING_NORMAL)(x)
+    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_kaiming_normal())(x)
     return keras.layers.AveragePooling2D(2, 2, name=f"{p}.pool")(x)
 
 
@@ -186,7 +193,7 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
     # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; spec §11).
     x = keras.layers.ZeroPadding2D(3, name=p + "conv0_pad")(image)
     x = _conv(config.num_init_features, 7, p + "conv0", strides=2, padding="valid",
-              initializer=_KAIMING_NORMAL)(x)
+              initializer=_kaiming_normal())(x)
     x = _encoder_bn("norm0")(x)
     skip2 = x = keras.layers.ReLU(name=p + "relu0")(x)
     # Zero padding equals PyTorch's -inf pool padding only because x >= 0 after the ReLU.
@@ -314,7 +321,7 @@ def _tap(backbone: keras.Model, tap: str) -> keras.KerasTensor:
 
 def _learned_skip2(source: keras.KerasTensor, channels: int) -> keras.KerasTensor:
     """(B,H,W,3) normalised image → (B,H/2,W/2,channels): a stride-2 stem for stride-4 backbones."""
-    x = _conv(channels, 3, ENCODER_PREFIX + "skip2_conv", strides=2, initializer=_KAIMING_NORMAL)(source)
+    x = _conv(channels, 3, ENCODER_PREFIX + "skip2_conv", strides=2, initializer=_kaiming_normal())(source)
     x = BatchNorm(epsilon=ENCODER_BN_EPSILON, momentum=ENCODER_BN_MOMENTUM,
                   name=ENCODER_PREFIX + "skip2_bn")(x)
     return keras.layers.ReLU(name=ENCODER_PREFIX + "skip2_relu")(x)
@@ -522,6 +529,11 @@ class ReductionHead(keras.layers.Layer):
         self.max_depth, self.is_final = float(max_depth), is_final
         chain = reduction_chain(num_in, num_out)
         self.inter = [_conv(o, 1, f"inter_{i}_{o}", activation="elu") for i, o in chain]
+        # tf.train.Checkpoint does not see inside Keras-tracked lists: give each conv an
+        # attribute of its own too, or ckpt-N files would silently miss these kernels. (Keras's
+        # .keras/.weights.h5 files keep reading them through ``inter``, which sorts first.)
+        for layer in self.inter:
+            setattr(self, f"tracked_{layer.name}", layer)
         head_in = chain[-1][1] if chain else num_in
         self.head_in = head_in
         self.head = _conv(1 if is_final else 3, 1, "final" if is_final else "plane_params")
@@ -637,13 +649,17 @@ class FinalDepth(keras.layers.Layer):
     """Final depth: σ(logits)·max_depth, then × focal/715.0873 per sample for KITTI (spec §1.9).
 
     Inputs: logits (B,H,W,1) from ``get_depth``, focal (B,) in px. Output float32 (B,H,W,1).
+    ``encoder`` and ``preprocessing`` (the input normalisation the encoder was trained with) only
+    travel in the config, so a saved ``.keras`` file says how to feed it ('' in older files).
     """
 
-    def __init__(self, max_depth: float, scale_by_focal: bool = False, **kwargs):
+    def __init__(self, max_depth: float, scale_by_focal: bool = False, encoder: str = "",
+                 preprocessing: str = "", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.max_depth = float(max_depth)
         self.scale_by_focal = bool(scale_by_focal)
+        self.encoder, self.preprocessing = str(encoder), str(preprocessing)
 
     def call(self, logits, focal):
         depth = self.max_depth * ops.sigmoid(ops.cast(logits, "float32"))
@@ -657,7 +673,8 @@ class FinalDepth(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "max_depth": self.max_depth,
-                "scale_by_focal": self.scale_by_focal}
+                "scale_by_focal": self.scale_by_focal, "encoder": self.encoder,
+                "preprocessing": self.preprocessing}
 
 
 def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
@@ -665,8 +682,12 @@ def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
 
 
 def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_depth: float,
-                scale_by_focal: bool) -> keras.KerasTensor:
-    """PT V2 decoder (spec §1.3 table) on encoder ``features``; returns final depth (B,H,W,1)."""
+                scale_by_focal: bool, encoder: str = "", preprocessing: str = ""
+                ) -> keras.KerasTensor:
+    """PT V2 decoder (spec §1.3 table) on encoder ``features``; returns final depth (B,H,W,1).
+
+    ``encoder``/``preprocessing`` are recorded in the final layer's config (see FinalDepth).
+    """
     skip2, skip4, skip8, skip16 = (features[k] for k in ("skip2", "skip4", "skip8", "skip16"))
     concat = lambda name, xs: keras.layers.Concatenate(name=name)(xs)  # noqa: E731
 
@@ -714,7 +735,7 @@ def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_dept
     iconv1 = _conv(nf // 16, 3, "conv1", activation="elu")(
         concat("concat1", [upconv1, reduc1, depth2, depth4, depth8]))
     logits = _conv(1, 3, "get_depth")(iconv1)
-    return FinalDepth(max_depth, scale_by_focal, name="depth")(logits, focal)
+    return FinalDepth(max_depth, scale_by_focal, encoder, preprocessing, name="depth")(logits, focal)
 
 
 # --------------------------------------------------------------------------------------------
@@ -778,7 +799,7 @@ def build_bts_model(params) -> keras.Model:
     else:
         features = spec.build(image)
     depth = bts_decoder(features, focal, config.resolved_bts_size(), config.resolved_max_depth(),
-                        facts.scale_output_by_focal)
+                        facts.scale_output_by_focal, config.encoder, spec.preprocessing)
     return keras.Model({"image": image, "focal": focal}, depth, name="bts")
 
 

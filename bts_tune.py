@@ -67,6 +67,12 @@ def parse_tune_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error("--n_trials must be >= 1")
         if not args.filenames_file:
             parser.error("--filenames_file is required")
+        if args.tfrecord_path:
+            # Trials validate on scenes held out of the list; records cannot be split by scene.
+            parser.error("--tfrecord_path: trials hold out scenes of --filenames_file "
+                         "(--validation_split), which shards cannot split; tune from the list's "
+                         "image files (drop --tfrecord_path) and train the best arguments from "
+                         "shards with bts_main.py")
         if args.objective_metric not in METRIC_NAMES:
             parser.error(f"--objective_metric {args.objective_metric!r} is unknown; "
                          f"choose one of {', '.join(METRIC_NAMES)}")
@@ -260,12 +266,34 @@ def check_validation_split(args: argparse.Namespace) -> None:
     LOG.info("%d training and %d validation samples (held-out scenes/drives)", len(train), len(validation))
 
 
+class _OneLineFailures(logging.Filter):
+    """Optuna logs a failed trial with its traceback; ours already say everything in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from bts_dataloader import DataError
+        from utils.checkpoints import CheckpointError
+        from utils.trainer import TrainingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (TrainingError, DataError, CheckpointError)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_one_line_trial_failures() -> None:
+    """Keep tracebacks of real bugs in Optuna's failed-trial warnings, drop those of our errors."""
+    logger = logging.getLogger("optuna.study._optimize")  # where Optuna logs a failed trial
+    if not any(isinstance(f, _OneLineFailures) for f in logger.filters):
+        logger.addFilter(_OneLineFailures())
+
+
 def run_study(args: argparse.Namespace, pruner=None):
     """Run ``--n_trials`` more trials of the study and write its outputs; returns the study."""
     from utils.trainer import TrainingError
 
     space = load_search_space(args.search_space)
     check_validation_split(args)
+    quiet_one_line_trial_failures()
     study = open_study(args, pruner)
     before = len(study.trials)
     # A failed trial (NaN loss, too few samples for its batch) is recorded as FAIL; the study goes on.

@@ -42,7 +42,9 @@ def test_quick_model_benchmark_writes_valid_json_and_profile(tmp_path, capsys):
         assert glob.glob(os.path.join(record["profile_dir"], "plugins", "profile", "*", "*.xplane.pb"))
         # the op-time summary read back from that trace: real op types, shares of all op time
         ops = {row["op"]: row for row in record["op_time"]}
-        assert any(op.startswith(("Conv2D", "_FusedConv2D")) for op in ops), list(ops)
+        # Convolution time is found whatever the kernel is called (Conv2D, _FusedConv2D, oneDNN's
+        # _MklNativeConv2D...): which names appear depends on the CPU.
+        assert any("conv2d" in op.lower() and row["ms"] > 0 for op, row in ops.items()), list(ops)
         assert all(0 < row["share"] <= 1 and row["calls"] > 0 for row in ops.values())
         assert sum(row["share"] for row in ops.values()) <= 1 + 1e-9
         assert [row["ms"] for row in record["op_time"]] == sorted(

@@ -102,7 +102,7 @@ def test_rerun_removes_temp_files_and_stale_shards(samples, tmp_path):
     leftover.write_bytes(b"half a shard")
     bts_convert_data.convert(samples, prefix, num_shards=4, num_workers=1)
     names = sorted(os.listdir(tmp_path))
-    assert names == [f"kitti-0000{i}-of-00004.tfrecord" for i in range(4)]
+    assert names == [f"kitti-0000{i}-of-00004.tfrecord" for i in range(4)] + ["kitti.manifest.json"]
     assert len(dl.find_shards(prefix)) == 4
 
 
@@ -131,3 +131,19 @@ def test_shipped_argument_files_parse(monkeypatch):
         args = parse_args(groups=("model", "data", "convert"), argv=[os.path.join(root, name)])
         assert args.dataset == dataset and args.tfrecord_path and args.filenames_file
         assert args.num_shards >= 1
+
+
+def test_manifest_holds_each_shards_record_count_and_size(samples, tmp_path):
+    import json
+
+    prefix = str(tmp_path / "kitti")
+    report = bts_convert_data.convert(samples, prefix, num_shards=3, num_workers=1)
+    with open(dl.manifest_path(prefix)) as handle:
+        manifest = json.load(handle)
+    assert manifest["records"] == 7 and manifest["lines"] == 7
+    for path in report.shards:
+        entry = manifest["shards"][os.path.basename(path)]
+        assert entry["records"] == len(read_records([path]))
+        assert entry["bytes"] == os.path.getsize(path)
+    shards = dl.open_shards(prefix)
+    assert len(shards) == 7 and shards.files == tuple(report.shards)

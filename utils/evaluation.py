@@ -12,25 +12,33 @@ import argparse
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import keras
-import tensorflow as tf
 
 import bts_dataloader
 from utils.metrics import average_metrics, evaluate_image
+from utils.predict import DepthPredictor
 
 
 def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequence,
-                     predict_fn: Optional[Callable] = None) -> Tuple[Dict[str, float], List]:
-    """(mean metrics, per-image metrics or None for images without valid ground truth)."""
+                     predictor: Optional[DepthPredictor] = None) -> Tuple[Dict[str, float], List]:
+    """(mean metrics, per-image metrics or None for images without valid ground truth).
+
+    Frames of any size: ``predictor`` (default: one around ``model``) edge-pads each frame to a
+    multiple of 32 and cuts the padding from the depth, exactly as ``bts_test.py`` predicts.
+    """
     eval_args = argparse.Namespace(**{**vars(args), "batch_size": 1})
     dataset = bts_dataloader.make_dataset(eval_args, "eval", samples=samples)
-    predict_fn = predict_fn or tf.function(lambda inputs: model(inputs, training=False),
-                                           reduce_retracing=True)
+    predictor = predictor or DepthPredictor(model, args.dataset, encoder=args.encoder)
     per_image = []
-    for batch in dataset:
+    batches = iter(dataset)
+    while True:
+        with bts_dataloader.data_errors(samples):  # a bad file: one line naming its list line
+            batch = next(batches, None)
+        if batch is None:
+            break
         if not bool(batch["has_depth"][0]):
             per_image.append(None)
             continue
-        pred = predict_fn({"image": batch["image"], "focal": batch["focal"]}).numpy()[0, ..., 0]
+        pred = predictor.predict_batch(batch["image"].numpy(), batch["focal"].numpy())[0]
         gt = batch["depth"].numpy()[0, ..., 0]
         per_image.append(evaluate_image(
             gt, pred, args.min_depth_eval, args.max_depth_eval, args.dataset,
@@ -41,13 +49,12 @@ def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequ
 
 def online_evaluator() -> Callable:
     """An ``evaluate_fn(model, args, samples) -> metrics`` for the trainer (one compiled predict)."""
-    cache: Dict[int, Callable] = {}
+    cache: Dict[int, DepthPredictor] = {}
 
     def evaluate(model: keras.Model, args: argparse.Namespace, samples: Sequence) -> Dict[str, float]:
         key = id(model)
         if key not in cache:
-            cache[key] = tf.function(lambda inputs: model(inputs, training=False),
-                                     reduce_retracing=True)
+            cache[key] = DepthPredictor(model, args.dataset, encoder=args.encoder)
         metrics, _ = evaluate_samples(model, args, samples, cache[key])
         return metrics
 

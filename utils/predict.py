@@ -105,6 +105,15 @@ def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image[:, :, :3])
 
 
+def _input_facts_of(model: keras.Model) -> Tuple[str, str]:
+    """(encoder, preprocessing) recorded in the model's final layer; '' where not recorded."""
+    try:
+        layer = model.get_layer("depth")
+    except ValueError:
+        return "", ""
+    return getattr(layer, "encoder", "") or "", getattr(layer, "preprocessing", "") or ""
+
+
 def _depth_facts_of(model: keras.Model) -> Tuple[Optional[float], Optional[bool]]:
     """(max_depth, scale_by_focal) of a BTS model's final ``depth`` layer, None if absent."""
     try:
@@ -132,8 +141,10 @@ class DepthPredictor:
         self.model = model
         self.dataset = dataset
         self.facts = get_dataset_facts(dataset)
-        self.encoder = encoder
-        self.preprocessing = bts_model.encoder_spec(encoder).preprocessing
+        # A model that records its encoder's normalisation (FinalDepth config) is fed that way.
+        carried_encoder, carried_preprocessing = _input_facts_of(model)
+        self.encoder = carried_encoder or encoder
+        self.preprocessing = carried_preprocessing or bts_model.encoder_spec(encoder).preprocessing
         self.post_process = bool(post_process)
         self.do_kb_crop = bool(do_kb_crop) and self.facts.kb_crop_size is not None
         max_depth, _ = _depth_facts_of(model)
@@ -309,6 +320,12 @@ def load_keras_bts_model(path: str, args) -> keras.Model:
     if input_names != ["focal", "image"]:
         raise CheckpointError(f"checkpoint {path!r} is not a BTS model (inputs {input_names}, "
                               "expected image and focal)")
+    encoder, preprocessing = _input_facts_of(model)
+    wanted_encoder = getattr(args, "encoder", "") or encoder
+    if encoder and wanted_encoder != encoder:
+        raise CheckpointError(f"checkpoint {path!r} holds a {encoder} model (input normalisation "
+                              f"{preprocessing!r}) but --encoder is {wanted_encoder}; pass "
+                              f"--encoder {encoder}")
     max_depth, scale_by_focal = _depth_facts_of(model)
     facts = get_dataset_facts(args.dataset)
     wanted_depth = float(getattr(args, "max_depth", None) or facts.max_depth)

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -60,19 +61,37 @@ def build_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
     """Pick the distribution strategy: ``--distribution_strategy`` or automatic.
 
     auto: TPU when ``--tpu_name`` is set; several workers when ``TF_CONFIG`` names a cluster;
-    ``MirroredStrategy`` when more than one GPU is visible and ``--num_gpus`` > 1; else default.
-    ``mirrored`` without GPUs mirrors over the logical CPU devices (used by the tests).
+    ``MirroredStrategy`` when more than one GPU is visible and ``--num_gpus`` > 1, or over the
+    logical CPU devices when there is no GPU and ``--num_cpu_devices`` > 1; else default.
+    ``mirrored`` without GPUs needs ``--num_cpu_devices`` > 1 (one CPU device is one replica, which
+    would silently not be the multi-replica run asked for).
     """
+    num_cpu_devices = getattr(args, "num_cpu_devices", 1)
+    configure_cpu_devices(num_cpu_devices)  # before anything below starts TF's devices
     choice = args.distribution_strategy
+    visible_gpus = len(tf.config.list_physical_devices("GPU"))
+    clustered = bool(args.tpu_name) or _tf_config_has_cluster()
+    if choice == "mirrored" or (choice == "auto" and not clustered):
+        if args.num_gpus > 1 and args.num_gpus > visible_gpus:
+            mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise TrainingError(
+                f"--num_gpus {args.num_gpus}: only {visible_gpus} GPU(s) visible to TensorFlow"
+                + (f" (CUDA_VISIBLE_DEVICES={mask!r})" if mask is not None else ""))
     if choice == "auto":
         if args.tpu_name:
             choice = "tpu"
         elif _tf_config_has_cluster():
             choice = "multi_worker"
-        elif args.num_gpus > 1 and len(tf.config.list_physical_devices("GPU")) > 1:
+        elif args.num_gpus > 1 and visible_gpus > 1:
+            choice = "mirrored"
+        elif num_cpu_devices > 1 and not visible_gpus:
             choice = "mirrored"
         else:
             choice = "default"
+    if num_cpu_devices > 1 and (choice != "mirrored" or visible_gpus):
+        LOG.warning("--num_cpu_devices %d has no effect: only MirroredStrategy on a machine without "
+                    "GPUs uses the logical CPU devices (this run: %s, %d GPU(s))",
+                    num_cpu_devices, choice, visible_gpus)
     if choice == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
             tpu=args.tpu_name or None, zone=args.tpu_zone or None, project=args.gcp_project or None)
@@ -84,15 +103,84 @@ def build_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
     if choice == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
-            devices = [d.name for d in gpus[: max(args.num_gpus, 1)]] if args.num_gpus > 1 else None
+            devices = [d.name for d in gpus[:args.num_gpus]] if args.num_gpus > 1 else None
             return tf.distribute.MirroredStrategy(devices)
-        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(cpus) < 2:
+            raise TrainingError(
+                "--distribution_strategy mirrored: no GPU and only one CPU device, so it would "
+                "train a single replica; add --num_cpu_devices N to split the CPU into N logical "
+                "devices (N replicas), or use --distribution_strategy default")
+        return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def configure_cpu_devices(count: int) -> None:
+    """Split the CPU into ``count`` logical devices (``--num_cpu_devices``).
+
+    TF fixes its devices when the runtime starts, so this must run before any op or device query
+    (``build_strategy`` calls it first). A process already split into ``count`` is left as it is.
+    """
+    if count < 1:
+        raise TrainingError(f"--num_cpu_devices {count} must be >= 1")
+    if count == 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == count:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError:  # the runtime already started with another device layout
+        have = len(tf.config.list_logical_devices("CPU"))
+        raise TrainingError(f"--num_cpu_devices {count}: TensorFlow already started in this "
+                            f"process with {have} CPU device(s); pass the flag to a fresh "
+                            "bts_main.py process") from None
 
 
 def _tf_config_has_cluster() -> bool:
     config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
     return len(config.get("cluster", {}).get("worker", [])) > 1
+
+
+_TASK_NAME = re.compile(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)")
+
+
+def lost_worker_message(err: tf.errors.OpError, run_dir: Optional[str], command: str
+                        ) -> Optional[str]:
+    """One line for a ``MultiWorkerMirroredStrategy`` run whose peer died, or None outside a cluster.
+
+    A dead peer surfaces on the survivors as an ``UnavailableError`` from a collective (TF's
+    coordination service notices the missing heartbeats within seconds). Its message names the
+    peer as ``/job:worker/replica:0/task:N`` (heartbeats stopped) or by address (connection
+    refused); both are mapped to the TF_CONFIG entry.
+    """
+    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    cluster = config.get("cluster", {})
+    if sum(len(addresses) for addresses in cluster.values()) < 2:
+        return None
+    me = (config.get("task", {}).get("type"), int(config.get("task", {}).get("index", 0)))
+    text = getattr(err, "message", str(err))
+    # "The following tasks are unhealthy: <tasks>": the tasks before it only reported the fault.
+    named = text.split("unhealthy", 1)[-1]
+    lost = [(job, int(index)) for job, index in _TASK_NAME.findall(named)]
+    lost += [(job, index) for job, addresses in cluster.items()
+             for index, address in enumerate(addresses)
+             if re.search(re.escape(address) + r"(?!\d)", text)]
+    lost = list(dict.fromkeys(key for key in lost if key != me))
+    who = ", ".join(
+        f"{job} {index} ({cluster[job][index]})" if index < len(cluster.get(job, [])) else
+        f"{job} {index}" for job, index in lost) or "a peer"
+    try:
+        latest = checkpoints.latest_training_checkpoint(run_dir) if run_dir else None
+    except (tf.errors.OpError, OSError):
+        latest = None
+    resume = (f"it resumes from {latest}" if latest else
+              "no checkpoint was written yet, so it starts again")
+    return (f"lost contact with {who} of the multi-worker cluster (TF_CONFIG): it stopped or "
+            f"crashed, so training stopped. Restart it and rerun the same command on every "
+            f"worker ({command}); {resume}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -196,10 +284,38 @@ def steps_per_epoch(num_samples: int, samples_per_step: int) -> int:
 
 def epoch_dataset(args: argparse.Namespace, samples, epoch: int, skip_steps: int, seed: int,
                   samples_per_step: int) -> tf.data.Dataset:
-    """One epoch of training batches of ``samples_per_step``, resumed after ``skip_steps``."""
-    data_args = argparse.Namespace(**{**vars(args), "batch_size": samples_per_step, "seed": seed})
-    dataset = bts_dataloader.make_dataset(data_args, "train", samples=samples, epoch=epoch)
+    """One epoch of training batches of ``samples_per_step``, resumed after ``skip_steps``.
+
+    ``samples``: a list of Samples (image files) or the ``bts_dataloader.ShardSet`` of
+    ``--tfrecord_path``; either way the epoch's order is a function of (seed, epoch) only.
+    """
+    shards = isinstance(samples, bts_dataloader.ShardSet)
+    data_args = argparse.Namespace(**{**vars(args), "batch_size": samples_per_step, "seed": seed,
+                                      "tfrecord_path": samples.tfrecord_path if shards else ""})
+    dataset = bts_dataloader.make_dataset(data_args, "train", samples=None if shards else samples,
+                                          epoch=epoch)
+    if shards:
+        # AUTO would shard TFRecords by file over workers, giving each its own steps per epoch;
+        # by data (as lists already are) every worker reads the same epoch and stays in step.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
     return dataset.skip(skip_steps) if skip_steps else dataset
+
+
+def epoch_batches(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset, suspects=None):
+    """The distributed batches of ``dataset``; a bad sample stops it with a one-line DataError.
+
+    Only fetching a batch is wrapped: TF errors of the step itself are not data errors.
+    ``suspects``: the epoch's samples from the current step on, to name an undecodable file fast.
+    """
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    while True:
+        with bts_dataloader.data_errors(suspects):
+            batch = next(iterator, None)
+        if batch is None:
+            return
+        yield batch
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,61 +326,120 @@ class StepFunctions:
 
     The global batch of ``batch_size × accumulation`` samples is split over replicas by the
     strategy, then into ``accumulation`` micro-batches inside a ``tf.while_loop`` (traced once).
-    The silog statistics (Σd, Σd², count) are summed over replicas before the square root, so the
-    loss pools every valid pixel of the global (micro-)batch exactly as one device would.
-    Returns the loss and, for TensorBoard, the depth and LPG maps.
+    The loss is silog of the silog statistics s = (Σd, Σd², count) pooled over *every* replica and
+    micro-batch of the step, L = f(S), S = Σ s_i, exactly as one device with the whole batch would
+    compute it (silog is not additive, so a mean of micro-batch losses would optimise another
+    objective). Its gradient f'(S)·Σ ds_i/dθ is accumulated as the gradient of the surrogate
+    c·s_i with the constant c = f'(S); with accumulation, S is found first by a forward-only pass
+    over the micro-batches (BN moving statistics restored afterwards, so they move once per
+    micro-batch). Only BN's batch statistics still differ from one big batch (they are per
+    micro-batch, as in any accumulation). Returns the loss, whether the loss and every gradient
+    were finite, and, for TensorBoard, the depth and LPG maps of the last micro-batch.
     """
 
-    def __init__(self, strategy, model, optimizer, args, loss_fn: Callable = None):
+    def __init__(self, strategy, model, optimizer, args, loss_fn: Callable = None,
+                 jit_compile: bool = False):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
         self.maps_model = bts_model.build_lpg_maps_model(model)
         self.accumulation = max(1, args.gradient_accumulation_steps)
         self.min_depth = get_dataset_facts(args.dataset).loss_min_depth
         self.variance_focus = args.variance_focus
         self.loss_fn = loss_fn or bts_losses.silog_from_statistics
-        self.train_step = tf.function(self._distributed_step, reduce_retracing=True)
+        # Every BN's moving statistics, nested ones (inside AtrousConv) included.
+        self.bn_moving = [v for v in model.non_trainable_variables
+                          if v.path.rsplit("/", 1)[-1] in ("moving_mean", "moving_variance")]
+        self.train_step = tf.function(self._distributed_step, reduce_retracing=True,
+                                      jit_compile=jit_compile or None)
 
-    def _forward_loss(self, batch):
+    # ---------------------------------------------------------------- pieces
+    def _statistics(self, batch):
+        """Local (this replica, this micro-batch) silog statistics (3,) and the model outputs."""
         outputs = self.maps_model({"image": batch["image"], "focal": batch["focal"]}, training=True)
-        stats = bts_losses.silog_statistics(outputs["depth"], batch["depth"], self.min_depth)
-        if self.strategy.num_replicas_in_sync > 1:
-            stats = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, stats)
-        return self.loss_fn(stats, self.variance_focus), outputs
+        return bts_losses.silog_statistics(outputs["depth"], batch["depth"], self.min_depth), outputs
 
-    def _replica_step(self, batch):
-        variables = self.model.trainable_variables
+    def _loss_and_coefficients(self, local_total):
+        """L = f(S) of the statistics S pooled over replicas, and c = ∂L/∂S (constants)."""
+        pooled = tf.stop_gradient(local_total)
+        if self.strategy.num_replicas_in_sync > 1:
+            pooled = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, pooled)
+        with tf.GradientTape() as tape:
+            tape.watch(pooled)
+            loss = self.loss_fn(pooled, self.variance_focus)
+        return loss, tf.stop_gradient(tape.gradient(loss, pooled))
+
+    def _surrogate(self, stats, coefficients):
+        """c·s, whose gradient is this replica's and micro-batch's share of ∂L/∂θ (call inside
+        the tape; Keras sums the gradients over replicas)."""
+        surrogate = tf.reduce_sum(coefficients * stats)
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            surrogate = self.optimizer.scale_loss(surrogate)
+        return surrogate
+
+    def compute_gradients(self, batch):
+        """(loss, gradients of this replica's share, outputs) for one step's replica batch."""
         micro = self.accumulation
-        size = tf.shape(batch["image"])[0] // micro
-        # Each replica holds the same pooled loss; gradients are summed over replicas.
-        divisor = float(self.strategy.num_replicas_in_sync * micro)
+        if micro == 1:
+            with tf.GradientTape() as tape:
+                stats, outputs = self._statistics(batch)
+                loss, coefficients = self._loss_and_coefficients(stats)
+                surrogate = self._surrogate(stats, coefficients)
+            return loss, tape.gradient(surrogate, self.model.trainable_variables), outputs
+
+        # (micro·b, ...) → (micro, b, ...) and index: slicing v[i*b:(i+1)*b] by a loop tensor
+        # gave wrong micro-batches under XLA.
+        parts = {k: tf.reshape(v, tf.concat([[micro, -1], tf.shape(v)[1:]], 0))
+                 for k, v in batch.items()}
 
         def micro_batch(i):
-            return {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+            return {k: tf.gather(v, i) for k, v in parts.items()}
 
-        def grads_of(sub):
+        # Pass 1: the step's pooled statistics (forward only; BN moving statistics kept as they were).
+        saved = [tf.identity(v) for v in self.bn_moving]
+        _, total = tf.while_loop(
+            lambda i, _: i < micro,
+            lambda i, acc: (i + 1, acc + self._statistics(micro_batch(i))[0]),
+            (tf.constant(0), tf.zeros([3], tf.float32)))
+        with tf.control_dependencies([total]):
+            for variable, value in zip(self.bn_moving, saved):
+                variable.assign(value)
+        loss, coefficients = self._loss_and_coefficients(total)
+
+        # Pass 2: accumulate c·ds_i/dθ micro-batch by micro-batch.
+        def grads_of(i):
             with tf.GradientTape() as tape:
-                loss, outputs = self._forward_loss(sub)
-                scaled = loss / divisor
-                if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                    scaled = self.optimizer.scale_loss(scaled)
-            return loss, tape.gradient(scaled, variables), outputs
+                stats, outputs = self._statistics(micro_batch(i))
+                surrogate = self._surrogate(stats, coefficients)
+            return tape.gradient(surrogate, self.model.trainable_variables), outputs
 
-        loss, grads, outputs = grads_of(micro_batch(0))
-        if micro > 1:
-            def body(i, total, acc):
-                sub_loss, sub_grads, _ = grads_of(micro_batch(i))
-                return i + 1, total + sub_loss, [a + g for a, g in zip(acc, sub_grads)]
+        grads, outputs = grads_of(0)
 
-            _, loss, grads = tf.while_loop(lambda i, *_: i < micro, body,
-                                           (tf.constant(1), loss, grads))
-            loss = loss / micro
-        self.optimizer.apply_gradients(zip(grads, variables))
-        return loss, outputs
+        def body(i, acc, _):
+            sub_grads, sub_outputs = grads_of(i)
+            return i + 1, [a + g for a, g in zip(acc, sub_grads)], sub_outputs
+
+        _, grads, outputs = tf.while_loop(lambda i, *_: i < micro, body,
+                                          (tf.constant(1), grads, outputs))
+        return loss, grads, outputs
+
+    def _finite(self, loss, grads):
+        """Loss and gradients finite (fp16: loss only; its optimizer skips overflowing steps)."""
+        checks = [tf.reduce_all(tf.math.is_finite(loss))]
+        if not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+        return tf.reduce_all(tf.stack(checks))
+
+    def _replica_step(self, batch):
+        loss, grads, outputs = self.compute_gradients(batch)
+        finite = self._finite(loss, grads)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss, 1.0 - tf.cast(finite, tf.float32), outputs
 
     def _distributed_step(self, batch):
-        loss, outputs = self.strategy.run(self._replica_step, args=(batch,))
+        loss, nonfinite, outputs = self.strategy.run(self._replica_step, args=(batch,))
         mean_loss = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
-        return mean_loss, outputs
+        # ReduceOp has no MIN: count the replicas that saw a non-finite loss or gradient.
+        bad_replicas = self.strategy.reduce(tf.distribute.ReduceOp.SUM, nonfinite, axis=None)
+        return mean_loss, tf.equal(bad_replicas, 0.0), outputs
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,8 +464,10 @@ class Trainer:
         self.samples_per_step = args.batch_size * self.accumulation
         self.steps_per_epoch = steps_per_epoch(len(self.train_samples), self.samples_per_step)
         if self.steps_per_epoch < 1:
+            source = (f"--tfrecord_path {args.tfrecord_path!r}" if args.tfrecord_path
+                      else f"--filenames_file {args.filenames_file!r}")
             raise TrainingError(
-                f"--filenames_file {args.filenames_file!r} has {len(self.train_samples)} training "
+                f"{source} has {len(self.train_samples)} training "
                 f"samples, fewer than one step of {self.samples_per_step} (--batch_size x "
                 "--gradient_accumulation_steps)")
         if args.batch_size % self.strategy.num_replicas_in_sync:
@@ -320,6 +497,7 @@ class Trainer:
                        if self.chief else tf.summary.create_noop_writer())
         self.best: Dict[str, float] = {}
         self.last_checkpoint: Optional[str] = None
+        self._eval_summary_writer = None  # --eval_summary_directory, opened by _eval_writer
 
     # ---------------------------------------------------------------- set-up
     def _checkpoint_dir(self) -> str:
@@ -336,7 +514,7 @@ class Trainer:
         """Resume from the run folder's latest checkpoint, else initialise; returns what happened."""
         latest = None if self.args.retrain else checkpoints.latest_training_checkpoint(self.run_dir)
         if latest:
-            self.checkpoint.read(latest).assert_existing_objects_matched().expect_partial()
+            checkpoints.restore_strict(self.checkpoint, latest, self.model)
             self.last_checkpoint = latest
             self._load_best()
             return f"resumed from {latest} at step {self.step}"
@@ -367,6 +545,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> str:
+        self._assert_finite_weights(f"ckpt-{self.step}")
         path = self.manager.save(checkpoint_number=self.step)
         if self.chief:
             self.last_checkpoint = path
@@ -393,6 +572,7 @@ class Trainer:
             return
         folder = os.path.join(self.run_dir, "best")
         path = os.path.join(folder, f"model-best_{name}.weights.h5")
+        self._assert_finite_weights(path)
         atomic_write(path, self.model.save_weights)
         record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics}}
         atomic_write_text(self._best_path(), json.dumps(record, indent=2))
@@ -402,6 +582,7 @@ class Trainer:
         if not self.chief:
             return None
         path = os.path.join(self.run_dir, "model.keras")
+        self._assert_finite_weights(path)
         atomic_write(path, self.model.save)
         return path
 
@@ -428,14 +609,26 @@ class Trainer:
             for name, value in images.items():
                 tf.summary.image(name, value, max_outputs=4)
 
+    def _eval_writer(self):
+        """Online-eval scalars go to ``{--eval_summary_directory}/{model_name}`` when it is set
+        (upstream BTS: one folder comparing the eval curves of many runs), else to summaries/."""
+        if not getattr(self.args, "eval_summary_directory", "") or not self.chief:
+            return self.writer
+        if self._eval_summary_writer is None:  # created on first use
+            self._eval_summary_writer = tf.summary.create_file_writer(
+                os.path.join(self.args.eval_summary_directory, self.args.model_name))
+        return self._eval_summary_writer
+
     def maybe_evaluate(self) -> Optional[Dict[str, float]]:
         if self.evaluate_fn is None or not self.eval_samples:
             return None
         metrics = self.evaluate_fn(self.model, self.args, self.eval_samples)
-        with self.writer.as_default(step=self.step):
+        writer = self._eval_writer()
+        with writer.as_default(step=self.step):
             for name in METRIC_NAMES:
                 if name in metrics:
                     tf.summary.scalar(f"eval/{name}", metrics[name])
+        writer.flush()  # evaluations are rare; TensorBoard shows each one at once
         LOG.info("step %d eval: %s", self.step,
                  ", ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES if k in metrics))
         self._save_best(metrics)
@@ -444,11 +637,32 @@ class Trainer:
         return metrics
 
     # ---------------------------------------------------------------- loop
-    def _check_finite(self, loss: float) -> None:
-        if not math.isfinite(loss):
-            where = self.last_checkpoint or "none (no checkpoint was written yet)"
-            raise TrainingError(f"loss became {loss} at step {self.step}; stopping without saving. "
-                                f"Last good checkpoint: {where}")
+    def _suspects(self, epoch: int, skip: int):
+        """This epoch's samples in reading order from step ``skip`` on (None for shards)."""
+        if isinstance(self.train_samples, bts_dataloader.ShardSet):
+            return None  # shard records were checked by the converter; errors name the record
+        base_seed = bts_dataloader.epoch_seed(int(self.state.data_seed.numpy()), epoch, True)
+        order = bts_dataloader.train_order(len(self.train_samples), base_seed)
+        order = np.roll(order, -skip * self.samples_per_step)
+        return [self.train_samples[i] for i in order]
+
+    def _check_finite(self, loss: float, finite: bool = True) -> None:
+        """Stop at a step whose loss or gradients are not finite (nothing of it is saved)."""
+        if not math.isfinite(loss) or not finite:
+            what = f"loss became {loss}" if not math.isfinite(loss) else "a gradient became non-finite"
+            raise TrainingError(f"{what} at step {self.step}; stopping without saving. "
+                                f"Last good checkpoint: {self._last_good()}")
+
+    def _last_good(self) -> str:
+        return self.last_checkpoint or "none (no checkpoint was written yet)"
+
+    def _assert_finite_weights(self, target: str) -> None:
+        """Refuse to write ``target`` from weights holding NaN/Inf (checked before every save)."""
+        bad = [v.path for v in self.model.weights if not np.all(np.isfinite(v.numpy()))]
+        if bad:
+            raise TrainingError(f"{len(bad)} weights are not finite at step {self.step} (first: "
+                                f"{bad[0]}); not writing {target}. Last good checkpoint: "
+                                f"{self._last_good()}")
 
     def train(self, stop_at: Optional[int] = None) -> Dict[str, float]:
         """Run until ``total_steps`` (or ``stop_at``); returns the last loss and eval metrics."""
@@ -473,10 +687,10 @@ class Trainer:
                 epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
                 dataset = epoch_dataset(self.args, self.train_samples, epoch, skip,
                                         int(self.state.data_seed.numpy()), self.samples_per_step)
-                for batch in self.strategy.experimental_distribute_dataset(dataset):
-                    loss_t, outputs = self.steps.train_step(batch)
+                for batch in epoch_batches(self.strategy, dataset, self._suspects(epoch, skip)):
+                    loss_t, finite, outputs = self.steps.train_step(batch)
                     loss = float(loss_t)
-                    self._check_finite(loss)
+                    self._check_finite(loss, bool(finite))
                     self.state.step_in_epoch.assign_add(1)
                     if interrupted.requested:  # Ctrl-C: this step is done; save and stop
                         raise KeyboardInterrupt
@@ -566,8 +780,19 @@ def split_by_scene(samples, fraction: float, dataset: str, seed: int = 0):
 
 
 def select_samples(args: argparse.Namespace):
-    """(training samples, evaluation samples) from the list files and ``--validation_split``."""
-    train = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+    """(training samples, evaluation samples) from the list files and ``--validation_split``.
+
+    With ``--tfrecord_path`` the training samples are the shards' records (a
+    ``bts_dataloader.ShardSet``, counted and checked here); validation then needs its own list
+    (``--do_online_eval --filenames_file_eval``), since shards cannot be split by scene. Every
+    listed local file must exist (checked once, before step 1).
+    """
+    if args.tfrecord_path:
+        if args.validation_split > 0:
+            raise TrainingError(VALIDATION_SPLIT_WITH_SHARDS)
+        train = bts_dataloader.open_shards(args.tfrecord_path)
+    else:
+        train = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
     evaluation = []
     if args.validation_split > 0:
         train, evaluation = split_by_scene(train, args.validation_split, args.dataset,
@@ -578,4 +803,13 @@ def select_samples(args: argparse.Namespace):
         evaluation = bts_dataloader.read_filenames_file(
             args.filenames_file_eval, args.data_path_eval or args.data_path,
             args.gt_path_eval or args.gt_path)
+    for samples in (train, evaluation):
+        if not isinstance(samples, bts_dataloader.ShardSet):
+            bts_dataloader.check_files_exist(samples)
     return train, evaluation
+
+
+VALIDATION_SPLIT_WITH_SHARDS = (
+    "--validation_split holds out scenes of --filenames_file, which --tfrecord_path shards cannot "
+    "split: train from the files, or convert the training scenes only and validate on a list of "
+    "the held-out ones with --do_online_eval --filenames_file_eval")
