@@ -30,7 +30,8 @@ from tqdm import tqdm
 import bts_dataloader
 from bts_dataloader import DataError, Sample
 from utils.arguments import parse_args
-from utils.io import atomic_write, atomic_write_text
+from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
+                      write_errors, write_failure_reason)
 
 log = logging.getLogger("bts_convert_data")
 MAX_REPORTED = 20  # problem lines listed in the log (all are counted)
@@ -101,7 +102,11 @@ def write_shard(prefix: str, shard: int, num_shards: int, members: Sequence[tupl
             for record in records:
                 writer.write(record)
 
-    atomic_write(bts_dataloader.shard_name(prefix, shard, num_shards), write)
+    path = bts_dataloader.shard_name(prefix, shard, num_shards)
+    try:
+        atomic_write(path, write)
+    except write_errors() as err:  # full disk, ...: the temp file is gone, no shard is half-written
+        raise DataError(f"cannot write {path}: {write_failure_reason(err)}") from None
     result.written = len(records)
     return result
 
@@ -142,8 +147,13 @@ def convert(samples: Sequence[Sample], prefix: str, num_shards: int, num_workers
         raise DataError("--tfrecord_path (the output shard prefix) is empty")
     workers = min(num_shards, num_workers or os.cpu_count() or 1)
     folder = os.path.dirname(prefix)
-    if folder:
-        tf.io.gfile.makedirs(folder)
+    try:  # before any work: an unwritable output fails now, not after decoding every file
+        check_writable_folder(folder or ".", "--tfrecord_path folder")
+        if folder:
+            tf.io.gfile.makedirs(folder)
+    except (WriteError, tf.errors.OpError) as err:
+        raise DataError(str(err) if isinstance(err, WriteError) else
+                        f"--tfrecord_path folder {folder!r}: {write_failure_reason(err)}") from None
     _remove_leftovers(prefix, num_shards)
     jobs = [(prefix, shard, num_shards, shard_members(samples, shard, num_shards), strict)
             for shard in range(num_shards)]
@@ -183,7 +193,10 @@ def write_manifest(prefix: str, results: Sequence[ShardResult], shards: Sequence
                    for r, path in zip(results, shards)},
     }
     path = bts_dataloader.manifest_path(prefix)
-    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    try:
+        atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    except write_errors() as err:
+        raise DataError(f"cannot write {path}: {write_failure_reason(err)}") from None
     return path
 
 
@@ -213,8 +226,6 @@ def _validate(parser, args) -> None:
         parser.error("--filenames_file is required (the list to convert)")
     if not args.tfrecord_path:
         parser.error("--tfrecord_path is required (output prefix, e.g. dataset/nyu/tfrecords/nyu-train)")
-    if args.num_shards < 1:
-        parser.error(f"--num_shards {args.num_shards} must be at least 1")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:

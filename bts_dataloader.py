@@ -32,7 +32,13 @@ Public API (other modules code against exactly this):
     the samples come from TFRecord shards written by ``bts_convert_data.py`` (``tf.train.Example``
     holding the encoded RGB bytes, the 16-bit PNG depth bytes, focal, has_depth, the line index and
     source line), read through ``tf.io.gfile`` and interleaved in parallel, then decoded by the very
-    same functions as files: with augmentation off both give identical tensors.
+    same functions as files: with augmentation off both give identical tensors. In train mode a
+    seeded epoch's record order is a function of (seed, epoch): shard order from the epoch seed,
+    a deterministic parallel interleave, a seeded shuffle (2048), so ``.skip(n)`` resumes it.
+  - ``open_shards(tfrecord_path) -> ShardSet`` (files, records per file, ``len`` = records) for
+    steps per epoch: counts from ``PREFIX.manifest.json`` (written by the converter; a shard whose
+    size differs is truncated) or by reading shards that have none; a missing shard of a prefix,
+    a truncated or corrupt one is a one-line DataError naming it.
 
 * ``load_image(path) -> np.uint8 (H,W,3)`` and ``load_depth(path, dataset) -> np.float32 (H,W)``
   metres: readers for evaluation code, with one-line errors (missing file, unreadable image, 8-bit
@@ -44,8 +50,13 @@ Public API (other modules code against exactly this):
   ``jit_compile=True`` function built on the gather version (fused by XLA it is also the cheapest
   on CPU); ``rotate_image_and_depth`` compiles under XLA as it is.
 * Errors inside a running pipeline (a missing or corrupt file, an 8-bit depth PNG, image and depth
-  of different sizes) are raised by TF while iterating. Iterate inside ``with data_errors():`` to
-  get one :class:`DataError` line naming the list file, line and path instead of a TF trace.
+  of different sizes, a corrupt shard record) are raised by TF while iterating. Iterate inside
+  ``with data_errors(samples):`` to get one :class:`DataError` line naming the list file, line and
+  path (or the shard) instead of a TF trace; ``samples`` in reading order names an undecodable
+  file quickly. ``check_files_exist(samples)`` finds missing local files before iterating.
+* Policy for bad samples: the pipeline never skips one. Training (``utils.trainer``) checks that
+  every listed file exists before step 1 and stops at the first sample that does not decode, with
+  that one line; the converter skips and reports bad lines instead (``--strict`` to fail).
 """
 from __future__ import annotations
 

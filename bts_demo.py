@@ -34,8 +34,6 @@ def _validate(parser, args) -> None:
     if args.checkpoint_path_kitti and args.dataset == "kitti":
         parser.error("--checkpoint_path_kitti adds an outdoor model next to an NYU "
                      "--checkpoint_path; with --dataset kitti pass --checkpoint_path only")
-    if not 0 <= args.port <= 65535:
-        parser.error(f"--port {args.port} must be between 0 and 65535")
 
 
 def requested_checkpoints(args) -> Dict[str, str]:

@@ -21,10 +21,6 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
     def validate(parser, args):
         if args.mode != "train":
             parser.error(f"--mode {args.mode!r}: bts_main.py trains; use bts_test.py to test")
-        if args.gradient_accumulation_steps < 1:
-            parser.error("--gradient_accumulation_steps must be >= 1")
-        if not 0.0 <= args.validation_split < 1.0:
-            parser.error("--validation_split must be in [0, 1)")
         if not args.filenames_file and not args.tfrecord_path:
             parser.error("--filenames_file (or --tfrecord_path, shards from bts_convert_data.py) "
                          "is required")

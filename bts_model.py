@@ -798,8 +798,14 @@ def build_bts_model(params) -> keras.Model:
         features = spec.build(image, weights=IMAGENET)
     else:
         features = spec.build(image)
+    # The encoder name recorded in the model: a DenseNet override is named by the table entry it
+    # equals ('' for other shapes; its preprocessing is the DenseNets' either way).
+    recorded = config.encoder if config.densenet is None else next(
+        (name for name, c in DENSENET_CONFIGS.items() if c == config.densenet), "")
+    preprocessing = (spec.preprocessing if config.densenet is None
+                     else ENCODERS["densenet_tiny"].preprocessing)
     depth = bts_decoder(features, focal, config.resolved_bts_size(), config.resolved_max_depth(),
-                        facts.scale_output_by_focal, config.encoder, spec.preprocessing)
+                        facts.scale_output_by_focal, recorded, preprocessing)
     return keras.Model({"image": image, "focal": focal}, depth, name="bts")
 
 

@@ -23,14 +23,22 @@ are the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame
 ``eval_with_pngs.py`` maps them back to the ground truth; KITTI raw PNGs hold the 352×1216 KB crop
 as upstream. With ``--image_path`` names mirror the inputs' relative paths and every output has
 the input's size.
+
+Outputs are all-or-nothing: every listed file is checked to exist before the first prediction,
+predictions are written to a hidden staging folder moved into place only when every image
+succeeded (a failed run leaves no output folder), and a non-empty output folder or an existing
+``--metrics_csv`` is refused unless ``--overwrite``, which replaces the kinds written (``raw/``,
+...) as a whole and leaves other files alone.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import re
 import sys
 import time
+import uuid
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -101,27 +109,132 @@ def wants_outputs(args) -> bool:
 
 
 def prepare_output_directory(args) -> str:
-    """Create the output folder and prove it writable before any work; OutputError otherwise."""
+    """The output folder, checked before any work: writable, and holding no earlier results
+    unless ``--overwrite`` (the same for ``--metrics_csv``); OutputError otherwise."""
     import tensorflow as tf
 
-    from utils.io import atomic_write_text
+    from utils.io import WriteError, check_writable_folder
 
     folder = default_output_directory(args)
-    targets = [folder] if wants_outputs(args) else []
+    targets = []
+    if wants_outputs(args):
+        if tf.io.gfile.exists(folder) and not tf.io.gfile.isdir(folder):
+            raise OutputError(f"--output_directory {folder!r} is a file, not a folder")
+        remove_stale_staging(folder)
+        earlier = sorted(tf.io.gfile.listdir(folder)) if tf.io.gfile.isdir(folder) else []
+        if earlier and not args.overwrite:
+            shown = ", ".join(name.rstrip("/") for name in earlier[:3])
+            raise OutputError(f"output folder {folder!r} already holds results ({shown}"
+                              f"{', ...' if len(earlier) > 3 else ''}); pass --overwrite to "
+                              "replace them or choose another --output_directory")
+        # A new folder is staged beside it (its parent must be writable), an existing one inside.
+        targets.append((folder, folder if tf.io.gfile.isdir(folder) else _parent(folder)))
     if args.metrics_csv:
-        targets.append(os.path.dirname(args.metrics_csv) or ".")
-    for target in targets:
-        existed = tf.io.gfile.isdir(target)
-        probe = os.path.join(target, ".bts_test_write_probe")
+        if tf.io.gfile.exists(args.metrics_csv) and not args.overwrite:
+            raise OutputError(f"--metrics_csv {args.metrics_csv!r} already exists; pass "
+                              "--overwrite to replace it or choose another file")
+        targets.append((args.metrics_csv, os.path.dirname(args.metrics_csv) or "."))
+    for shown, target in targets:
         try:
-            atomic_write_text(probe, "ok\n")
-            tf.io.gfile.remove(probe)
-            if not existed:  # leave no trace if the run fails later; writers re-create it
-                tf.io.gfile.rmtree(target)
-        except (tf.errors.OpError, OSError) as err:
-            reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
-            raise OutputError(f"output folder {target!r} is not writable: {reason}") from None
+            check_writable_folder(target)
+        except WriteError as err:
+            raise OutputError(f"output {shown!r} is not writable: {err.reason}") from None
     return folder
+
+
+def _parent(folder: str) -> str:
+    return os.path.dirname(folder.rstrip("/")) or "."
+
+
+STAGING_PREFIX = ".partial-"  # hidden staging folders: '.partial-XXXXXXXX' or '.{name}.partial-...'
+
+
+def _staging_names(folder: str) -> Tuple[str, str]:
+    """(glob of staging folders beside ``folder``, glob of those inside it)."""
+    base = os.path.basename(folder.rstrip("/"))
+    return (os.path.join(_parent(folder), f".{base}{STAGING_PREFIX}*"),
+            os.path.join(folder, f"{STAGING_PREFIX}*"))
+
+
+def remove_stale_staging(folder: str) -> None:
+    """Delete staging folders that killed runs into ``folder`` left behind."""
+    import tensorflow as tf
+
+    for pattern in _staging_names(folder):
+        for stale in tf.io.gfile.glob(pattern):
+            if re.fullmatch(r"\.(.+\.)?partial-[0-9a-f]{8}", os.path.basename(stale.rstrip("/"))):
+                LOGGER.info("removing %s, left by an interrupted run", stale)
+                tf.io.gfile.rmtree(stale)
+
+
+class StagedOutput:
+    """All-or-nothing outputs: predictions are written to a hidden staging folder that is moved
+    into place when every image succeeded, and deleted when the run fails.
+
+    A new output folder is staged beside it (``.{name}.partial-XXXXXXXX``) and renamed to it, one
+    rename. An existing one (``--overwrite``) is staged inside it; each kind folder written
+    (``raw/``, ``cmap/``, ...) then replaces the earlier one as a whole, so no stale file of the
+    earlier run mixes in; other files in the folder are left alone. Renames keep each folder's
+    listing order, so ``eval_with_pngs.py`` walks the PNGs in the order this run averaged them.
+    """
+
+    def __init__(self, folder: str, enabled: bool = True) -> None:
+        import tensorflow as tf
+
+        self.folder, self.enabled = folder, enabled
+        self.existed = tf.io.gfile.isdir(folder)
+        token = f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
+        base = os.path.basename(folder.rstrip("/"))
+        self.path = (folder if not enabled else os.path.join(folder, token) if self.existed
+                     else os.path.join(_parent(folder), f".{base}{token}"))
+        self._created = None  # the top folder created for staging (removed if the run fails)
+
+    def __enter__(self) -> "StagedOutput":
+        import tensorflow as tf
+
+        if not self.enabled:  # nothing is written (metrics only)
+            return self
+        here = os.path.abspath(_parent(self.path)) if "://" not in self.path else None
+        while here and not os.path.exists(here) and os.path.dirname(here) != here:
+            self._created, here = here, os.path.dirname(here)
+        tf.io.gfile.makedirs(self.path)
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        import tensorflow as tf
+
+        if not self.enabled:
+            return
+        if exc_type is None:
+            try:
+                self.commit()
+            except (tf.errors.OpError, OSError) as err:
+                from utils.io import write_failure_reason
+
+                raise OutputError(f"cannot move the predictions from {self.path} into "
+                                  f"{self.folder}: {write_failure_reason(err)}") from None
+            return
+        try:  # the run failed: leave nothing of it
+            tf.io.gfile.rmtree(self.path)
+            if self._created and tf.io.gfile.exists(self._created):
+                tf.io.gfile.rmtree(self._created)
+        except (tf.errors.OpError, OSError) as err:
+            LOGGER.warning("could not remove the staging folder %s: %s", self.path, err)
+
+    def commit(self) -> None:
+        """Move the staged outputs into the output folder."""
+        import tensorflow as tf
+
+        if not tf.io.gfile.isdir(self.folder):  # (a --metrics_csv inside it may have created it)
+            tf.io.gfile.rename(self.path, self.folder)
+            return
+        for kind in tf.io.gfile.listdir(self.path):
+            kind = kind.rstrip("/")
+            target = os.path.join(self.folder, kind)
+            if tf.io.gfile.exists(target):  # the earlier run's folder goes with the staging
+                tf.io.gfile.rename(target, os.path.join(self.path, f"{kind}.earlier"))
+            tf.io.gfile.rename(os.path.join(self.path, kind), target)
+        tf.io.gfile.rmtree(self.path)
 
 
 # -------------------------------------------------------------------------------------------
@@ -129,21 +242,34 @@ def prepare_output_directory(args) -> str:
 # -------------------------------------------------------------------------------------------
 def save_prediction(args, predictor, folder: str, name: str, depth: np.ndarray, *,
                     rgb: Optional[np.ndarray] = None, maps: Optional[Dict[str, np.ndarray]] = None,
-                    intrinsics: Optional[image_io.Intrinsics] = None) -> None:
-    """Write the requested outputs of one image (each file atomically)."""
-    join = lambda kind, suffix: os.path.join(folder, kind, name + suffix)  # noqa: E731
+                    intrinsics: Optional[image_io.Intrinsics] = None,
+                    shown_folder: Optional[str] = None) -> None:
+    """Write the requested outputs of one image (each file atomically) under ``folder``.
+
+    A failed write (full disk, ...) is an OutputError naming the file under ``shown_folder``
+    (the output folder, when ``folder`` is its staging folder).
+    """
+    from utils.io import write_errors, write_failure_reason
+
+    def write(kind: str, suffix: str, writer, *values) -> None:
+        try:
+            writer(os.path.join(folder, kind, name + suffix), *values)
+        except write_errors() as err:
+            path = os.path.join(shown_folder or folder, kind, name + suffix)
+            raise OutputError(f"cannot write {path}: {write_failure_reason(err)}") from None
+
     if args.save_png:
-        image_io.save_depth_png(join("raw", ".png"), depth, image_io.depth_scale(args.dataset))
+        write("raw", ".png", image_io.save_depth_png, depth, image_io.depth_scale(args.dataset))
     if args.save_cmap:
-        image_io.save_colormap_png(join("cmap", ".png"), depth, predictor.max_depth)
+        write("cmap", ".png", image_io.save_colormap_png, depth, predictor.max_depth)
     if args.save_npy:
-        image_io.save_depth_npy(join("npy", ".npy"), depth)
+        write("npy", ".npy", image_io.save_depth_npy, depth)
     if args.save_lpg and maps is not None:
         for key, suffix in LPG_SUFFIXES.items():  # maps are in units of max_depth
-            image_io.save_colormap_png(join("lpg", f"_{suffix}.png"),
-                                       maps[key] * predictor.max_depth, predictor.max_depth)
+            write("lpg", f"_{suffix}.png", image_io.save_colormap_png,
+                  maps[key] * predictor.max_depth, predictor.max_depth)
     if args.save_point_cloud and rgb is not None and intrinsics is not None:
-        image_io.save_point_cloud(join("ply", ".ply"), depth, rgb, intrinsics)
+        write("ply", ".ply", image_io.save_point_cloud, depth, rgb, intrinsics)
 
 
 def upstream_output_name(list_column: str, dataset: str) -> str:
@@ -212,7 +338,7 @@ def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
     return rgb, (fx, fy, cx, cy)
 
 
-def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
+def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, float]]:
     """Predict every sample of ``--filenames_file``; metrics where GT exists. Returns the mean."""
     import tensorflow as tf
     from tqdm import tqdm
@@ -239,8 +365,8 @@ def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
             rgb = intrinsics = None
             if args.save_point_cloud:
                 rgb, intrinsics = sample_intrinsics(args, samples[index], depth.shape)
-            save_prediction(args, predictor, folder, names[index], depth, rgb=rgb, maps=maps,
-                            intrinsics=intrinsics)
+            save_prediction(args, predictor, output.path, names[index], depth, rgb=rgb,
+                            maps=maps, intrinsics=intrinsics, shown_folder=output.folder)
             if mode == "eval" and bool(batch["has_depth"][0]):
                 gt = batch["depth"].numpy()[0, :, :, 0]
                 per_image.append(metrics.evaluate_image(
@@ -250,7 +376,7 @@ def evaluate_list(args, predictor, folder: str) -> Optional[Dict[str, float]]:
                 evaluated.append(index)
     timer.log()
     order = averaging_order([names[i] + ".png" for i in evaluated],
-                            os.path.join(folder, "raw") if args.save_png else None)
+                            os.path.join(output.path, "raw") if args.save_png else None)
     return summarise_metrics(args, [samples[i].line.split()[0] for i in evaluated], per_image,
                              order)
 
@@ -296,9 +422,13 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
                        without_pixels)
     mean = metrics.average_metrics([per_image[i] for i in order])
     if args.metrics_csv:
-        from utils.io import atomic_write_text
+        from utils.io import atomic_write_text, write_errors, write_failure_reason
 
-        atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+        try:
+            atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+        except write_errors() as err:
+            raise OutputError(f"cannot write --metrics_csv {args.metrics_csv}: "
+                              f"{write_failure_reason(err)}") from None
     print(f"Evaluated {len(per_image) - without_pixels} images")
     print(metrics.format_result_table(mean))
     return mean
@@ -383,7 +513,7 @@ def image_stream(items: Sequence[ImageItem]):
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
-def predict_images(args, predictor, folder: str) -> None:
+def predict_images(args, predictor, output: StagedOutput) -> None:
     """Predict depth for ``--image_path`` inputs and write the requested outputs at input size."""
     from tqdm import tqdm
 
@@ -410,10 +540,9 @@ def predict_images(args, predictor, folder: str) -> None:
         given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
         intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or given_focal,
                                                  args.fy or given_focal, args.cx, args.cy)
-        save_prediction(args, predictor, folder, item.name, depth, rgb=rgb, maps=maps,
-                        intrinsics=intrinsics)
+        save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
+                        intrinsics=intrinsics, shown_folder=output.folder)
     timer.log()
-    print(f"Predictions written to {folder}")
 
 
 # -------------------------------------------------------------------------------------------
@@ -437,10 +566,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         folder = prepare_output_directory(args)
         predictor = DepthPredictor.from_args(args)
-        if args.image_path is not None:
-            predict_images(args, predictor, folder)
-        else:
-            evaluate_list(args, predictor, folder)
+        with StagedOutput(folder, enabled=wants_outputs(args)) as output:
+            if args.image_path is not None:
+                predict_images(args, predictor, output)
+            else:
+                evaluate_list(args, predictor, output)
+        if wants_outputs(args):
+            print(f"Predictions written to {folder}")
     except (CheckpointError, bts_dataloader.DataError, OutputError, OSError, ValueError) as err:
         print(f"bts_test.py: error: {err}", file=sys.stderr)
         return 1

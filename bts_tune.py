@@ -7,8 +7,9 @@
 Each trial is a short :class:`utils.trainer.Trainer` run (``--num_steps``/``--num_epochs`` as
 given) named ``{study_name}_trial{N}`` under ``--log_directory`` (its own TensorBoard run), that
 validates on whole scenes/drives held out of ``--filenames_file`` (``--validation_split``); the
-official test list is never used. Every validation evaluation is reported to the pruner, which can
-stop a trial early. The objective is the last validation value of ``--objective_metric`` (minimised,
+official test list is never used. Every validation evaluation after training steps is reported
+to the pruner, which can stop a trial early (the step-0 baseline of the initial weights is logged,
+not reported). The objective is the last validation value of ``--objective_metric`` (minimised,
 or maximised for d1/d2/d3). Re-running the same command continues the study from ``--storage``.
 
 Why not optuna-integration's Keras pruning callback: it hooks ``model.fit``; training here is a
@@ -28,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import warnings
 from typing import Any, Dict, Optional, Sequence
@@ -63,8 +65,6 @@ def parse_tune_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from utils.metrics import METRIC_NAMES
 
     def validate(parser, args):
-        if args.n_trials < 1:
-            parser.error("--n_trials must be >= 1")
         if not args.filenames_file:
             parser.error("--filenames_file is required")
         if args.tfrecord_path:
@@ -189,8 +189,8 @@ def direction_of(metric: str) -> str:
 def make_pruner(name: str):
     import optuna
 
-    if name == "median":  # step 0 is the baseline evaluation of the initial weights: never prune on it
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "median":  # trials report trained steps only (never the step-0 baseline)
+        return optuna.pruners.MedianPruner(n_startup_trials=2)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
@@ -202,19 +202,33 @@ def open_study(args: argparse.Namespace, pruner=None):
 
     # Heartbeats and the matplotlib plots are marked experimental; they are pinned with optuna.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    from sqlalchemy.exc import SQLAlchemyError
+
     storage: Any = args.storage
-    if storage.startswith(("sqlite:", "postgresql:", "mysql:")):
-        # Heartbeats mark trials of a killed run as failed when the study is resumed.
-        storage = optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
     try:
+        if storage.startswith(("sqlite:", "postgresql:", "mysql:")):
+            # Heartbeats mark trials of a killed run as failed when the study is resumed.
+            storage = optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
         study = optuna.create_study(study_name=args.study_name, storage=storage, load_if_exists=True,
                                     direction=direction_of(args.objective_metric),
                                     pruner=pruner or make_pruner(args.pruner))
+    except (SQLAlchemyError, ImportError, OSError) as err:  # bad URL, no driver, unwritable file
+        raise TuneError(storage_error(args.storage, err)) from None
     except ValueError as err:  # e.g. an existing study with the other direction
         raise TuneError(f"--study_name {args.study_name!r} in --storage {args.storage!r}: {err}") from None
     seed = None if args.seed is None else args.seed + len(study.trials)
     study.sampler = optuna.samplers.TPESampler(seed=seed)
     return study
+
+
+def storage_error(url: str, err: BaseException) -> str:
+    """One line for an Optuna storage that cannot be opened (SQLAlchemy's first line, untagged)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = re.sub(r"^\([\w.]+\)\s*", "", first)  # '(sqlite3.OperationalError) unable to ...'
+    hint = ""
+    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        hint = (f" (does the folder of {url[len('sqlite:///'):]!r} exist and is it writable?)")
+    return f"--storage {url!r}: cannot open the Optuna storage: {first}{hint}"
 
 
 def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
@@ -238,7 +252,9 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
                  ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
 
         def report(step: int, metrics: Dict[str, float]) -> None:
-            if metric in metrics and math.isfinite(metrics[metric]):
+            # Trained steps only: the step-0 baseline of the initial weights would count as the
+            # trial's best intermediate value and weaken the pruner's comparisons.
+            if step > 0 and metric in metrics and math.isfinite(metrics[metric]):
                 trial.report(metrics[metric], step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"{metric} {metrics[metric]:.4f} at step {step}")
@@ -289,10 +305,15 @@ def quiet_one_line_trial_failures() -> None:
 
 def run_study(args: argparse.Namespace, pruner=None):
     """Run ``--n_trials`` more trials of the study and write its outputs; returns the study."""
+    from utils.io import WriteError, check_writable_folder
     from utils.trainer import TrainingError
 
     space = load_search_space(args.search_space)
     check_validation_split(args)
+    try:  # before any trial: every trial's run folder and the study outputs go there
+        check_writable_folder(args.log_directory, "--log_directory")
+    except WriteError as err:
+        raise TuneError(str(err)) from None
     quiet_one_line_trial_failures()
     study = open_study(args, pruner)
     before = len(study.trials)

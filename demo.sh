@@ -19,6 +19,7 @@ echo "== 2/3 training (models/bts_synthetic_nyu; TensorBoard: .venv/bin/tensorbo
 "$PY" bts_main.py arguments_train_synthetic.txt "$@"
 
 echo "== 3/3 evaluation and predictions (result_bts_synthetic_nyu/)"
+# --overwrite: a rerun replaces the predictions of the previous one (bts_test.py refuses otherwise)
 "$PY" bts_test.py arguments_test_synthetic.txt --checkpoint_path models/bts_synthetic_nyu/model.keras \
-  --save_png --save_cmap
+  --save_png --save_cmap --overwrite
 echo "done: raw uint16 PNGs (mm) and colormapped PNGs are in result_bts_synthetic_nyu/"

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import shutil
+import uuid
 
 import numpy as np
 import pytest
@@ -16,8 +17,6 @@ from PIL import Image
 import bts_convert_data
 import bts_main
 from utils.synthetic_data import generate_dataset
-
-LIST_LINES = 18  # the 6 frames three times, so a bad line can sit on line 17
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +89,18 @@ def test_trains_from_shards_without_list_or_image_files(nyu, tmp_path, capsys):
     run = tmp_path / "run"
     # 6 records / batch 2 = 3 steps per epoch, counted from the converter's manifest.
     assert os.path.exists(run / "ckpt-3.index") and os.path.exists(run / "model.keras")
+    assert "finished at step 3" in capsys.readouterr().out
+
+
+def test_trains_from_shards_on_a_filesystem_url(nyu, tmp_path, capsys):
+    """ram:// stands in for gs://: shards, manifest and counts all go through tf.io.gfile."""
+    prefix = f"ram://shards/{uuid.uuid4().hex}/nyu-train"
+    bts_convert_data.main(["--dataset", "nyu", "--data_path", nyu["data_path"], "--gt_path",
+                           nyu["gt_path"], "--filenames_file", nyu["train_filenames"],
+                           "--tfrecord_path", prefix, "--num_shards", "3", "--num_workers", "1"])
+    assert tf.io.gfile.exists(f"{prefix}.manifest.json")
+    code = bts_main.main(_argv(tmp_path, "--tfrecord_path", prefix, "--num_epochs", "1"))
+    assert code == 0, capsys.readouterr().err
     assert "finished at step 3" in capsys.readouterr().out
 
 
@@ -213,7 +224,7 @@ def test_bad_training_sample_stops_with_one_line_and_keeps_checkpoints(nyu, trai
                                                                        capsys, kind):
     data_root = tmp_path / "data"
     shutil.copytree(nyu["data_path"], data_root)
-    # Line 17 is the 5th frame; lines 5 and 11 name the same files but come first in the list.
+    # Line 17 gets its own copy of the 5th frame (lines 5 and 11 keep theirs): only it is bad.
     lines = list(trained["lines"])
     lines[16] = lines[16].replace("rgb_", "bad_rgb_").replace("sync_depth_", "bad_depth_")
     for column in lines[16].split()[:2]:

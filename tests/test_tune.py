@@ -133,3 +133,45 @@ def test_tuned_values_map_onto_training_arguments():
     assert not run.do_online_eval and run.filenames_file_eval == ""
     assert args.learning_rate == 1e-4  # the base arguments are not modified
     assert bts_tune.direction_of("d1") == "maximize" and bts_tune.direction_of("silog") == "minimize"
+
+
+def _error_lines(err):
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.startswith("bts_tune.py: error:")]
+
+
+def test_trials_report_trained_steps_only(tmp_path, nyu_data):
+    """The step-0 baseline of the initial weights is no intermediate value (it would count as the
+    trial's best and weaken pruning); the trial's value comes from the trained step."""
+    db = tmp_path / "tuning.db"
+    argv = [_args_file(tmp_path, nyu_data), "--study_name", "steps", "--storage", f"sqlite:///{db}",
+            "--search_space", _space(tmp_path), "--n_trials", "1"]
+    assert bts_tune.main(argv) == 0
+    trial = optuna.load_study(study_name="steps", storage=f"sqlite:///{db}").trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert list(trial.intermediate_values) == [1]  # --num_steps 1: the one trained step
+    assert trial.value == trial.intermediate_values[1]
+
+
+@pytest.mark.parametrize("storage, cause", [
+    ("sqlite:///{tmp}/no_such_folder/tuning.db", "unable to open database file"),
+    ("notadb://host/study", "Can't load plugin"),
+])
+def test_unusable_storage_is_one_line_naming_it(tmp_path, nyu_data, capsys, storage, cause):
+    url = storage.format(tmp=tmp_path)
+    assert bts_tune.main([_args_file(tmp_path, nyu_data), "--n_trials", "1", "--storage", url]) == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"--storage {url!r}: cannot open the Optuna storage" in lines[0]
+    assert cause in lines[0]
+    assert not (tmp_path / "runs").exists()  # refused before any trial
+
+
+def test_unwritable_log_directory_is_refused_before_any_trial(tmp_path, nyu_data, capsys):
+    blocker = tmp_path / "a_file"  # a folder under a file: unwritable even for root
+    blocker.write_text("x")
+    argv = [_args_file(tmp_path, nyu_data), "--log_directory", str(blocker / "runs"),
+            "--n_trials", "1", "--storage", f"sqlite:///{tmp_path / 'never.db'}"]
+    assert bts_tune.main(argv) == 1
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"--log_directory {str(blocker / 'runs')!r} is not writable" in lines[0]
+    assert not (tmp_path / "never.db").exists() and blocker.read_text() == "x"

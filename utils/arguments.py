@@ -5,7 +5,9 @@ Usage rules (as upstream TF2, spec §8):
 
 * ``python bts_main.py arguments_train_nyu.txt --batch_size 2``: if the first argument does not
   start with ``-`` it is an argument file; flags after it override the file.
-* ``@file`` works anywhere on the command line.
+* ``@file`` works anywhere on the command line (and inside argument files); a file that includes
+  itself, directly or through others, is a one-line error naming the loop.
+* Every numeric flag is range-checked once, after parsing, from the ``NUMERIC_FLAGS`` table.
 * Inside argument files any whitespace separates tokens; blank lines and ``#`` comments are allowed.
 * An unknown flag is a one-line error naming the closest valid flag.
 
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
 import shlex
 import sys
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from utils.datasets import DATASETS, get_dataset_facts
 
@@ -119,6 +122,10 @@ def _add_eval(group: argparse._ArgumentGroup) -> None:
 
 def _add_test(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--output_directory", type=str, default="", help="where predictions are written")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the results of an earlier run: the output kinds written "
+                            "(raw/, cmap/, ...) and --metrics_csv; without it a non-empty output "
+                            "folder or an existing --metrics_csv is refused")
     group.add_argument("--image_path", type=str, nargs="*", default=None,
                        help="predict on these images / folders / list files (no filenames file)")
     group.add_argument("--focal", type=float, default=None, help="focal length in px for --image_path")
@@ -183,7 +190,7 @@ def _add_tune(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--search_space", type=str, default="", help="JSON file overriding the search space")
     group.add_argument("--objective_metric", type=str, default="silog")
     group.add_argument("--pruner", type=str, default="median", choices=["median", "hyperband", "none"],
-                       help="Optuna pruner fed every validation evaluation")
+                       help="Optuna pruner fed every validation evaluation of trained steps")
 
 
 def _add_synthetic(group: argparse._ArgumentGroup) -> None:
@@ -219,15 +226,47 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def _read_args_from_files(self, arg_strings: List[str]) -> List[str]:
+        # argparse's own @file expansion recurses without end on a file that includes itself.
+        try:
+            return expand_argument_files(arg_strings)
+        except ArgumentFileError as err:
+            self.error(str(err))
+
+
+class ArgumentFileError(ValueError):
+    """An argument file that cannot be read, cannot be tokenised or includes itself."""
+
 
 def read_argument_file(path: str) -> List[str]:
     """Tokens of an argument file: whitespace separated, ``#`` comments and blank lines ignored."""
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return shlex.split(handle.read(), comments=True)
     except OSError as err:
-        raise SystemExit(f"error: cannot read argument file {path!r}: {err.strerror}") from None
-    return shlex.split(text, comments=True)
+        raise ArgumentFileError(f"cannot read argument file {path!r}: {err.strerror}") from None
+    except ValueError as err:  # not UTF-8 text, or an unclosed quote
+        raise ArgumentFileError(f"argument file {path!r} is not a valid argument file: {err}") from None
+
+
+def expand_argument_files(tokens: Sequence[str], chain: Sequence[str] = ()) -> List[str]:
+    """``tokens`` with every ``@file`` replaced by that file's tokens, recursively.
+
+    ``chain`` holds the files being expanded (outermost first); a file that appears in it again
+    is a cycle and raises ArgumentFileError naming the whole loop.
+    """
+    expanded: List[str] = []
+    for token in tokens:
+        if not token.startswith("@"):
+            expanded.append(token)
+            continue
+        path = token[1:]
+        keys = [os.path.realpath(name) for name in chain]
+        if os.path.realpath(path) in keys:
+            loop = " -> ".join([*chain[keys.index(os.path.realpath(path)):], path])
+            raise ArgumentFileError(f"argument file {path} includes itself ({loop})")
+        expanded.extend(expand_argument_files(read_argument_file(path), [*chain, path]))
+    return expanded
 
 
 def build_parser(groups: Iterable[str], description: str = "", prog: Optional[str] = None) -> _Parser:
@@ -240,11 +279,14 @@ def build_parser(groups: Iterable[str], description: str = "", prog: Optional[st
 
 
 def expand_argv(argv: Sequence[str]) -> List[str]:
-    """Upstream rule: a first argument not starting with '-' or '@' is an argument file."""
+    """Upstream rule: a first argument not starting with '-' or '@' is an argument file.
+
+    Every ``@file`` (in that file too) is expanded here; ArgumentFileError on a cycle.
+    """
     argv = list(argv)
     if argv and not argv[0].startswith(("-", "@")):
-        return read_argument_file(argv[0]) + argv[1:]
-    return argv
+        argv[0] = "@" + argv[0]
+    return expand_argument_files(argv)
 
 
 def _closest_flag(parser: argparse.ArgumentParser, flag: str) -> str:
@@ -275,6 +317,91 @@ def resolve_dataset_defaults(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+# flag -> (valid(value, args), what a valid value is). Every int/float flag of GROUPS has an entry
+# (a test walks them); a value of None is a default resolved elsewhere and is never checked.
+_Check = Tuple[Callable[[Any, argparse.Namespace], bool], str]
+
+
+def _at_least(low: int, note: str = "") -> _Check:
+    return (lambda value, _: value >= low), f"an integer >= {low}{note}"
+
+
+def _between(low: float, high: float, closed_high: bool = True) -> _Check:
+    def valid(value: float, _: argparse.Namespace) -> bool:
+        return math.isfinite(value) and low <= value and (value <= high if closed_high else value < high)
+
+    return valid, f"a number in [{low:g}, {high:g}{']' if closed_high else ')'}"
+
+
+_POSITIVE: _Check = (lambda value, _: math.isfinite(value) and value > 0, "a finite number > 0")
+_NON_NEGATIVE: _Check = (lambda value, _: math.isfinite(value) and value >= 0, "a finite number >= 0")
+_MULTIPLE_OF_32: _Check = (lambda value, _: value > 0 and value % 32 == 0, "a positive multiple of 32")
+_AT_LEAST_1 = _at_least(1)
+
+NUMERIC_FLAGS: Dict[str, _Check] = {
+    # model
+    "max_depth": _POSITIVE,
+    "bts_size": _at_least(128, " (the decoder halves it down to bts_size/32 channels)"),
+    "input_height": _MULTIPLE_OF_32,
+    "input_width": _MULTIPLE_OF_32,
+    # data
+    "degree": _between(0, 180),
+    "num_threads": _at_least(-1, " (-1 or 0: AUTOTUNE)"),
+    "seed": ((lambda value, _: 0 <= value < 2 ** 31), "an integer in [0, 2147483647]"),  # NumPy/TF seeds
+    # training
+    "batch_size": _AT_LEAST_1,
+    "num_epochs": _AT_LEAST_1,
+    "num_steps": _at_least(0, " (0: train for --num_epochs)"),
+    "learning_rate": _POSITIVE,
+    "end_learning_rate": ((lambda value, _: math.isfinite(value)),
+                          "a finite number (< 0: 0.1 x --learning_rate)"),
+    "adam_eps": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "variance_focus": _between(0, 1),
+    "gradient_accumulation_steps": _AT_LEAST_1,
+    "log_freq": _AT_LEAST_1,
+    "save_freq": _AT_LEAST_1,
+    "keep_checkpoints": _AT_LEAST_1,
+    # distribution
+    "num_gpus": _AT_LEAST_1,
+    "num_cpu_devices": _AT_LEAST_1,
+    # evaluation (min before max: the max is checked against a valid min)
+    "validation_split": _between(0, 1, closed_high=False),
+    "min_depth_eval": _POSITIVE,
+    "max_depth_eval": ((lambda value, args: math.isfinite(value) and value > (args.min_depth_eval or 0)),
+                       "a finite number > --min_depth_eval ({args.min_depth_eval})"),  # same group
+    "eval_freq": _AT_LEAST_1,
+    # testing and prediction
+    "focal": _POSITIVE,
+    "fx": _POSITIVE,
+    "fy": _POSITIVE,
+    "cx": ((lambda value, _: math.isfinite(value)), "a finite number (pixels)"),
+    "cy": ((lambda value, _: math.isfinite(value)), "a finite number (pixels)"),
+    # conversion, serving, benchmarks, tuning, synthetic data
+    "num_shards": _AT_LEAST_1,
+    "num_workers": _at_least(0, " (0: one per CPU)"),
+    "port": ((lambda value, _: 0 <= value <= 65535), "an integer in [0, 65535]"),
+    "parity_images": _AT_LEAST_1,
+    "repeats": _AT_LEAST_1,
+    "warmup": _at_least(1, " (the first, tracing call is always made)"),
+    "n_trials": _AT_LEAST_1,
+    "num_train": _AT_LEAST_1,
+    "num_test": _at_least(0),
+    "height": _AT_LEAST_1,
+    "width": _AT_LEAST_1,
+}
+
+
+def check_numeric_flags(args: argparse.Namespace) -> Optional[str]:
+    """The first numeric flag of ``args`` outside its range, as one error line; None if all fit."""
+    for name, (valid, description) in NUMERIC_FLAGS.items():
+        value = getattr(args, name, None)  # flags of groups this script lacks are absent
+        if value is not None and not valid(value, args):
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            return f"--{name} {shown}: must be {description.format(args=args)}"
+    return None
+
+
 def parse_args(
     groups: Iterable[str],
     argv: Optional[Sequence[str]] = None,
@@ -287,7 +414,10 @@ def parse_args(
     ``validate(parser, args)`` may reject impossible combinations with ``parser.error``.
     """
     parser = build_parser(groups, description=description, prog=prog)
-    argv = expand_argv(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = expand_argv(sys.argv[1:] if argv is None else argv)
+    except ArgumentFileError as err:
+        parser.error(str(err))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         flag = next((tok for tok in unknown if tok.startswith("-")), unknown[0])
@@ -295,10 +425,9 @@ def parse_args(
             parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
         parser.error(f"unexpected argument {flag!r}")
     args = resolve_dataset_defaults(args)
-    for name in ("input_height", "input_width"):
-        value = getattr(args, name, None)
-        if value is not None and (value <= 0 or value % 32):
-            parser.error(f"--{name} {value} must be a positive multiple of 32")
+    problem = check_numeric_flags(args)
+    if problem:
+        parser.error(problem)
     if validate is not None:
         validate(parser, args)
     return args

@@ -11,6 +11,7 @@ Accepted by every script's ``--checkpoint_path``:
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Optional
 
 import keras
@@ -78,7 +79,10 @@ def restore_strict(root: tf.train.Checkpoint, path: str, model: keras.Model) -> 
         raise CheckpointError(f"checkpoint {path!r}: {len(missing)} model variables are not "
                               f"tracked by tf.train.Checkpoint and would stay random "
                               f"({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''})")
-    status = root.read(path)
+    try:
+        status = root.read(path)
+    except (IndexError, tf.errors.OpError) as err:  # 'Read less bytes than requested', ...
+        raise damaged_checkpoint(path, err) from None
     try:
         status.assert_existing_objects_matched()
     except AssertionError as err:
@@ -89,6 +93,14 @@ def restore_strict(root: tf.train.Checkpoint, path: str, model: keras.Model) -> 
         raise CheckpointError(f"checkpoint {path!r} does not fit this model (check --encoder, "
                               f"--bts_size, --dataset): {detail}") from None
     status.expect_partial()
+
+
+def damaged_checkpoint(path: str, err: BaseException) -> CheckpointError:
+    """The one line for a checkpoint whose files cannot be read (truncated copy, full disk)."""
+    message = (getattr(err, "message", None) or str(err)).strip()
+    detail = message.splitlines()[0][:200] if message else type(err).__name__
+    return CheckpointError(f"checkpoint {path!r} cannot be read: it is truncated or damaged "
+                           f"({detail})")
 
 
 def _was_restored(variable) -> bool:
@@ -110,6 +122,8 @@ def load_model_weights(model: keras.Model, path: str) -> str:
             restore_strict(tf.train.Checkpoint(model=model), resolved, model)
     except CheckpointError:
         raise
+    except (zipfile.BadZipFile, EOFError, OSError) as err:  # truncated .keras / .weights.h5
+        raise damaged_checkpoint(resolved, err) from None
     except (ValueError, AssertionError, tf.errors.OpError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(

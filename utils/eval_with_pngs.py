@@ -111,6 +111,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                       description="Evaluate raw PNG depth predictions with the official protocol.")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        import tensorflow as tf
+
+        if args.metrics_csv and not args.overwrite and tf.io.gfile.exists(args.metrics_csv):
+            raise FileExistsError(f"--metrics_csv {args.metrics_csv!r} already exists; pass "
+                                  "--overwrite to replace it or choose another file")
         names, per_image, missing = evaluate_folder(
             args.pred_path, args.gt_path, args.dataset, args.min_depth_eval, args.max_depth_eval,
             eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
@@ -119,9 +124,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{len(missing)} GT files missing")
         mean = metrics.average_metrics(per_image)
         if args.metrics_csv:
-            from utils.io import atomic_write_text
+            from utils.io import atomic_write_text, write_errors, write_failure_reason
 
-            atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+            try:
+                atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
+            except write_errors() as err:
+                raise OSError(f"cannot write --metrics_csv {args.metrics_csv}: "
+                              f"{write_failure_reason(err)}") from None
     except (OSError, ValueError) as err:  # DataError is a ValueError: one line, no trace
         print(f"eval_with_pngs.py: error: {err}", file=sys.stderr)
         return 1

@@ -454,8 +454,6 @@ def _with_test_mode(argv: Sequence[str]) -> List[str]:
 def _validate(parser, args) -> None:
     if not args.export_dir:
         parser.error("--export_dir is required (the folder the exports are written to)")
-    if args.parity_images < 1:
-        parser.error(f"--parity_images {args.parity_images} must be >= 1")
     for fmt in args.formats or ():
         if fmt not in FORMATS:
             parser.error(f"--formats {fmt!r} is unknown; valid formats: {', '.join(FORMATS)}")

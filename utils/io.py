@@ -7,6 +7,7 @@ the same folder and is renamed into place.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from typing import Callable
 
@@ -16,6 +17,7 @@ class _LocalFiles:
     (benchmarks/gpu_check_jax.py on JAX-only GPU machines)."""
 
     exists = staticmethod(os.path.exists)
+    isdir = staticmethod(os.path.isdir)
     remove = staticmethod(os.remove)
     GFile = staticmethod(open)
 
@@ -71,3 +73,65 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class WriteError(OSError):
+    """A file or folder that cannot be written, described in one line naming it and the cause."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the cause alone, for callers that name the path
+
+
+def write_errors() -> tuple:
+    """The exception types a failed write raises: OSError, and tf.errors.OpError through gfile."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return (OSError,)
+    return (OSError, tf.errors.OpError)
+
+
+def write_failure_reason(err: BaseException) -> str:
+    """The cause of a failed write in a few words: 'No space left on device', 'Read-only file
+    system', '/x is not a directory' (TF errors read '<path>; <cause>')."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    message = (getattr(err, "message", None) or str(err)).strip()
+    first = message.splitlines()[0] if message else type(err).__name__
+    return re.sub(r"\s*\[Op:\w+\].*$", "", first.rsplit("; ", 1)[-1])
+
+
+def check_writable_folder(folder: str, what: str = "folder") -> None:
+    """Prove that files can be written in ``folder`` before any work, leaving no trace.
+
+    Missing folders are created for the check and removed again (the run creates them when it
+    writes). Raises WriteError ``"{what} '{folder}' is not writable: {cause}"``.
+    """
+    gfile = _gfile()
+    local = "://" not in folder
+    first_missing = None  # the top folder this check creates (removed afterwards)
+    if local:
+        here = os.path.abspath(folder)
+        while not os.path.exists(here) and os.path.dirname(here) != here:
+            first_missing, here = here, os.path.dirname(here)
+    elif not gfile.isdir(folder):
+        first_missing = folder
+    probe = os.path.join(folder, f".write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        gfile.makedirs(folder)
+        atomic_write_bytes(probe, b"ok\n")
+        gfile.remove(probe)
+    except write_errors() as err:
+        reason = write_failure_reason(err)
+        raise WriteError(f"{what} {folder!r} is not writable: {reason}", reason) from None
+    finally:
+        if first_missing is not None and gfile.exists(first_missing):
+            if local:
+                import shutil
+
+                shutil.rmtree(first_missing, ignore_errors=True)
+            else:
+                import tensorflow as tf
+
+                tf.io.gfile.rmtree(first_missing)

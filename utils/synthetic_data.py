@@ -369,8 +369,6 @@ def generate_dataset(dataset: str, output_dir: str, num_train: int, num_test: in
 def _validate(parser, args) -> None:
     if not args.output:
         parser.error("--output is required (folder to write the dataset to)")
-    if args.num_train < 1 or args.num_test < 0:
-        parser.error("--num_train must be at least 1 and --num_test at least 0")
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, str]:

@@ -16,6 +16,8 @@ Run folder ``{log_directory}/{model_name}``:
   ``summaries/``          TensorBoard: loss, learning rate, depth images, validation metrics
   ``best/``               best weights per ``--best_metric`` (with online evaluation)
   ``model.keras``         the final model
+Temporary files of killed or failed saves (TF's ``ckpt-N_temp/``) are removed at start-up; a save
+that fails (full disk) stops the run with one line, the earlier checkpoints intact.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ import bts_model
 from utils import checkpoints, visualization
 from utils.arguments import write_argument_file
 from utils.datasets import get_dataset_facts
-from utils.io import atomic_write, atomic_write_text
+from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
+                      write_errors, write_failure_reason)
 from utils.metrics import METRIC_NAMES, is_better
 
 LOG = logging.getLogger("bts.train")
@@ -181,6 +184,43 @@ def lost_worker_message(err: tf.errors.OpError, run_dir: Optional[str], command:
     return (f"lost contact with {who} of the multi-worker cluster (TF_CONFIG): it stopped or "
             f"crashed, so training stopped. Restart it and rerun the same command on every "
             f"worker ({command}); {resume}")
+
+
+# Names that interrupted or failed writes leave in a run folder: TF's sharded-save folder
+# ('<prefix>_temp/', tensorflow/python/checkpoint/functional_saver.py), TF's atomic write of the
+# 'checkpoint' state file ('checkpoint.tmp<uuid4 hex>', lib/io/file_io.py) and
+# utils.io.atomic_write's '.tmp-<8 hex>-<name>'. Nothing else is ever deleted.
+TF_SAVE_TEMP_SUFFIX = "_temp"
+STALE_TEMPORARY = re.compile(r"ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]{32}|\.tmp-[0-9a-f]{8}-.+")
+# Errors of a collective op (a lost multi-worker peer) are not write faults, even in a save.
+COLLECTIVE_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                     tf.errors.DeadlineExceededError)
+
+
+def prepare_run_folder(run_dir: str) -> List[str]:
+    """Start-up of the chief: the run folder must be writable (a one-line TrainingError naming it
+    otherwise), and temporary files of killed or failed saves are deleted. Returns those paths."""
+    try:
+        check_writable_folder(run_dir, "--log_directory run folder")
+    except WriteError as err:
+        raise TrainingError(str(err)) from None
+    removed = []
+    for folder in (run_dir, os.path.join(run_dir, "best")):
+        if not tf.io.gfile.isdir(folder):
+            continue
+        for name in tf.io.gfile.listdir(folder):
+            if not STALE_TEMPORARY.fullmatch(name.rstrip("/")):
+                continue
+            path = os.path.join(folder, name.rstrip("/"))
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+            removed.append(path)
+    if removed:
+        LOG.info("removed %d temporary file(s) of interrupted saves: %s", len(removed),
+                 ", ".join(removed))
+    return removed
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -457,6 +497,8 @@ class Trainer:
         self.strategy = build_strategy(args)
         self.chief = is_chief(self.strategy)
         self.run_dir = os.path.join(args.log_directory, args.model_name)
+        if self.chief:  # before any work: an unwritable run folder fails now, not at the first save
+            prepare_run_folder(self.run_dir)
         self.train_samples, self.eval_samples = select_samples(args)
         # Validation runs with --do_online_eval (an eval list) or --validation_split (held-out scenes).
         self.evaluating = bool(self.eval_samples) and self.evaluate_fn is not None
@@ -546,7 +588,13 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> str:
         self._assert_finite_weights(f"ckpt-{self.step}")
-        path = self.manager.save(checkpoint_number=self.step)
+        prefix = os.path.join(self._checkpoint_dir(), f"ckpt-{self.step}")
+        try:
+            path = self.manager.save(checkpoint_number=self.step)
+        except COLLECTIVE_ERRORS:  # a lost multi-worker peer, not a write fault (bts_main.py)
+            raise
+        except write_errors() as err:  # full disk, folder gone read-only, ...
+            raise self._write_failed(prefix, err, partial=prefix + TF_SAVE_TEMP_SUFFIX) from None
         if self.chief:
             self.last_checkpoint = path
             LOG.info("saved %s", path)
@@ -573,9 +621,12 @@ class Trainer:
         folder = os.path.join(self.run_dir, "best")
         path = os.path.join(folder, f"model-best_{name}.weights.h5")
         self._assert_finite_weights(path)
-        atomic_write(path, self.model.save_weights)
         record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics}}
-        atomic_write_text(self._best_path(), json.dumps(record, indent=2))
+        try:
+            atomic_write(path, self.model.save_weights)
+            atomic_write_text(self._best_path(), json.dumps(record, indent=2))
+        except write_errors() as err:
+            raise self._write_failed(path, err) from None
         LOG.info("new best %s %.5f at step %d -> %s", name, metrics[name], self.step, path)
 
     def save_final_model(self) -> Optional[str]:
@@ -583,8 +634,24 @@ class Trainer:
             return None
         path = os.path.join(self.run_dir, "model.keras")
         self._assert_finite_weights(path)
-        atomic_write(path, self.model.save)
+        try:
+            atomic_write(path, self.model.save)
+        except write_errors() as err:
+            raise self._write_failed(path, err) from None
         return path
+
+    def _write_failed(self, target: str, err: BaseException,
+                      partial: Optional[str] = None) -> TrainingError:
+        """One line for a save that failed; its partial files (``partial``) are removed first."""
+        if partial and self.chief:
+            try:
+                if tf.io.gfile.exists(partial):
+                    tf.io.gfile.rmtree(partial)
+            except write_errors():
+                pass  # the next start-up removes it (prepare_run_folder)
+        return TrainingError(f"cannot write {target}: {write_failure_reason(err)}; stopped at "
+                             f"step {self.step}, the earlier checkpoints are intact (last good: "
+                             f"{self._last_good()})")
 
     # ---------------------------------------------------------------- logging and eval
     def _log_scalars(self, loss: float) -> None:
@@ -672,7 +739,11 @@ class Trainer:
                  len(self.train_samples), self.steps_per_epoch, self.total_steps,
                  self.strategy.num_replicas_in_sync)
         if self.chief:
-            write_argument_file(self.args, os.path.join(self.run_dir, "arguments.txt"))
+            arguments_file = os.path.join(self.run_dir, "arguments.txt")
+            try:
+                write_argument_file(self.args, arguments_file)
+            except write_errors() as err:
+                raise self._write_failed(arguments_file, err) from None
         last = {"loss": float("nan")}
         if self.evaluating and self.step == 0:
             LOG.info("baseline evaluation of the initial weights")
