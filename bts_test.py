@@ -566,6 +566,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         folder = prepare_output_directory(args)
         predictor = DepthPredictor.from_args(args)
+        args.encoder = predictor.encoder  # a .keras file's own encoder (and input normalisation)
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:
             if args.image_path is not None:
                 predict_images(args, predictor, output)

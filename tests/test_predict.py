@@ -104,7 +104,8 @@ def test_kitti_frame_is_kb_cropped_and_pasted_back_at_its_offsets(kitti):
     assert depth.shape == (375, 1242)
     inside = np.zeros(depth.shape, bool)
     inside[23:375, 13:1229] = True
-    assert np.all(depth[inside] > 0) and not depth[~inside].any()
+    # (random weights: a saturated sigmoid may give 0 somewhere inside; placement is what counts)
+    assert depth[inside].max() > 0 and np.all(depth[inside] >= 0) and not depth[~inside].any()
     crop = kitti.normalize(image[23:375, 13:1229])[None]
     np.testing.assert_allclose(depth[inside].reshape(352, 1216), kitti.predict_batch(crop)[0],
                                rtol=1e-6)

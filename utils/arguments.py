@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from utils.datasets import DATASETS, get_dataset_facts
 
+DEFAULT_ENCODER = "densenet161_bts"  # the paper's; a .keras file's own encoder replaces it
 ENCODERS_HELP = ("densenet161_bts, densenet121_bts, densenet121/169/201, resnet50/101, mobilenetv2, "
                  "efficientnetv2b0..b3/s, convnext_tiny (bts_model.ENCODERS; docs/encoders.md)")
 
@@ -33,7 +34,7 @@ ENCODERS_HELP = ("densenet161_bts, densenet121_bts, densenet121/169/201, resnet5
 def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--mode", type=str, default="train", help="train or test (kept for upstream files)")
     group.add_argument("--model_name", type=str, default="bts_nyu", help="run / model name")
-    group.add_argument("--encoder", type=str, default="densenet161_bts", help=ENCODERS_HELP)
+    group.add_argument("--encoder", type=str, default=DEFAULT_ENCODER, help=ENCODERS_HELP)
     group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS), help="dataset")
     group.add_argument("--max_depth", type=float, default=None,
                        help="maximum output depth in metres (default: 10 NYU, 80 KITTI)")

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 import bts_dataloader  # the data pipeline owns the one normalisation formula
 import bts_model
+from utils.arguments import DEFAULT_ENCODER
 from utils.checkpoints import CheckpointError, load_model_weights, resolve_checkpoint
 from utils.datasets import get_dataset_facts, kb_crop_offsets
 
@@ -322,7 +323,8 @@ def load_keras_bts_model(path: str, args) -> keras.Model:
                               "expected image and focal)")
     encoder, preprocessing = _input_facts_of(model)
     wanted_encoder = getattr(args, "encoder", "") or encoder
-    if encoder and wanted_encoder != encoder:
+    # The file knows its encoder: only an explicit, different --encoder is a conflict.
+    if encoder and wanted_encoder not in (encoder, DEFAULT_ENCODER):
         raise CheckpointError(f"checkpoint {path!r} holds a {encoder} model (input normalisation "
                               f"{preprocessing!r}) but --encoder is {wanted_encoder}; pass "
                               f"--encoder {encoder}")
