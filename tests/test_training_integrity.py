@@ -6,7 +6,6 @@ Each test goes through the path a user takes: ``bts_main.main`` to train, ``bts_
 ``--checkpoint_path`` set to what training wrote.
 """
 import glob
-import hashlib
 import json
 import os
 import subprocess
