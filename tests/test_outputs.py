@@ -25,9 +25,9 @@ from utils import eval_with_pngs, image_io
 from utils import trainer as trainer_lib
 from utils.arguments import parse_args
 from utils.synthetic_data import generate_dataset
+from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
 NO_SPACE = "No space left on device"
 
 
@@ -283,12 +283,7 @@ def frames(tmp_path_factory):
     return root
 
 
-def _train_argv(data, log_dir, *extra):
-    return ["--dataset", "nyu", *TINY, "--data_path", str(data), "--gt_path", str(data),
-            "--filenames_file", str(data / "train.txt"), "--input_height", "64",
-            "--input_width", "96", "--batch_size", "2", "--seed", "3", "--log_directory",
-            str(log_dir), "--model_name", "run", "--log_freq", "1000", "--adam_eps", "1e-3",
-            *map(str, extra)]
+_train_argv = train_argv
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import bts_losses
 import bts_model
 from bts_main import parse_train_args
 from utils import trainer as trainer_lib
+from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,12 +42,7 @@ def nyu_data(tmp_path_factory):
     return root
 
 
-def _argv(data, log_dir, *extra):
-    return ["--dataset", "nyu", "--encoder", "densenet_tiny", "--bts_size", "128",
-            "--data_path", str(data), "--gt_path", str(data), "--filenames_file", str(data / "train.txt"),
-            "--input_height", "64", "--input_width", "96", "--batch_size", "2", "--seed", "3",
-            "--log_directory", str(log_dir), "--model_name", "run", "--log_freq", "1000",
-            "--save_freq", "1000", "--adam_eps", "1e-3", *map(str, extra)]
+_argv = train_argv
 
 
 def _trainer(data, log_dir, *extra, **kwargs):

@@ -18,6 +18,7 @@ from PIL import Image
 
 import bts_main
 from utils import trainer as trainer_lib
+from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SIZE = (70, 100)  # neither side a multiple of 32: online eval must pad as bts_test.py does
@@ -47,12 +48,7 @@ def data(tmp_path_factory):
     return root
 
 
-def _argv(data, log_dir, *extra):
-    return ["--dataset", "nyu", "--encoder", "densenet_tiny", "--bts_size", "128",
-            "--data_path", str(data), "--gt_path", str(data), "--filenames_file", str(data / "train.txt"),
-            "--input_height", "64", "--input_width", "96", "--batch_size", "2", "--seed", "3",
-            "--log_directory", str(log_dir), "--model_name", "run", "--log_freq", "1000",
-            "--save_freq", "1000", "--adam_eps", "1e-3", *map(str, extra)]
+_argv = train_argv
 
 
 def _env(**extra):

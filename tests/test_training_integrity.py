@@ -23,9 +23,9 @@ import bts_test
 from bts_main import parse_train_args
 from utils import trainer as trainer_lib
 from utils.predict import DepthPredictor
+from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +54,7 @@ def frames(tmp_path_factory):
     return root
 
 
-def _train_argv(data, log_dir, *extra):
-    return ["--dataset", "nyu", *TINY, "--data_path", str(data), "--gt_path", str(data),
-            "--filenames_file", str(data / "train.txt"), "--input_height", "64",
-            "--input_width", "96", "--batch_size", "2", "--seed", "3", "--log_directory",
-            str(log_dir), "--model_name", "run", "--log_freq", "1000", "--adam_eps", "1e-3",
-            *map(str, extra)]
+_train_argv = train_argv
 
 
 def _predict_npy(frames, checkpoint, out, *extra):
