@@ -10,7 +10,7 @@ Public API (other modules code against exactly this):
   one-line :class:`DataError` naming the file and line.
 * ``normalize_image(image01, mode="torch")``: (..., 3) float in [0, 1] -> encoder input. Modes:
   ``torch`` (ImageNet mean/std, our DenseNets), ``tf`` (x*2-1), ``caffe`` (BGR, x*255 - mean),
-  ``raw`` (unchanged). An encoder's mode is ``bts_model.encoder_spec(name).preprocessing``.
+  ``raw`` (unchanged). An encoder's mode is ``utils.encoders.encoder_facts(name).normalization``.
 * ``make_dataset(args, mode, *, samples=None, epoch=0) -> tf.data.Dataset`` with mode in
   train / eval / test; ``samples`` replaces ``args.filenames_file`` (validation splits).
 
@@ -54,7 +54,7 @@ Public API (other modules code against exactly this):
   ``with data_errors(samples):`` to get one :class:`DataError` line naming the list file, line and
   path (or the shard) instead of a TF trace; ``samples`` in reading order names an undecodable
   file quickly. ``check_files_exist(samples)`` finds missing local files before iterating.
-* Policy for bad samples: the pipeline never skips one. Training (``utils.trainer``) checks that
+* Policy for bad samples: the pipeline never skips one. Training (``bts_trainer``) checks that
   every listed file exists before step 1 and stops at the first sample that does not decode, with
   that one line; the converter skips and reports bad lines instead (``--strict`` to fail).
 """
@@ -74,13 +74,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset_facts, kb_crop_offsets
+from utils.datasets import get_dataset_facts, kb_crop_offsets
+from utils.encoders import DEFAULT_ENCODER, encoder_facts, normalization_affine
 
 log = logging.getLogger(__name__)
 
 MODES = ("train", "eval", "test")
-NORMALIZATION_MODES = ("torch", "tf", "caffe", "raw")
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 TFRECORD_SUFFIX = ".tfrecord"
 SHARD_PATTERN = re.compile(r"-(\d{5})-of-(\d{5})\.tfrecord$")
 MANIFEST_SUFFIX = ".manifest.json"  # written by bts_convert_data.py next to the shards
@@ -177,37 +176,16 @@ def channel_affine(image, scale, bias) -> tf.Tensor:
     return tf.reshape(rows * scale + bias, shape)
 
 
-def _normalisation_affine(mode: str, input_scale: float = 1.0):
-    """(scale, bias, bgr) with normalize_image(x * input_scale) == affine(x) per channel."""
-    if mode == "torch":
-        std = np.asarray(IMAGENET_STD, np.float64)
-        return input_scale / std, -np.asarray(IMAGENET_MEAN, np.float64) / std, False
-    if mode == "tf":
-        return np.full(3, 2.0 * input_scale), np.full(3, -1.0), False
-    if mode == "caffe":
-        return np.full(3, 255.0 * input_scale), -np.asarray(CAFFE_MEAN_BGR, np.float64), True
-    if mode == "raw":
-        return np.full(3, input_scale), np.zeros(3), False
-    raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
-
-
 def normalize_image(image01, mode: str = "torch") -> tf.Tensor:
     """(..., 3) float RGB in [0, 1] -> encoder input (spec §5.6).
 
     torch: (x - mean) / std with ImageNet statistics; tf: 2x - 1; caffe: BGR, 255 x - mean; raw: x.
     """
+    scale, bias, bgr = normalization_affine(mode)
     image01 = tf.convert_to_tensor(image01, tf.float32)
-    if mode == "torch":
-        mean = np.asarray(IMAGENET_MEAN, np.float32)
-        std = np.asarray(IMAGENET_STD, np.float32)
-        return channel_affine(image01, 1.0 / std, -mean / std)
-    if mode == "tf":
-        return image01 * 2.0 - 1.0
-    if mode == "caffe":
-        return channel_affine(image01[..., ::-1], [255.0] * 3, -np.asarray(CAFFE_MEAN_BGR, np.float32))
-    if mode == "raw":
-        return image01
-    raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
+    if bgr:
+        image01 = image01[..., ::-1]
+    return channel_affine(image01, scale.astype(np.float32), bias.astype(np.float32))
 
 
 def rotation_transform(angle_rad, height, width) -> tf.Tensor:
@@ -361,7 +339,7 @@ def finish_image(image255, mode: str, colour_draws=None, brightness_range=(0.75,
     """
     image255 = tf.convert_to_tensor(image255, tf.float32)
     if colour_draws is None:
-        scale, bias, bgr = _normalisation_affine(mode, 1.0 / 255.0)
+        scale, bias, bgr = normalization_affine(mode, 1.0 / 255.0)
         image = image255[..., ::-1] if bgr else image255
         return channel_affine(image, scale.astype(np.float32), bias.astype(np.float32))
     gamma = _uniform(colour_draws[0], 0.9, 1.1)
@@ -497,19 +475,13 @@ class PipelineConfig:
         degree = getattr(args, "degree", None)
         return cls(
             dataset=args.dataset,
-            normalization=_normalization_for(getattr(args, "encoder", "densenet161_bts")),
+            normalization=encoder_facts(getattr(args, "encoder", DEFAULT_ENCODER)).normalization,
             input_height=int(getattr(args, "input_height", None) or facts.train_input_size[0]),
             input_width=int(getattr(args, "input_width", None) or facts.train_input_size[1]),
             do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
             do_random_rotate=bool(getattr(args, "do_random_rotate", False)),
             degree=float(facts.rotation_degree if degree is None else degree),
         )
-
-
-def _normalization_for(encoder: str) -> str:
-    import bts_model  # local import: the data tests do not need the model module at import time
-
-    return bts_model.encoder_spec(encoder).preprocessing
 
 
 def _augment_draws(base_seed, index) -> tf.Tensor:

@@ -11,7 +11,7 @@ model (for trying the page; a warning banner is shown on every page and ``"untra
 every API answer).
 
 Each model is loaded and traced once at start-up. The page and the API are described in
-``docs/demo.md``; the app itself is ``utils.demo.app.create_app``.
+``docs/demo.md``; the app itself is ``demo.app.create_app``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from utils.arguments import parse_args
-from utils.demo.app import create_app
+from demo.app import create_app
 
 LOGGER = logging.getLogger("bts_demo")
 PROG = "bts_demo.py"
@@ -60,7 +60,7 @@ def model_args_for(args, dataset: str, checkpoint: str):
 
 def load_predictors(args, checkpoints: Dict[str, str]):
     """One loaded, warmed-up ``DepthPredictor`` per dataset (random weights for an empty path)."""
-    from utils.predict import DepthPredictor
+    from bts_predict import DepthPredictor
 
     predictors = {}
     for dataset, checkpoint in checkpoints.items():

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Train BTS: ``python bts_main.py arguments_train_nyu.txt [--flag value ...]``.
 
-Thin CLI: parse the shared arguments, build a :class:`utils.trainer.Trainer`, run it, report.
+Thin CLI: parse the shared arguments, build a :class:`bts_trainer.Trainer`, run it, report.
 Re-running the same command resumes from the latest checkpoint of ``log_directory/model_name``.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
             parser.error("--filenames_file (or --tfrecord_path, shards from bts_convert_data.py) "
                          "is required")
         if args.tfrecord_path and args.validation_split > 0:
-            from utils.trainer import VALIDATION_SPLIT_WITH_SHARDS
+            from bts_trainer import VALIDATION_SPLIT_WITH_SHARDS
 
             parser.error(VALIDATION_SPLIT_WITH_SHARDS)
 
@@ -40,8 +40,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from bts_dataloader import DataError
     from utils.checkpoints import CheckpointError
-    from utils.evaluation import online_evaluator
-    from utils.trainer import Trainer, TrainingError, lost_worker_message
+    from bts_predict import online_evaluator
+    from bts_trainer import Trainer, TrainingError, lost_worker_message
 
     try:
         trainer = Trainer(args, evaluate_fn=online_evaluator())

@@ -34,6 +34,7 @@ import keras
 from keras import ops
 
 from utils.datasets import KITTI_FOCAL_NORMALISER, get_dataset_facts
+from utils.encoders import ENCODER_NAMES, encoder_facts
 
 SERIALIZATION_PACKAGE = "bts"
 
@@ -266,7 +267,8 @@ class EncoderSpec:
 
 
 ENCODERS: Dict[str, EncoderSpec] = {
-    name: EncoderSpec(lambda image, c=cfg: densenet_encoder(image, c), "torch")
+    name: EncoderSpec(lambda image, c=cfg: densenet_encoder(image, c),
+                      encoder_facts(name).normalization, encoder_facts(name).default_bts_size)
     for name, cfg in DENSENET_CONFIGS.items()
 }
 
@@ -380,53 +382,54 @@ def _efficientnetv2_freeze(first_stage_blocks: int) -> FreezeRule:
     return FreezeRule(stem=("stem_",), first_blocks=("block1a_", second))
 
 
-# name → (backbone, preprocessing, default nf, freeze rule). nf: 512 for the largest backbones as
-# upstream (densenet161/201, resnet101), 256 for the rest (upstream TF2/TF1 gave densenet121/169,
-# resnet50 and mobilenet 256; EfficientNetV2 and ConvNeXt-T are of ResNet-50's size or smaller).
-KERAS_ENCODERS: Dict[str, Tuple[KerasBackbone, str, int, FreezeRule]] = {
-    "densenet121": (KerasBackbone("DenseNet121", _DENSENET_TAPS), "torch", 256, KERAS_DENSENET_FREEZE),
-    "densenet169": (KerasBackbone("DenseNet169", _DENSENET_TAPS), "torch", 256, KERAS_DENSENET_FREEZE),
-    "densenet201": (KerasBackbone("DenseNet201", _DENSENET_TAPS), "torch", 512, KERAS_DENSENET_FREEZE),
+# name → (backbone, freeze rule); normalisation and default nf: utils/encoders.py.
+KERAS_ENCODERS: Dict[str, Tuple[KerasBackbone, FreezeRule]] = {
+    "densenet121": (KerasBackbone("DenseNet121", _DENSENET_TAPS), KERAS_DENSENET_FREEZE),
+    "densenet169": (KerasBackbone("DenseNet169", _DENSENET_TAPS), KERAS_DENSENET_FREEZE),
+    "densenet201": (KerasBackbone("DenseNet201", _DENSENET_TAPS), KERAS_DENSENET_FREEZE),
     "resnet50": (KerasBackbone("ResNet50", ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
                                             "conv4_block6_out", "conv5_block3_out")),
-                 "caffe", 256, RESNET_FREEZE),
+                 RESNET_FREEZE),
     "resnet101": (KerasBackbone("ResNet101", ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
                                               "conv4_block23_out", "conv5_block3_out")),
-                  "caffe", 512, RESNET_FREEZE),
+                  RESNET_FREEZE),
     "mobilenetv2": (KerasBackbone("MobileNetV2", ("expanded_conv_project_BN", "block_2_add",
                                                   "block_5_add", "block_12_add", "out_relu")),
-                    "tf", 256, MOBILENETV2_FREEZE),
+                    MOBILENETV2_FREEZE),
     "efficientnetv2b0": (KerasBackbone("EfficientNetV2B0", (
         "block1a_project_activation", "block2b_add", "block3b_add", "block5e_add", "top_activation"),
-        pixel_input=True), "raw", 256, _efficientnetv2_freeze(1)),
+        pixel_input=True), _efficientnetv2_freeze(1)),
     "efficientnetv2b1": (KerasBackbone("EfficientNetV2B1", (
         "block1b_add", "block2c_add", "block3c_add", "block5f_add", "top_activation"),
-        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+        pixel_input=True), _efficientnetv2_freeze(2)),
     "efficientnetv2b2": (KerasBackbone("EfficientNetV2B2", (
         "block1b_add", "block2c_add", "block3c_add", "block5f_add", "top_activation"),
-        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+        pixel_input=True), _efficientnetv2_freeze(2)),
     "efficientnetv2b3": (KerasBackbone("EfficientNetV2B3", (
         "block1b_add", "block2c_add", "block3c_add", "block5g_add", "top_activation"),
-        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+        pixel_input=True), _efficientnetv2_freeze(2)),
     "efficientnetv2s": (KerasBackbone("EfficientNetV2S", (
         "block1b_add", "block2d_add", "block3d_add", "block5i_add", "top_activation"),
-        pixel_input=True), "raw", 256, _efficientnetv2_freeze(2)),
+        pixel_input=True), _efficientnetv2_freeze(2)),
     "convnext_tiny": (KerasBackbone("ConvNeXtTiny", _CONVNEXT_TAPS, pixel_input=True,
                                     skip2_source="convnext_tiny_prestem_normalization"),
-                      "raw", 256, CONVNEXT_FREEZE),
+                      CONVNEXT_FREEZE),
 }
 
 
 def _keras_encoder_spec(arch: str) -> EncoderSpec:
-    backbone, preprocessing, nf, freeze = KERAS_ENCODERS[arch]
+    backbone, freeze = KERAS_ENCODERS[arch]
+    facts = encoder_facts(arch)
 
     def build(image, weights: Optional[str] = None):
         return keras_backbone_encoder(image, arch, backbone, weights)
 
-    return EncoderSpec(build, preprocessing, default_bts_size=nf, freeze=freeze, imagenet=True)
+    return EncoderSpec(build, facts.normalization, default_bts_size=facts.default_bts_size,
+                       freeze=freeze, imagenet=facts.imagenet)
 
 
 ENCODERS.update({arch: _keras_encoder_spec(arch) for arch in KERAS_ENCODERS})
+assert tuple(ENCODERS) == ENCODER_NAMES, "bts_model and utils/encoders.py list different encoders"
 
 
 # --------------------------------------------------------------------------------------------

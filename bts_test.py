@@ -14,7 +14,7 @@ offline pipeline that produced the published numbers sees it (``bts_test.py`` ra
 ``eval_with_pngs.py``): quantised to the PNG grid (×1000 NYU / ×256 KITTI, truncated), clipped to
 [min_depth_eval, max_depth_eval], for KITTI pasted *after* clipping into a zero canvas of GT size,
 valid where min < gt < max inside the Eigen (NYU) / Garg (KITTI) crop; metrics per image in
-float32, averaged over images. ``utils/eval_with_pngs.py`` on the saved PNGs gives the same numbers.
+float32, averaged over images. ``tools/eval_with_pngs.py`` on the saved PNGs gives the same numbers.
 
 Outputs (``--output_directory``, default ``result_{model_name}``), one file per image under a
 folder per kind: ``raw/`` uint16 PNG, ``cmap/`` colormapped PNG over [0, max_depth], ``npy/``
@@ -385,7 +385,7 @@ def averaging_order(png_names: Sequence[str], raw_folder: Optional[str]) -> List
     """Order in which per-image metrics are averaged: the order in which the official
     ``eval_with_pngs.py`` walks the saved raw PNGs (float32 means depend on the summation order,
     ~1 ulp), so both report identical numbers; list order when no raw PNGs are written."""
-    from utils.eval_with_pngs import SKIPPED_NAME_PARTS, find_prediction_pngs
+    from tools.eval_with_pngs import SKIPPED_NAME_PARTS, find_prediction_pngs
 
     skipped = [n for n in png_names if any(part in n for part in SKIPPED_NAME_PARTS)]
     if skipped:
@@ -556,7 +556,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import bts_dataloader
     from utils.checkpoints import CheckpointError
-    from utils.predict import DepthPredictor
+    from bts_predict import DepthPredictor
 
     if args.image_path is not None and not wants_outputs(args):
         LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")

@@ -4,7 +4,7 @@
 ``python bts_tune.py ARGS_FILE --validation_split 0.1 --num_steps 2000 --n_trials 20
 --study_name nyu_lr --storage sqlite:///tuning.db [--search_space space.json]``
 
-Each trial is a short :class:`utils.trainer.Trainer` run (``--num_steps``/``--num_epochs`` as
+Each trial is a short :class:`bts_trainer.Trainer` run (``--num_steps``/``--num_epochs`` as
 given) named ``{study_name}_trial{N}`` under ``--log_directory`` (its own TensorBoard run), that
 validates on whole scenes/drives held out of ``--filenames_file`` (``--validation_split``); the
 official test list is never used. Every validation evaluation after training steps is reported
@@ -236,8 +236,8 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
     import keras
     import optuna
 
-    from utils.evaluation import online_evaluator
-    from utils.trainer import Trainer, TrainingError
+    from bts_predict import online_evaluator
+    from bts_trainer import Trainer, TrainingError
 
     class TrialTrainer(Trainer):
         def save_final_model(self):  # the best weights are already in best/; no model.keras per trial
@@ -273,7 +273,7 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
 
 def check_validation_split(args: argparse.Namespace) -> None:
     """Fail before any trial if the training list cannot be split by scene/drive."""
-    from utils.trainer import TrainingError, select_samples
+    from bts_trainer import TrainingError, select_samples
 
     try:
         train, validation = select_samples(trial_args(args, {}, 0))
@@ -288,7 +288,7 @@ class _OneLineFailures(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from bts_dataloader import DataError
         from utils.checkpoints import CheckpointError
-        from utils.trainer import TrainingError
+        from bts_trainer import TrainingError
 
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, (TrainingError, DataError, CheckpointError)):
@@ -306,7 +306,7 @@ def quiet_one_line_trial_failures() -> None:
 def run_study(args: argparse.Namespace, pruner=None):
     """Run ``--n_trials`` more trials of the study and write its outputs; returns the study."""
     from utils.io import WriteError, check_writable_folder
-    from utils.trainer import TrainingError
+    from bts_trainer import TrainingError
 
     space = load_search_space(args.search_space)
     check_validation_split(args)

@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL=2
 
 echo "== 1/3 synthetic NYU-layout data (demo_data/nyu)"
 if [ ! -f demo_data/nyu/nyudepthv2_test_files_with_gt.txt ]; then
-  "$PY" -m utils.synthetic_data --dataset nyu --output demo_data/nyu --num_train 80 --num_test 8 --seed 0
+  "$PY" -m tools.synthetic_data --dataset nyu --output demo_data/nyu --num_train 80 --num_test 8 --seed 0
 fi
 
 echo "== 2/3 training (models/bts_synthetic_nyu; TensorBoard: .venv/bin/tensorboard --logdir models/bts_synthetic_nyu/summaries)"

@@ -7,12 +7,12 @@
 #
 # Downloads bts_{nyu|eigen}_v2_pytorch_{encoder}.zip from the official S3 bucket (resumable),
 # checks and unpacks the archive, and converts the checkpoint with
-# utils/convert_pytorch_checkpoint.py (strict mapping; eigen = KITTI, output × focal/715.0873).
+# tools/convert_pytorch_checkpoint.py (strict mapping; eigen = KITTI, output × focal/715.0873).
 # Idempotent: finished steps are skipped. Installs CPU PyTorch only if it is missing.
 # Environment: BTS_MODELS_DIR (default ./models), PYTHON (default .venv/bin/python, else python3).
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/pretrained_common.sh
+source tools/pretrained_common.sh
 
 usage() { echo "usage: $0 nyu|eigen [densenet161|densenet121]" >&2; exit 2; }
 SPLIT="${1:-}"
@@ -65,7 +65,7 @@ if [[ -f "${OUTPUT}" && "${OUTPUT}" -nt "${SOURCE}" ]]; then
   echo "already converted: ${OUTPUT}"
 else
   ensure_torch "${PYTHON}"
-  "${PYTHON}" utils/convert_pytorch_checkpoint.py --pytorch_checkpoint "${SOURCE}" \
+  "${PYTHON}" tools/convert_pytorch_checkpoint.py --pytorch_checkpoint "${SOURCE}" \
     --encoder "${ARCH}_bts" --dataset "${DATASET}" --output_path "${OUTPUT}"
 fi
 echo "evaluate with: python bts_test.py arguments_test_${SPLIT}.txt --encoder ${ARCH}_bts" \

@@ -15,7 +15,7 @@
 # Environment: BTS_MODELS_DIR (default ./models), PYTHON (default .venv/bin/python, else python3).
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/pretrained_common.sh
+source tools/pretrained_common.sh
 
 ARCH="${1:-densenet161}"
 case "${ARCH}" in
@@ -45,5 +45,5 @@ if [[ -f "${OUTPUT}" && "${OUTPUT}" -nt "${SOURCE}" ]]; then
   exit 0
 fi
 ensure_torch "${PYTHON}"
-"${PYTHON}" utils/convert_torchvision_densenet.py --pytorch_checkpoint "${SOURCE}" \
+"${PYTHON}" tools/convert_torchvision_densenet.py --pytorch_checkpoint "${SOURCE}" \
   --encoder "${ARCH}_bts" --output_path "${OUTPUT}"

@@ -7,7 +7,7 @@
 # Idempotent and resumable: downloads continue, archives are deleted once unpacked, done steps skip.
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/dataset_common.sh
+source tools/dataset_common.sh
 PY="$(dataset_python)"
 KITTI="${DATASET_DIR}/kitti"
 GT_URL="https://s3.eu-central-1.amazonaws.com/avg-kitti/data_depth_annotated.zip"
@@ -38,20 +38,20 @@ with zipfile.ZipFile(archive) as zf:
             dst.write(src.read())
         os.replace(target + ".part", target)
 PYEOF
-  "${PY}" -m utils.kitti_setup merge "${KITTI}/data_depth_annotated"
+  "${PY}" -m tools.kitti_setup merge "${KITTI}/data_depth_annotated"
   touch "${KITTI}/data_depth_annotated/.complete"
   rm -f "${KITTI}/downloads/data_depth_annotated.zip" "${KITTI}/downloads/data_depth_annotated.zip.sha256"
 fi
 
 # 2. raw frames of the drives in the lists
-"${PY}" -m utils.kitti_setup urls "${KITTI}/downloads/archives.txt" "${LISTS[@]}"
+"${PY}" -m tools.kitti_setup urls "${KITTI}/downloads/archives.txt" "${LISTS[@]}"
 while read -r url; do
   name="$(basename "${url}")"
   if [[ -f "${KITTI}/downloads/${name}.unpacked" ]]; then
     continue
   fi
   fetch "${url}" "${KITTI}/downloads/${name}"
-  "${PY}" -m utils.kitti_setup unpack "${KITTI}" "${KITTI}/downloads/${name}"
+  "${PY}" -m tools.kitti_setup unpack "${KITTI}" "${KITTI}/downloads/${name}"
   touch "${KITTI}/downloads/${name}.unpacked"
   rm -f "${KITTI}/downloads/${name}" "${KITTI}/downloads/${name}.sha256"
 done < "${KITTI}/downloads/archives.txt"

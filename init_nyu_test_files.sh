@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # NYU Depth V2 official test set (654 frames) for evaluation, as upstream (spec §7):
 #   1. download nyu_depth_v2_labeled.mat (2.8 GB) and the official split splits.mat (resumable);
-#   2. extract both splits with utils/extract_official_train_test_set_from_mat.py into
+#   2. extract both splits with tools/extract_official_train_test_set_from_mat.py into
 #      dataset/nyu_depth_v2/official_splits/{train,test}/<scene type>/ and write the test list
 #      dataset/nyu_depth_v2/nyudepthv2_test_files_with_gt.txt.
 # Idempotent: finished steps are skipped; an interrupted download or extraction resumes.
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/dataset_common.sh
+source tools/dataset_common.sh
 PY="$(dataset_python)"
 NYU="${DATASET_DIR}/nyu_depth_v2"
 MAT_URL="http://horatio.cs.nyu.edu/mit/silberman/nyu_depth_v2/nyu_depth_v2_labeled.mat"
@@ -27,7 +27,7 @@ if [[ -f "${DONE}" ]]; then
 fi
 fetch "${MAT_URL}" "${NYU}/nyu_depth_v2_labeled.mat"
 fetch "${SPLITS_URL}" "${NYU}/splits.mat"
-"${PY}" utils/extract_official_train_test_set_from_mat.py "${NYU}/nyu_depth_v2_labeled.mat" \
+"${PY}" tools/extract_official_train_test_set_from_mat.py "${NYU}/nyu_depth_v2_labeled.mat" \
   "${NYU}/splits.mat" "${NYU}/official_splits" "${NYU}/nyudepthv2_test_files_with_gt.txt"
 touch "${DONE}"
 publish_list

@@ -5,7 +5,7 @@
 # Idempotent and resumable (the download continues where it stopped; unzip skips existing files).
 set -euo pipefail
 cd "$(dirname "$0")"
-source utils/dataset_common.sh
+source tools/dataset_common.sh
 PY="$(dataset_python)"
 NYU="${DATASET_DIR}/nyu_depth_v2"
 SYNC_ID="1AysroWpfISmm-yRFGBgFTrLy6FjQwvwP"
@@ -17,7 +17,7 @@ if [[ -f "${DONE}" ]]; then
   exit 0
 fi
 mkdir -p "${NYU}"
-"${PY}" -m utils.download_from_gdrive "${SYNC_ID}" "${NYU}/sync.zip"
+"${PY}" -m tools.download_from_gdrive "${SYNC_ID}" "${NYU}/sync.zip"
 if [[ ! -f "${NYU}/sync.zip.sha256" ]]; then
   (cd "${NYU}" && sha256sum sync.zip > sync.zip.sha256)
 else

@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 
 import bts_convert_data  # noqa: E402
 import bts_dataloader  # noqa: E402
-from utils.synthetic_data import generate_dataset  # noqa: E402
+from tools.synthetic_data import generate_dataset  # noqa: E402
 
 NUM_SAMPLES = 64
 FRAME_SIZE = (480, 640)

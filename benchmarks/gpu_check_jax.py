@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 
 from bts_losses import silog_loss  # noqa: E402
 from utils.arguments import parse_args  # noqa: E402
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD, get_dataset_facts  # noqa: E402
+from utils.datasets import get_dataset_facts  # noqa: E402
+from utils.encoders import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 LOG = logging.getLogger("gpu_check_jax")
 Case = common.Case

@@ -71,7 +71,7 @@ def run_dataloader_benchmark(num_samples: int, epochs: int, workdir: str) -> Dic
     import bench_dataloader
     import bts_convert_data
     import bts_dataloader
-    from utils.synthetic_data import generate_dataset
+    from tools.synthetic_data import generate_dataset
 
     paths = generate_dataset("nyu", os.path.join(workdir, "train_data"), num_samples, 0, *FRAME_SIZE,
                              seed=0)
@@ -129,7 +129,7 @@ def recorded_throughput(bts_test) -> Iterator[List[List[float]]]:
 def run_end_to_end_benchmark(num_images: int, workdir: str, quick: bool) -> Dict[str, object]:
     """Evaluate a synthetic NYU test list with ``bts_test.main`` and time it."""
     import bts_test
-    from utils.synthetic_data import generate_dataset
+    from tools.synthetic_data import generate_dataset
 
     paths = generate_dataset("nyu", os.path.join(workdir, "test_data"), 1, num_images, *FRAME_SIZE,
                              seed=1)

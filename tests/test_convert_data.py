@@ -9,7 +9,7 @@ import tensorflow as tf
 import bts_convert_data
 import bts_dataloader as dl
 from bts_dataloader import DataError
-from utils.synthetic_data import generate_dataset
+from tools.synthetic_data import generate_dataset
 
 
 @pytest.fixture(scope="module")

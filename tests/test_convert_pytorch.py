@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")  # optional dependency: installed in CI (re
 F = torch.nn.functional
 
 import bts_model  # noqa: E402
-from utils import convert_pytorch_checkpoint as cpc  # noqa: E402
-from utils import convert_torchvision_densenet as ctd  # noqa: E402
+from tools import convert_pytorch_checkpoint as cpc  # noqa: E402
+from tools import convert_torchvision_densenet as ctd  # noqa: E402
 from utils.checkpoints import load_model_weights  # noqa: E402
 from utils.pretrained import PretrainedWeightsError, load_encoder_weights  # noqa: E402
 

@@ -15,7 +15,7 @@ from PIL import Image
 import bts_convert_data
 import bts_dataloader as dl
 from bts_dataloader import DataError
-from utils.synthetic_data import generate_dataset
+from tools.synthetic_data import generate_dataset
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from utils import extract_official_train_test_set_from_mat as nyu_mat
-from utils import kitti_setup
+from tools import extract_official_train_test_set_from_mat as nyu_mat
+from tools import kitti_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENES = ["bathroom", "kitchen", "bathroom", "office", "kitchen"]

@@ -17,9 +17,9 @@ from PIL import Image
 import bts_demo
 import bts_model
 from utils.arguments import parse_args
-from utils.demo import uploads
+from demo import uploads
 from utils.datasets import get_dataset_facts
-from utils.demo.app import DemoLimits, create_app
+from demo.app import DemoLimits, create_app
 from utils.image_io import read_ply
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

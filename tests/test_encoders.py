@@ -15,7 +15,7 @@ import bts_dataloader
 import bts_losses
 import bts_model
 from bts_main import parse_train_args
-from utils import trainer as trainer_lib
+import bts_trainer as trainer_lib
 
 # name → (keras.applications module, skip2..dense32 channels, encoder parameters).
 # ConvNeXt-T: 27,820,128 for the keras model + 1,984 for the learned H/2 branch (3·3·3·64 + 4·64).

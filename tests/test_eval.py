@@ -10,7 +10,8 @@ from PIL import Image
 
 import bts_model
 import bts_test
-from utils import eval_with_pngs, metrics
+from tools import eval_with_pngs
+from utils import metrics
 from utils.arguments import parse_args
 
 TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]

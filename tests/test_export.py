@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import bts_model
-from utils import export_model
+import bts_export as export_model
 
 HEIGHT, WIDTH = 64, 96
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)

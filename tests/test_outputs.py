@@ -21,10 +21,11 @@ import bts_convert_data
 import bts_main
 import bts_model
 import bts_test
-from utils import eval_with_pngs, image_io
-from utils import trainer as trainer_lib
+from tools import eval_with_pngs
+from utils import image_io
+import bts_trainer as trainer_lib
 from utils.arguments import parse_args
-from utils.synthetic_data import generate_dataset
+from tools.synthetic_data import generate_dataset
 from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import pytest
 import bts_model
 from utils.arguments import parse_args
 from utils.checkpoints import CheckpointError
-from utils.predict import DepthPredictor, padding_to_multiple
+from bts_predict import DepthPredictor, padding_to_multiple
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""utils.synthetic_data: exact planar depth, upstream layouts and lists, determinism."""
+"""tools.synthetic_data: exact planar depth, upstream layouts and lists, determinism."""
 import hashlib
 import os
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bts_dataloader as dl
-from utils import synthetic_data as sd
+from tools import synthetic_data as sd
 
 
 def world_points_from_depth(scene, depth):

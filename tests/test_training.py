@@ -16,7 +16,7 @@ from PIL import Image
 import bts_losses
 import bts_model
 from bts_main import parse_train_args
-from utils import trainer as trainer_lib
+import bts_trainer as trainer_lib
 from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,7 +202,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import bts_losses
 from bts_main import parse_train_args
-from utils import trainer as T
+import bts_trainer as T
 
 def trainer(choice):
     t = T.Trainer(parse_train_args(sys.argv[1:] + ["--distribution_strategy", choice, "--model_name", choice]))
@@ -233,7 +233,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device_first_loss(nyu_data
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
     out = subprocess.run([sys.executable, str(script), *_argv(nyu_data, tmp_path, "--num_steps", "1")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    line = [l for l in out.stdout.splitlines() if l.startswith("LOSSES")]
+    line = [row for row in out.stdout.splitlines() if row.startswith("LOSSES")]
     assert line, out.stdout + out.stderr
     single, mirrored, replicas = line[0].split()[1:]
     assert int(replicas) == 2
@@ -262,7 +262,7 @@ def test_two_process_multi_worker_run_trains(nyu_data, tmp_path):
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for proc, out in zip(procs, outputs):
         assert proc.returncode == 0, out
-    finals = [l for out in outputs for l in out.splitlines() if l.startswith("finished at step 3")]
+    finals = [row for out in outputs for row in out.splitlines() if row.startswith("finished at step 3")]
     assert len(finals) == 2 and finals[0] == finals[1]  # same loss on both workers
     assert os.path.exists(tmp_path / "run" / "ckpt-3.index")
 

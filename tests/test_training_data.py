@@ -16,7 +16,7 @@ from PIL import Image
 
 import bts_convert_data
 import bts_main
-from utils.synthetic_data import generate_dataset
+from tools.synthetic_data import generate_dataset
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_shards_without_manifest_are_counted(nyu, tmp_path, capsys):
 
 
 def test_shards_straight_run_equals_interrupted_and_resumed_run(nyu, tmp_path, caplog):
-    from utils import trainer as trainer_lib
+    import bts_trainer as trainer_lib
 
     # batch 1: 6 steps per epoch, so the resume skips 3 batches mid-epoch and then crosses an epoch.
     argv = ["--tfrecord_path", nyu["prefix"], "--num_steps", "8", "--batch_size", "1",

@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 import bts_main
-from utils import trainer as trainer_lib
+import bts_trainer as trainer_lib
 from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -21,8 +21,8 @@ import bts_main
 import bts_model
 import bts_test
 from bts_main import parse_train_args
-from utils import trainer as trainer_lib
-from utils.predict import DepthPredictor
+import bts_trainer as trainer_lib
+from bts_predict import DepthPredictor
 from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,7 +144,7 @@ _WEIGHTS_DIGEST = """
 import hashlib, sys
 sys.path.insert(0, {root!r})
 from bts_main import parse_train_args
-from utils.trainer import Trainer
+from bts_trainer import Trainer
 trainer = Trainer(parse_train_args(sys.argv[1:]))
 trainer.restore_or_init()
 digest = hashlib.sha256()

@@ -10,7 +10,7 @@ import pytest
 
 import bts_tune
 from utils.arguments import parse_args
-from utils.synthetic_data import generate_dataset
+from tools.synthetic_data import generate_dataset
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,9 @@ import sys
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from utils.datasets import DATASETS, get_dataset_facts
+from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES
 
-DEFAULT_ENCODER = "densenet161_bts"  # the paper's; a .keras file's own encoder replaces it
-ENCODERS_HELP = ("densenet161_bts, densenet121_bts, densenet121/169/201, resnet50/101, mobilenetv2, "
-                 "efficientnetv2b0..b3/s, convnext_tiny (bts_model.ENCODERS; docs/encoders.md)")
+ENCODERS_HELP = f"one of: {', '.join(ENCODER_NAMES)} (docs/encoders.md)"
 
 
 def _add_model(group: argparse._ArgumentGroup) -> None:
@@ -165,7 +164,7 @@ def _add_serve(group: argparse._ArgumentGroup) -> None:
                        help="demo without a checkpoint: serve a random model behind a warning banner")
     group.add_argument("--export_dir", type=str, default="", help="export destination")
     group.add_argument("--formats", type=str, nargs="*", default=None,
-                       help="export formats (utils/export_model.py): saved_model tflite tflite_fp16 "
+                       help="export formats (bts_export.py): saved_model tflite tflite_fp16 "
                             "tflite_dynamic onnx; default all but tflite_dynamic")
     group.add_argument("--parity_images", type=int, default=3,
                        help="synthetic images for each export's parity check against the Keras model")

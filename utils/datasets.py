@@ -12,10 +12,6 @@ from typing import Optional, Tuple
 # Mean focal length (px) over the KITTI Eigen training list; PT divides by it (spec §1.9).
 KITTI_FOCAL_NORMALISER = 715.0873
 
-# ImageNet statistics used by the official PyTorch model for every encoder (spec §5.6).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 @dataclasses.dataclass(frozen=True)
 class DatasetFacts:

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """ImageNet encoder weights for training (``--pretrained_model``), without PyTorch.
 
-File format (written by ``utils/convert_torchvision_densenet.py``): an HDF5 file with one dataset
+File format (written by ``tools/convert_torchvision_densenet.py``): an HDF5 file with one dataset
 per encoder variable, stored under the Keras variable path (``encoder.conv0/kernel``,
 ``encoder.denseblock1.denselayer1.norm1/moving_mean``, ...; ``/`` makes HDF5 groups), already in
 Keras layout, plus root attributes ``format``, ``encoder`` and ``source``. Loading is by name and
@@ -75,7 +75,7 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
             if handle.attrs.get("format") != ENCODER_WEIGHTS_FORMAT:
                 raise PretrainedWeightsError(
                     f"{path!r} is not a bts-tf encoder weights file (no format attribute "
-                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with utils/convert_torchvision_densenet.py")
+                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with tools/convert_torchvision_densenet.py")
             handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
                               if isinstance(item, h5py.Dataset) else None)
     except OSError as err:

@@ -11,8 +11,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-import bts_model
-from utils.datasets import IMAGENET_MEAN, IMAGENET_STD
+from utils.encoders import encoder_facts, normalization_affine
 
 COLORMAP = "magma"
 
@@ -36,12 +35,8 @@ def colorize(depth: tf.Tensor, max_value: float, name: str = COLORMAP) -> tf.Ten
 
 def denormalize(image: tf.Tensor, encoder: str) -> tf.Tensor:
     """Undo the encoder's input normalisation: (B, H, W, 3) → RGB in [0, 1]."""
-    image = tf.cast(image, tf.float32)
-    mode = bts_model.encoder_spec(encoder).preprocessing
-    if mode == "torch":
-        image = image * tf.constant(IMAGENET_STD) + tf.constant(IMAGENET_MEAN)
-    elif mode == "tf":
-        image = (image + 1.0) / 2.0
-    elif mode == "caffe":
-        image = (image[..., ::-1] + tf.constant([123.68, 116.779, 103.939])) / 255.0
+    scale, bias, bgr = normalization_affine(encoder_facts(encoder).normalization)
+    image = (tf.cast(image, tf.float32) - bias.astype("float32")) / scale.astype("float32")
+    if bgr:
+        image = image[..., ::-1]
     return tf.clip_by_value(image, 0.0, 1.0)

@@ -21,10 +21,11 @@ outside the lock.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import threading
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -32,9 +33,10 @@ import tensorflow as tf
 
 import bts_dataloader  # the data pipeline owns the one normalisation formula
 import bts_model
-from utils.arguments import DEFAULT_ENCODER
 from utils.checkpoints import CheckpointError, load_model_weights, resolve_checkpoint
 from utils.datasets import get_dataset_facts, kb_crop_offsets
+from utils.encoders import DEFAULT_ENCODER
+from utils.metrics import average_metrics, evaluate_image
 
 LOGGER = logging.getLogger(__name__)
 
@@ -352,3 +354,47 @@ def _with_free_input_size(model: keras.Model) -> keras.Model:
     relaxed = keras.Model.from_config(config)
     relaxed.set_weights(model.get_weights())
     return relaxed
+
+
+# ---- the one evaluation loop (was bts_predict.py) ----
+def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequence,
+                     predictor: Optional[DepthPredictor] = None) -> Tuple[Dict[str, float], List]:
+    """(mean metrics, per-image metrics or None for images without valid ground truth).
+
+    Frames of any size: ``predictor`` (default: one around ``model``) edge-pads each frame to a
+    multiple of 32 and cuts the padding from the depth, exactly as ``bts_test.py`` predicts.
+    """
+    eval_args = argparse.Namespace(**{**vars(args), "batch_size": 1})
+    dataset = bts_dataloader.make_dataset(eval_args, "eval", samples=samples)
+    predictor = predictor or DepthPredictor(model, args.dataset, encoder=args.encoder)
+    per_image = []
+    batches = iter(dataset)
+    while True:
+        with bts_dataloader.data_errors(samples):  # a bad file: one line naming its list line
+            batch = next(batches, None)
+        if batch is None:
+            break
+        if not bool(batch["has_depth"][0]):
+            per_image.append(None)
+            continue
+        pred = predictor.predict_batch(batch["image"].numpy(), batch["focal"].numpy())[0]
+        gt = batch["depth"].numpy()[0, ..., 0]
+        per_image.append(evaluate_image(
+            gt, pred, args.min_depth_eval, args.max_depth_eval, args.dataset,
+            eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
+            do_kb_crop=args.do_kb_crop and args.dataset == "kitti"))
+    return average_metrics(per_image), per_image
+
+
+def online_evaluator() -> Callable:
+    """An ``evaluate_fn(model, args, samples) -> metrics`` for the trainer (one compiled predict)."""
+    cache: Dict[int, DepthPredictor] = {}
+
+    def evaluate(model: keras.Model, args: argparse.Namespace, samples: Sequence) -> Dict[str, float]:
+        key = id(model)
+        if key not in cache:
+            cache[key] = DepthPredictor(model, args.dataset, encoder=args.encoder)
+        metrics, _ = evaluate_samples(model, args, samples, cache[key])
+        return metrics
+
+    return evaluate

@@ -14,7 +14,7 @@ Routes (all errors are JSON ``{"error": message, "status": code}``):
 * ``GET /api/samples``, ``GET /samples/<name>.png``   bundled sample photos (scikit-image)
 * ``GET /legend/<model>.png``        the colormap ramp over [0, max_depth]
 
-Pre/post-processing is the shared one: ``utils.predict.DepthPredictor.predict_image`` (normalise,
+Pre/post-processing is the shared one: ``bts_predict.DepthPredictor.predict_image`` (normalise,
 pad, KB crop) and ``utils.image_io`` (uint16 PNG convention, colormap, .npy, .ply). This module
 only adds the web-facing parts: upload checks (``uploads.py``), limits and caching.
 
@@ -45,11 +45,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
 from utils import image_io
-from utils.demo import samples
-from utils.demo.uploads import UploadError, decode_upload
+from demo import samples
+from demo.uploads import UploadError, decode_upload
 
 if TYPE_CHECKING:  # importing the predictor starts TensorFlow; the app itself does not need it
-    from utils.predict import DepthPredictor
+    from bts_predict import DepthPredictor
 
 LOGGER = logging.getLogger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Convert torchvision ImageNet DenseNet weights into the encoder weights file used for training.
 
-    python utils/convert_torchvision_densenet.py --pytorch_checkpoint models/downloads/densenet161-8d451a50.pth \
+    python tools/convert_torchvision_densenet.py --pytorch_checkpoint models/downloads/densenet161-8d451a50.pth \
         --encoder densenet161_bts            # → ./models/densenet161_imagenet/weights.h5
 
 Source: a torchvision DenseNet state dict (``features.*`` and ``classifier.*``). Old files such as
@@ -25,7 +25,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from utils.convert_pytorch_checkpoint import (ConversionError, assign_state_dict,  # noqa: E402
+from tools.convert_pytorch_checkpoint import (ConversionError, assign_state_dict,  # noqa: E402
                                               is_skipped_key, read_state_dict)
 from utils.pretrained import (default_encoder_weights_path, save_encoder_weights,  # noqa: E402
                               source_checkpoint_validator)

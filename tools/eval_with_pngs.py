@@ -1,10 +1,10 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Evaluate a folder of raw uint16 PNG depth predictions against ground truth (spec §6.2–6.3).
 
-    python utils/eval_with_pngs.py --pred_path result_bts_nyu_v2/raw/ \
+    python tools/eval_with_pngs.py --pred_path result_bts_nyu_v2/raw/ \
         --gt_path dataset/nyu_depth_v2/official_splits/test/ --dataset nyu \
         --min_depth_eval 1e-3 --max_depth_eval 10 --eigen_crop
-    python utils/eval_with_pngs.py --pred_path result_bts_eigen_v2/raw/ \
+    python tools/eval_with_pngs.py --pred_path result_bts_eigen_v2/raw/ \
         --gt_path dataset/kitti/data_depth_annotated/ --dataset kitti \
         --min_depth_eval 1e-3 --max_depth_eval 80 --garg_crop --do_kb_crop
 
@@ -26,7 +26,7 @@ from typing import List, Optional, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-if __package__ in (None, ""):  # run as a script: import from the repository root, not utils/
+if __package__ in (None, ""):  # run as a script: import from the repository root, not tools/
     _HERE = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
     sys.path.insert(0, os.path.dirname(_HERE))

@@ -9,7 +9,7 @@ MODELS_DIR="${BTS_MODELS_DIR:-models}"
 DOWNLOAD_DIR="${MODELS_DIR}/downloads"
 
 # The Python picker (dataset_python) and the resumable download (fetch) are the dataset scripts'.
-source utils/dataset_common.sh
+source tools/dataset_common.sh
 
 # ensure_torch PYTHON: install the CPU build of PyTorch into that interpreter's environment if
 # `import torch` fails (only the converters need it; training, evaluation and the demo never do).

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Convert an official BTS PyTorch checkpoint (model zoo ``model`` file, ``.pth``, ``.tar``) to Keras.
 
-    python utils/convert_pytorch_checkpoint.py --pytorch_checkpoint models/bts_nyu_v2_pytorch_densenet161/model \
+    python tools/convert_pytorch_checkpoint.py --pytorch_checkpoint models/bts_nyu_v2_pytorch_densenet161/model \
         --encoder densenet161_bts --dataset nyu --output_path models/bts_nyu_v2_pytorch_densenet161/model.keras
 
 The source is a dict with key ``model`` (what the official training script saves) or a bare state

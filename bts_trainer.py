@@ -768,7 +768,8 @@ class Trainer:
                     last["loss"] = loss
                     step = self.step
                     progress.update(1)
-                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{float(inner_optimizer(self.optimizer).learning_rate):.2e}",
+                    lr = float(inner_optimizer(self.optimizer).learning_rate)
+                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
                                          epoch=epoch, refresh=False)
                     if step % self.args.log_freq == 0 or step == 1:
                         self._log_scalars(loss)

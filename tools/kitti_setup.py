@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """KITTI set-up steps after the downloads (spec §7), used by ``init_kitti_files.sh``.
 
-    python -m utils.kitti_setup urls OUT_FILE LIST [LIST ...]   archive URLs for the drives of the lists
-    python -m utils.kitti_setup unpack DEST ZIP [ZIP ...]       extract image_02 frames / calibration
-    python -m utils.kitti_setup merge GT_ROOT                   train/ + val/ -> GT_ROOT/<drive>/
+    python -m tools.kitti_setup urls OUT_FILE LIST [LIST ...]   archive URLs for the drives of the lists
+    python -m tools.kitti_setup unpack DEST ZIP [ZIP ...]       extract image_02 frames / calibration
+    python -m tools.kitti_setup merge GT_ROOT                   train/ + val/ -> GT_ROOT/<drive>/
 
 The raw-data archive list is derived from the Eigen filenames files themselves (every drive a
 list names, plus the calibration archive of each date), instead of a hand-kept URL file. Unpacking

@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Export a BTS model to SavedModel, TFLite and ONNX, each checked against the Keras model.
 
-    python utils/export_model.py --checkpoint_path models/bts_nyu_v2/model.keras --dataset nyu \
+    python bts_export.py --checkpoint_path models/bts_nyu_v2/model.keras --dataset nyu \
         --export_dir exports/bts_nyu --formats saved_model tflite tflite_fp16 onnx
-    python utils/export_model.py --checkpoint_path models/bts_eigen_v2 --dataset kitti \
+    python bts_export.py --checkpoint_path models/bts_eigen_v2 --dataset kitti \
         --export_dir exports/bts_kitti
 
 Formats (``--formats``, default all but ``tflite_dynamic``):

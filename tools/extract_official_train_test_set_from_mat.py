@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Extract the official NYU Depth V2 train/test split from ``nyu_depth_v2_labeled.mat`` (spec §7.1).
 
-    python utils/extract_official_train_test_set_from_mat.py nyu_depth_v2_labeled.mat splits.mat OUT
+    python tools/extract_official_train_test_set_from_mat.py nyu_depth_v2_labeled.mat splits.mat OUT
            [TEST_LIST]
 
 Reads, with h5py (the labeled file is MATLAB v7.3 = HDF5): ``images`` (N, 3, 640, 480) uint8,
@@ -128,7 +128,7 @@ def extract(mat_path: str, splits_path: str, output_dir: str,
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) not in (3, 4) or any(a.startswith("-") for a in argv):
-        raise SystemExit("usage: python utils/extract_official_train_test_set_from_mat.py "
+        raise SystemExit("usage: python tools/extract_official_train_test_set_from_mat.py "
                          "nyu_depth_v2_labeled.mat splits.mat OUTPUT_DIR [TEST_LIST]")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     counts = extract(*argv)

@@ -18,7 +18,7 @@ piecewise planar, which is what BTS's local planar guidance assumes.
 Focal lengths are the datasets' (518.8579, KITTI per date) scaled by width / 640 or / 1242, so at
 the real sizes (480x640, 375x1242) the lists carry exactly the upstream values.
 
-CLI: ``python -m utils.synthetic_data --dataset nyu --output DIR --num_train N --num_test M
+CLI: ``python -m tools.synthetic_data --dataset nyu --output DIR --num_train N --num_test M
 --height H --width W --seed S``. Library: ``generate_dataset(...)`` and ``render_frame(...)``.
 """
 from __future__ import annotations
@@ -374,7 +374,7 @@ def _validate(parser, args) -> None:
 def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
     from utils.arguments import parse_args  # the one shared parser (flags: 'synthetic' group)
 
-    args = parse_args(groups=("model", "data", "synthetic"), argv=argv, prog="python -m utils.synthetic_data",
+    args = parse_args(groups=("model", "data", "synthetic"), argv=argv, prog="python -m tools.synthetic_data",
                       description="Write a synthetic NYU- or KITTI-layout dataset.", validate=_validate)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     default_size = (480, 640) if args.dataset == "nyu" else (375, 1242)

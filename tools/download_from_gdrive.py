@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Download a public Google-Drive file, resumably (used for the NYU ``sync.zip``, spec §7.1).
 
-    python -m utils.download_from_gdrive FILE_ID DEST
+    python -m tools.download_from_gdrive FILE_ID DEST
 
 Large Drive files answer the plain link with a "can't scan for viruses" page; the direct
 ``drive.usercontent.google.com`` endpoint with ``confirm=t`` skips it. Data goes to ``DEST.part``
@@ -58,7 +58,7 @@ def download(file_id: str, dest: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
-        raise SystemExit("usage: python -m utils.download_from_gdrive FILE_ID DEST")
+        raise SystemExit("usage: python -m tools.download_from_gdrive FILE_ID DEST")
     print(download(*argv))
 
 

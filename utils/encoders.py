@@ -1,0 +1,92 @@
+# Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
+"""The encoder table: every ``--encoder`` name, the input normalisation it expects, its default
+decoder width, and the normalisation formulas themselves (the one home of these facts).
+
+``bts_model`` builds an encoder for each name here (a test checks the two tables agree), the data
+pipeline and the predictor apply :func:`normalization_affine`, TensorBoard images invert it, and
+``--help`` lists :data:`ENCODER_NAMES`. Plain Python and numpy: no TensorFlow, no ``bts_*`` module.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Tuple
+
+import numpy as np
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications 'caffe' mode, 0..255 BGR
+
+# 'torch': (x - mean) / std on x in [0, 1] (ImageNet statistics; the DenseNets, as PT BTS);
+# 'tf': 2x - 1; 'caffe': BGR, 255x - mean (ResNets); 'raw': x (backbones that normalise inside).
+NORMALIZATION_MODES = ("torch", "tf", "caffe", "raw")
+
+DEFAULT_ENCODER = "densenet161_bts"  # the paper's; a saved model's own encoder replaces it
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderFacts:
+    """What the rest of the code needs to know about an encoder without building it."""
+
+    normalization: str  # one of NORMALIZATION_MODES
+    default_bts_size: int  # decoder width nf when --bts_size is not given
+    imagenet: bool = False  # keras.applications ImageNet weights exist (--pretrained_model imagenet)
+
+
+# nf: 512 for the largest backbones as upstream (densenet161/201, resnet101), 256 for the rest
+# (upstream gave densenet121/169, resnet50 and mobilenet 256; EfficientNetV2 and ConvNeXt-T are
+# of ResNet-50's size or smaller). densenet_tiny is a smoke-test encoder (seconds to trace).
+ENCODERS: Dict[str, EncoderFacts] = {
+    "densenet161_bts": EncoderFacts("torch", 512),
+    "densenet121_bts": EncoderFacts("torch", 512),
+    "densenet_tiny": EncoderFacts("torch", 512),
+    "densenet121": EncoderFacts("torch", 256, True),
+    "densenet169": EncoderFacts("torch", 256, True),
+    "densenet201": EncoderFacts("torch", 512, True),
+    "resnet50": EncoderFacts("caffe", 256, True),
+    "resnet101": EncoderFacts("caffe", 512, True),
+    "mobilenetv2": EncoderFacts("tf", 256, True),
+    "efficientnetv2b0": EncoderFacts("raw", 256, True),
+    "efficientnetv2b1": EncoderFacts("raw", 256, True),
+    "efficientnetv2b2": EncoderFacts("raw", 256, True),
+    "efficientnetv2b3": EncoderFacts("raw", 256, True),
+    "efficientnetv2s": EncoderFacts("raw", 256, True),
+    "convnext_tiny": EncoderFacts("raw", 256, True),
+}
+ENCODER_NAMES: Tuple[str, ...] = tuple(ENCODERS)
+
+
+def encoder_facts(name: str) -> EncoderFacts:
+    """The table entry for ``name``; a one-line ValueError listing the valid names otherwise."""
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise ValueError(f"encoder {name!r} is unknown; valid encoders: {', '.join(ENCODERS)}") \
+            from None
+
+
+def normalization_affine(mode: str, input_scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """(scale, bias, bgr): the encoder input is ``x * input_scale * s + b`` per channel.
+
+    ``x`` is RGB (``input_scale`` 1 for [0, 1] floats, 1/255 for uint8 values); with ``bgr`` the
+    channels are reversed first. float64 (3,) arrays; callers cast.
+    """
+    if mode == "torch":
+        std = np.asarray(IMAGENET_STD, np.float64)
+        return input_scale / std, -np.asarray(IMAGENET_MEAN, np.float64) / std, False
+    if mode == "tf":
+        return np.full(3, 2.0 * input_scale), np.full(3, -1.0), False
+    if mode == "caffe":
+        return np.full(3, 255.0 * input_scale), -np.asarray(CAFFE_MEAN_BGR, np.float64), True
+    if mode == "raw":
+        return np.full(3, input_scale), np.zeros(3), False
+    raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
+
+
+def denormalize_array(image: np.ndarray, mode: str) -> np.ndarray:
+    """Inverse of the normalisation: encoder input (..., 3) -> RGB in [0, 1] (clipped)."""
+    scale, bias, bgr = normalization_affine(mode)
+    rgb = (np.asarray(image, np.float64) - bias) / scale
+    if bgr:
+        rgb = rgb[..., ::-1]
+    return np.clip(rgb, 0.0, 1.0)
