@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Convert a filenames list into TFRecord shards, in parallel processes (spec §5.7, §8.4).
+"""Convert a filenames list into TFRecord shards, in parallel processes (design §5.7).
 
     python bts_convert_data.py arguments_convert_nyu.txt [--num_shards 64 --num_workers 8 --strict]
 

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""BTS input pipeline: one ``tf.data`` chain per mode, from image files or TFRecord shards (spec §5).
+"""BTS input pipeline: one ``tf.data`` chain per mode, from image files or TFRecord shards (design §5).
 
 Public API (other modules code against exactly this):
 
@@ -11,15 +11,16 @@ Public API (other modules code against exactly this):
 * ``normalize_image(image01, mode="torch")``: (..., 3) float in [0, 1] -> encoder input. Modes:
   ``torch`` (ImageNet mean/std, our DenseNets), ``tf`` (x*2-1), ``caffe`` (BGR, x*255 - mean),
   ``raw`` (unchanged). An encoder's mode is ``utils.encoders.encoder_facts(name).normalization``.
-* ``make_dataset(args, mode, *, samples=None, epoch=0) -> tf.data.Dataset`` with mode in
-  train / eval / test; ``samples`` replaces ``args.filenames_file`` (validation splits).
+* ``make_dataset(cfg, mode, *, samples=None, epoch=0) -> tf.data.Dataset`` with ``cfg`` a
+  ``utils.configs.PipelineConfig`` and mode in train / eval / test; ``samples`` replaces the
+  config's file list (validation splits).
 
   - train: ONE epoch (callers repeat by calling again with the next ``epoch`` and resume with
-    ``.skip(n)``), shuffled with a seed derived from (``args.seed`` or 0, epoch) whenever
-    ``args.seed`` is set or ``args.deterministic``; batches of ``args.batch_size`` with
+    ``.skip(n)``), shuffled with a seed derived from (``cfg.seed`` or 0, epoch) whenever
+    ``cfg.seed`` is set or ``cfg.deterministic``; batches of ``cfg.batch_size`` with
     ``drop_remainder=True``: ``{"image": (B,h,w,3) float32 normalised, "depth": (B,h,w,1) float32
-    metres (0 = invalid), "focal": (B,) float32}``, h, w = ``args.input_height/width``.
-    Augmentation per sample in spec §5.5 order (NYU border crop / KITTI KB crop if
+    metres (0 = invalid), "focal": (B,) float32}``, h, w = ``cfg.input_height/width``.
+    Augmentation per sample in design §5.5 order (NYU border crop / KITTI KB crop if
     ``--do_kb_crop``, rotation if ``--do_random_rotate`` by ``--degree``, random crop, flip,
     photometric), drawn with stateless random ops seeded by (seed, epoch, line index), so a
     resumed epoch gives the very same batches. No ``py_function`` anywhere. Frames that are not
@@ -28,7 +29,7 @@ Public API (other modules code against exactly this):
     KITTI with ``--do_kb_crop``), ``"depth": (1,Hgt,Wgt,1)`` full-size ground truth in metres (zeros
     when the line has none), ``"has_depth": (1,) bool, "focal": (1,) float32, "index": (1,) int64}``.
   - test: like eval without ``depth`` / ``has_depth``.
-  - With ``args.tfrecord_path`` (a shard prefix ``PREFIX`` -> ``PREFIX-*-of-*.tfrecord``, or a glob)
+  - With ``cfg.tfrecord_path`` (a shard prefix ``PREFIX`` -> ``PREFIX-*-of-*.tfrecord``, or a glob)
     the samples come from TFRecord shards written by ``bts_convert_data.py`` (``tf.train.Example``
     holding the encoded RGB bytes, the 16-bit PNG depth bytes, focal, has_depth, the line index and
     source line), read through ``tf.io.gfile`` and interleaved in parallel, then decoded by the very
@@ -40,9 +41,9 @@ Public API (other modules code against exactly this):
     size differs is truncated) or by reading shards that have none; a missing shard of a prefix,
     a truncated or corrupt one is a one-line DataError naming it.
 
-* ``load_image(path) -> np.uint8 (H,W,3)`` and ``load_depth(path, dataset) -> np.float32 (H,W)``
-  metres: readers for evaluation code, with one-line errors (missing file, unreadable image, 8-bit
-  PNG where a 16-bit depth PNG is expected).
+* The numpy readers (``load_image``, ``load_depth_png``, ``read_depth_png``: one-line errors for a
+  missing file, an unreadable image, an 8-bit PNG where a 16-bit depth PNG is expected) live in
+  ``utils.image_io``; ``check_sample_bytes`` here decodes a whole sample with them.
 * Rotation: ``tf.raw_ops.ImageProjectiveTransformV3`` has no XLA kernel (``jit_compile=True``
   fails on it, so it cannot run on TPU either). ``apply_transform`` therefore has two
   implementations with the same sampling (bilinear image, nearest depth, zero fill): the kernel,
@@ -63,7 +64,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import io
 import json
 import logging
 import math
@@ -74,8 +74,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from utils.datasets import get_dataset_facts, kb_crop_offsets
-from utils.encoders import DEFAULT_ENCODER, encoder_facts, normalization_affine
+from utils.configs import PipelineConfig
+from utils.datasets import DatasetFacts, get_dataset_facts, kb_crop_offsets
+from utils.encoders import normalization_affine
+from utils.image_io import load_depth_png, load_image
+from utils.io import DataError
+from utils.io import first_line as _first_line
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +94,6 @@ RGB_MAGICS = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF8", b"BM")
 _NUM_DRAWS = 10
 _ERROR_TAG = re.compile(r"BTS_DATA_ERROR<<(.*?)>>", re.S)
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-class DataError(ValueError):
-    """A bad input list, file or record, described in one line naming the file (and line)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,7 @@ def parse_filenames_line(text: str, line_number: int, source: str, data_path: st
 
 
 def read_filenames_file(path: str, data_path: str = "", gt_path: str = "") -> List[Sample]:
-    """Read an upstream filenames file (local or ``gs://``) into Samples (spec §5.1)."""
+    """Read an upstream filenames file (local or ``gs://``) into Samples (design §5.1)."""
     if not path:
         raise DataError("no filenames file given (--filenames_file is empty)")
     try:
@@ -177,7 +177,7 @@ def channel_affine(image, scale, bias) -> tf.Tensor:
 
 
 def normalize_image(image01, mode: str = "torch") -> tf.Tensor:
-    """(..., 3) float RGB in [0, 1] -> encoder input (spec §5.6).
+    """(..., 3) float RGB in [0, 1] -> encoder input (design §5.6).
 
     torch: (x - mean) / std with ImageNet statistics; tf: 2x - 1; caffe: BGR, 255 x - mean; raw: x.
     """
@@ -300,7 +300,7 @@ def rotate(image, angle_rad, interpolation: str = "BILINEAR", xla_compatible: bo
 
 def rotate_image_and_depth(image01, depth_m, angle_rad,
                            xla_compatible: bool = True) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Rotate image (bilinear) and depth (nearest) together, as spec §5.5 step 2.
+    """Rotate image (bilinear) and depth (nearest) together, as design §5.5 step 2.
 
     The default implementation compiles with ``jit_compile=True`` and runs on TPU.
     """
@@ -319,7 +319,8 @@ def flip_left_right(image, flip) -> tf.Tensor:
 
 
 def augment_colour(image01, gamma, brightness, colour) -> tf.Tensor:
-    """Spec §5.5 step 5: clip(x ** gamma * brightness * colour, 0, 1) on an (H, W, 3) image.
+    """Colour augmentation (design §5.5 step 5) of an (H, W, 3) image:
+    clip(x ** gamma * brightness * colour, 0, 1).
 
     x ** gamma is evaluated as exp(gamma * log x) (2-3x faster than pow on CPU; 0 stays 0).
     """
@@ -351,14 +352,13 @@ def finish_image(image255, mode: str, colour_draws=None, brightness_range=(0.75,
     return normalize_image(image01, mode)
 
 
-def dataset_crop_box(dataset: str, height, width, do_kb_crop: bool):
-    """(top, left, crop_h, crop_w) of the train-time dataset crop, or None (spec §5.3, §5.4).
+def dataset_crop_box(facts: DatasetFacts, height, width, do_kb_crop: bool):
+    """(top, left, crop_h, crop_w) of the train-time dataset crop, or None (design §5.3, §5.4).
 
     NYU: the border crop [45:472, 43:608] of a 480x640 frame; other frame sizes (synthetic demo
     data) get the same box scaled to the frame (floor of box * size / 480x640). KITTI: the KB crop
     when ``do_kb_crop``. ``height``/``width`` may be ints or scalar tensors.
     """
-    facts = get_dataset_facts(dataset)
     if facts.train_border_crop is not None:
         ref_h, ref_w = facts.test_input_size  # the 480x640 frame the box is defined on
         top, left, box_h, box_w = facts.train_border_crop
@@ -370,12 +370,9 @@ def dataset_crop_box(dataset: str, height, width, do_kb_crop: bool):
 
 
 def kb_crop_box(height, width):
-    """(top, left, 352, 1216): bottom-aligned, horizontally centred (``utils.datasets.kb_crop_offsets``)."""
-    crop_h, crop_w = get_dataset_facts("kitti").kb_crop_size
-    if isinstance(height, int) and isinstance(width, int):
-        return kb_crop_offsets(height, width) + (crop_h, crop_w)
-    # int((W - 1216) / 2) == (W - 1216) // 2 for the W >= 1216 the caller checks.
-    return height - crop_h, (width - crop_w) // 2, crop_h, crop_w
+    """(top, left, 352, 1216): bottom-aligned, horizontally centred (``utils.datasets.kb_crop_offsets``);
+    ints or scalar tensors."""
+    return tuple(kb_crop_offsets(height, width)) + get_dataset_facts("kitti").kb_crop_size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,9 +426,9 @@ def decode_depth(data, where="") -> tf.Tensor:
     return depth
 
 
-def depth_to_metres(depth_u16, dataset: str) -> tf.Tensor:
+def depth_to_metres(depth_u16, depth_scale: float) -> tf.Tensor:
     """uint16 PNG values -> float32 metres (NYU / 1000, KITTI / 256; 0 stays invalid)."""
-    return tf.cast(depth_u16, tf.float32) / get_dataset_facts(dataset).depth_scale
+    return tf.cast(depth_u16, tf.float32) / depth_scale
 
 
 def _check_same_size(image, depth, where):
@@ -455,35 +452,6 @@ def _check_at_least(image, height, width, where, what: str, *others):
 # ---------------------------------------------------------------------------------------------
 # Per-sample functions shared by files and TFRecords
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-    """What the per-sample functions need from ``args``."""
-
-    dataset: str
-    normalization: str
-    input_height: int
-    input_width: int
-    do_kb_crop: bool
-    do_random_rotate: bool
-    degree: float
-    xla_compatible: bool = False  # gather-based resampling (see apply_transform)
-    jit: bool = True  # augmentation as one XLA-compiled function (see train_sample)
-
-    @classmethod
-    def from_args(cls, args) -> "PipelineConfig":
-        facts = get_dataset_facts(args.dataset)
-        degree = getattr(args, "degree", None)
-        return cls(
-            dataset=args.dataset,
-            normalization=encoder_facts(getattr(args, "encoder", DEFAULT_ENCODER)).normalization,
-            input_height=int(getattr(args, "input_height", None) or facts.train_input_size[0]),
-            input_width=int(getattr(args, "input_width", None) or facts.train_input_size[1]),
-            do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
-            do_random_rotate=bool(getattr(args, "do_random_rotate", False)),
-            degree=float(facts.rotation_degree if degree is None else degree),
-        )
-
-
 def _augment_draws(base_seed, index) -> tf.Tensor:
     """(10,) uniform [0, 1) draws of one sample, a pure function of (base seed, line index).
 
@@ -503,7 +471,7 @@ def _offset(draw, room):
 
 
 def train_sample(cfg: PipelineConfig, image_u8, depth_u16, draws, where=""):
-    """Spec §5.5 on one decoded sample -> (image normalised (h,w,3), depth metres (h,w,1)).
+    """Augmentation (design §5.5) of one decoded sample -> (image normalised (h,w,3), depth metres (h,w,1)).
 
     Checks and the dataset crop (a slice) run as plain TF ops; with rotation, the augmentation
     proper (:func:`augment_cropped`) is one XLA-compiled function when ``cfg.jit`` (default): XLA
@@ -513,7 +481,7 @@ def train_sample(cfg: PipelineConfig, image_u8, depth_u16, draws, where=""):
     h, w = cfg.input_height, cfg.input_width
     image_u8, depth_u16 = _check_same_size(image_u8, depth_u16, where)
     shape = tf.shape(image_u8)
-    box = dataset_crop_box(cfg.dataset, shape[0], shape[1], cfg.do_kb_crop)
+    box = dataset_crop_box(cfg.facts, shape[0], shape[1], cfg.do_kb_crop)
     if box is not None:
         top, left, box_h, box_w = box
         image_u8, depth_u16 = _check_at_least(image_u8, box_h, box_w, where, "dataset crop",
@@ -526,12 +494,12 @@ def train_sample(cfg: PipelineConfig, image_u8, depth_u16, draws, where=""):
     augment = _compiled_augment(cfg) if use_jit else functools.partial(augment_cropped, cfg)
     image, depth_raw = augment(image_u8, depth_u16, tf.convert_to_tensor(draws, tf.float32))
     # Units outside XLA, which would turn "/ 1000" into "* 0.001" (1 ulp off the exact quotient).
-    depth_m = depth_raw / get_dataset_facts(cfg.dataset).depth_scale
+    depth_m = depth_raw / cfg.facts.depth_scale
     return tf.ensure_shape(image, [h, w, 3]), tf.ensure_shape(depth_m, [h, w, 1])
 
 
 def augment_cropped(cfg: PipelineConfig, image_u8, depth_u16, draws):
-    """Steps 2-6 of spec §5.5 on a dataset-cropped sample at least input-size large.
+    """Steps 2-6 of design §5.5 on a dataset-cropped sample at least input-size large.
 
     Returns the normalised (h, w, 3) image and the (h, w, 1) depth in PNG units (float32).
 
@@ -558,8 +526,8 @@ def augment_cropped(cfg: PipelineConfig, image_u8, depth_u16, draws):
     else:
         image255 = flip_left_right(tf.cast(crop(image_u8, top, left, h, w), tf.float32), flip)
         depth_f = flip_left_right(crop(depth_f, top, left, h, w), flip)
-    facts = get_dataset_facts(cfg.dataset)
-    # Colour augmentation with p = 0.5, then normalisation (spec §5.5 steps 5-6).
+    facts = cfg.facts
+    # Colour augmentation with p = 0.5, then normalisation (design §5.5 steps 5-6).
     image = tf.cond(draws[4] > 0.5,
                     lambda: finish_image(image255, cfg.normalization, draws[5:10], facts.brightness_range),
                     lambda: finish_image(image255, cfg.normalization))
@@ -574,7 +542,7 @@ def _compiled_augment(cfg: PipelineConfig):
 
 def eval_image(cfg: PipelineConfig, image_u8, where=""):
     """Full image (KITTI: KB crop with --do_kb_crop) -> normalised float32 (H, W, 3)."""
-    facts = get_dataset_facts(cfg.dataset)
+    facts = cfg.facts
     if cfg.do_kb_crop and facts.kb_crop_size is not None:
         shape = tf.shape(image_u8)
         top, left, box_h, box_w = kb_crop_box(shape[0], shape[1])
@@ -774,11 +742,11 @@ def _parse_record(serialized, shard=None) -> Dict[str, tf.Tensor]:
     }
 
 
-def _records_source(args, mode: str, epoch: int, base_seed: int) -> tf.data.Dataset:
+def _records_source(cfg: PipelineConfig, mode: str, base_seed: int) -> tf.data.Dataset:
     """Serialized examples from the shards, interleaved (round-robin for eval/test = list order)."""
-    files = find_shards(args.tfrecord_path)
+    files = find_shards(cfg.tfrecord_path)
     _RECENT_SHARDS[:] = files  # so data_errors can name a shard that turns out corrupt
-    deterministic = bool(getattr(args, "deterministic", False)) or getattr(args, "seed", None) is not None
+    deterministic = cfg.deterministic or cfg.seed is not None
     if mode == "train":
         rng = np.random.default_rng(base_seed)
         files = [files[i] for i in rng.permutation(len(files))]
@@ -823,7 +791,7 @@ def _eval_map(cfg: PipelineConfig, with_depth: bool):
             def read_depth():
                 depth_u16 = decode_depth(rec["depth_bytes"], rec["where"])
                 _, depth_u16 = _check_same_size(image_u8, depth_u16, rec["where"])
-                return depth_to_metres(depth_u16, cfg.dataset)
+                return depth_to_metres(depth_u16, cfg.facts.depth_scale)
 
             depth = tf.cond(rec["has_depth"], read_depth, lambda: tf.zeros(shape, tf.float32))
             out["depth"] = depth[..., tf.newaxis]
@@ -848,23 +816,24 @@ _RECENT_SAMPLES: List[List[Sample]] = []
 _RECENT_SHARDS: List[str] = []  # shards of the last TFRecord pipeline built
 
 
-def make_dataset(args, mode: str, *, samples: Optional[Sequence[Sample]] = None,
+def make_dataset(cfg: PipelineConfig, mode: str, *, samples: Optional[Sequence[Sample]] = None,
                  epoch: int = 0) -> tf.data.Dataset:
-    """The input pipeline of ``mode`` (train / eval / test); see the module docstring."""
+    """The input pipeline of ``mode`` (train / eval / test); see the module docstring.
+
+    ``samples`` (a list read with ``read_filenames_file``) replaces the config's sources.
+    """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is unknown; expected one of {MODES}")
-    cfg = PipelineConfig.from_args(args)
-    seed = getattr(args, "seed", None)
-    deterministic = bool(getattr(args, "deterministic", False))
+    seed, deterministic = cfg.seed, cfg.deterministic
     base_seed = epoch_seed(seed, epoch, deterministic)
-    parallel = AUTOTUNE if getattr(args, "num_threads", -1) in (None, 0, -1) else args.num_threads
-    use_records = samples is None and bool(getattr(args, "tfrecord_path", ""))
+    parallel = AUTOTUNE if cfg.num_threads in (0, -1) else cfg.num_threads
+    use_records = samples is None and bool(cfg.tfrecord_path)
 
     if use_records:
-        records = _records_source(args, mode, epoch, base_seed)
+        records = _records_source(cfg, mode, base_seed)
     else:
         if samples is None:
-            samples = read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+            samples = read_filenames_file(cfg.filenames_file, cfg.data_path, cfg.gt_path)
         if not samples:
             raise DataError("make_dataset got an empty sample list")
         _remember(samples)
@@ -881,7 +850,7 @@ def make_dataset(args, mode: str, *, samples: Optional[Sequence[Sample]] = None,
     if mode == "train":
         # Per-sample augmentation, then fixed-size batches (static shapes for XLA / TPU).
         data = records.map(_train_map(cfg, base_seed), num_parallel_calls=parallel)
-        data = data.batch(int(args.batch_size), drop_remainder=True)
+        data = data.batch(cfg.batch_size, drop_remainder=True)
     else:
         data = records.map(_eval_map(cfg, with_depth=(mode == "eval")), num_parallel_calls=parallel)
         data = data.batch(1)
@@ -893,11 +862,6 @@ def make_dataset(args, mode: str, *, samples: Optional[Sequence[Sample]] = None,
 # ---------------------------------------------------------------------------------------------
 # Turning pipeline failures into one line
 # ---------------------------------------------------------------------------------------------
-def _first_line(err: BaseException) -> str:
-    message = getattr(err, "message", None) or str(err)
-    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
-
-
 def _op_detail(err: BaseException) -> str:
     """The readable part of a TF error's first line (no function names, op names, iterator)."""
     detail = _first_line(err).split("transformation with iterator: ")[-1]
@@ -988,50 +952,8 @@ def check_files_exist(samples: Sequence[Sample]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# NumPy readers for evaluation code
+# Whole-sample check (the numpy readers live in utils.image_io)
 # ---------------------------------------------------------------------------------------------
-def _read_bytes(path: str) -> bytes:
-    try:
-        with tf.io.gfile.GFile(path, "rb") as handle:
-            return handle.read()
-    except tf.errors.NotFoundError:
-        raise DataError(f"file not found: {path}") from None
-    except (tf.errors.OpError, OSError) as err:
-        raise DataError(f"cannot read {path}: {_first_line(err)}") from None
-
-
-def _open_pil(path: str, data: Optional[bytes] = None):
-    from PIL import Image, UnidentifiedImageError
-
-    data = _read_bytes(path) if data is None else data
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: unreadable or corrupt image ({err})") from None
-    return image
-
-
-def load_image(path: str, data: Optional[bytes] = None) -> np.ndarray:
-    """An RGB image file (local or gs://, or its ``data`` bytes) -> (H, W, 3) uint8."""
-    return np.asarray(_open_pil(path, data).convert("RGB"), np.uint8)
-
-
-def load_depth_png(path: str, data: Optional[bytes] = None) -> np.ndarray:
-    """A 16-bit single-channel PNG (or its ``data`` bytes) -> (H, W) uint16 raw values."""
-    image = _open_pil(path, data)
-    if image.format != "PNG" or image.mode not in ("I;16", "I;16B", "I;16L", "I"):
-        raise DataError(f"{path}: expected a 16-bit single-channel PNG depth map, got "
-                        f"{image.format} mode {image.mode} (8-bit PNG?)")
-    return np.asarray(image).astype(np.uint16)
-
-
-def load_depth(path: str, dataset: str) -> np.ndarray:
-    """A 16-bit depth PNG -> (H, W) float32 metres (NYU /1000, KITTI /256; 0 = invalid)."""
-    scale = get_dataset_facts(dataset).depth_scale
-    return load_depth_png(path).astype(np.float32) / np.float32(scale)
-
-
 def check_sample_bytes(sample: Sample, image_bytes: bytes, depth_bytes: Optional[bytes]) -> None:
     """Decode a sample's files fully; a DataError naming the line for anything unusable."""
     try:

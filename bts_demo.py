@@ -6,6 +6,8 @@
 
 ``--checkpoint_path`` is the model for ``--dataset`` (default nyu, 10 m);
 ``--checkpoint_path_kitti`` adds an outdoor KITTI model (80 m) and a model selector on the page.
+A run folder, ``ckpt-N``, ``best/`` or ``.keras`` file records how its model is built, so
+``--encoder``/``--bts_size`` are needed only for older checkpoints that record nothing.
 Without any checkpoint the demo refuses to start, unless ``--allow_untrained`` asks for a random
 model (for trying the page; a warning banner is shown on every page and ``"untrained": true`` in
 every API answer).
@@ -23,8 +25,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from utils.arguments import parse_args
-from demo.app import create_app
+from utils.arguments import explicit_model_fields, model_config, parse_args
+from utils.optional import require
 
 LOGGER = logging.getLogger("bts_demo")
 PROG = "bts_demo.py"
@@ -46,26 +48,33 @@ def requested_checkpoints(args) -> Dict[str, str]:
     return checkpoints
 
 
-def model_args_for(args, dataset: str, checkpoint: str):
-    """A copy of ``args`` describing the model of ``dataset`` (its own max depth)."""
+def model_flags_for(args, dataset: str):
+    """(BtsConfig the flags describe, fields the user set) for the model of ``dataset``: the
+    outdoor model of --checkpoint_path_kitti keeps KITTI's own max depth, not --max_depth."""
     from utils.datasets import get_dataset_facts
 
-    model_args = copy.copy(args)
-    model_args.checkpoint_path = checkpoint
-    if dataset != args.dataset:
-        model_args.dataset = dataset
-        model_args.max_depth = get_dataset_facts(dataset).max_depth
-    return model_args
+    explicit = explicit_model_fields(args)
+    if dataset == args.dataset:
+        return model_config(args), explicit
+    other = copy.copy(args)
+    other.dataset, other.max_depth = dataset, get_dataset_facts(dataset).max_depth
+    return model_config(other), explicit - {"max_depth"}
 
 
 def load_predictors(args, checkpoints: Dict[str, str]):
-    """One loaded, warmed-up ``DepthPredictor`` per dataset (random weights for an empty path)."""
-    from bts_predict import DepthPredictor
+    """One loaded, warmed-up ``DepthPredictor`` per dataset (random weights for an empty path).
+
+    Each model is built as its checkpoint records (``bts_predict.load_model``); --encoder and
+    --bts_size are needed only for checkpoints that record nothing."""
+    from bts_predict import DepthPredictor, load_model
 
     predictors = {}
     for dataset, checkpoint in checkpoints.items():
-        predictor = DepthPredictor.from_args(model_args_for(args, dataset, checkpoint),
-                                             allow_untrained=not checkpoint)
+        flags, explicit = model_flags_for(args, dataset)
+        model, config = load_model(checkpoint, flags, explicit=explicit,
+                                   allow_untrained=not checkpoint)
+        predictor = DepthPredictor(model, dataset, encoder=config.encoder,
+                                   do_kb_crop=args.do_kb_crop)
         LOGGER.info("%s model ready (max depth %g m); tracing it once (the full DenseNet-161 "
                     "takes up to a minute on a CPU)", dataset, predictor.max_depth)
         predictor.predict_image(np.zeros((64, 64, 3), np.uint8))  # trace now, not on a visitor
@@ -93,6 +102,10 @@ def serve(app, host: str, port: int) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    for module in ("flask", "skimage"):  # the server; the sample photos
+        require(module, "requirements-demo.txt", PROG)
+    from demo.app import create_app
+
     args = parse_args(groups=("model", "data", "serve"), argv=argv, validate=_validate, prog=PROG,
                       description=__doc__.splitlines()[0])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -108,11 +121,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        "(the page shows a warning banner)")
         checkpoints = {args.dataset: ""}
     from utils.checkpoints import CheckpointError
+    from utils.configs import ConfigError
 
     try:
         predictors = load_predictors(args, checkpoints)
         app = create_app(predictors, untrained=untrained)
         serve(app, args.host, args.port)
+    except ConfigError as err:  # a flag that contradicts a checkpoint, named as the flag
+        print(f"{PROG}: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
     except (CheckpointError, ValueError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1

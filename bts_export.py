@@ -38,10 +38,6 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
@@ -50,8 +46,9 @@ import tensorflow as tf  # noqa: E402
 
 import bts_dataloader  # noqa: E402
 import bts_model  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
-from utils.checkpoints import CheckpointError, load_model_weights  # noqa: E402
+from bts_predict import DepthPredictor, input_normalization, load_model  # noqa: E402
+from utils.checkpoints import CheckpointError  # noqa: E402
+from utils.configs import BtsConfig, ConfigError  # noqa: E402
 from utils.datasets import get_dataset_facts  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_text, temporary_path  # noqa: E402
 
@@ -85,11 +82,11 @@ def tolerance_m(fmt: str, dataset: str) -> float:
 
     Float32 formats: one step of the dataset's 16-bit depth PNG (1/1000 m NYU, 1/256 m KITTI),
     i.e. the saved predictions may differ by at most one unit. Float32 round-off through the
-    ~750 layers, with other kernels and summation orders, stays far below (spec §11 measured
-    3.5e-5 m against PyTorch at 480×640). Float16 / int8 weights change the network itself; their
+    ~750 layers, with other kernels and summation orders, stays far below (3.5e-5 m
+    against PyTorch at 480×640, design §9.4). Float16 / int8 weights change the network itself; their
     bound is a fraction of max_depth (2 % fp16, 10 % int8 dynamic range), loose enough for
     real weights yet far below what a broken export gives (a wrong layer or normalisation costs
-    metres, spec §11).
+    metres, design §9.2).
     """
     facts = get_dataset_facts(dataset)
     if fmt in FLOAT32_FORMATS:
@@ -204,13 +201,12 @@ def tflite_bytes(model: keras.Model, preprocessing: str, height: int, width: int
 
 def _optional_module(name: str):
     """Import an ONNX-only dependency, or fail with the install command."""
-    import importlib
+    from utils.optional import MissingRequirement, import_optional
 
     try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise ExportError(f"--formats onnx needs {name}: pip install -r requirements-export.txt") \
-            from None
+        return import_optional(name, "requirements-export.txt")
+    except MissingRequirement as err:
+        raise ExportError(f"--formats onnx needs {name}: {err}") from None
 
 
 def onnx_bytes(model: keras.Model, preprocessing: str, opset: int = ONNX_OPSET) -> bytes:
@@ -323,10 +319,14 @@ def median_latency_s(predict: Predictor, image: np.ndarray, focal: np.ndarray,
     return statistics.median(times)
 
 
-def keras_predictor(model: keras.Model, preprocessing: str) -> Predictor:
-    function = tf.function(make_serving_functions(model, preprocessing, check_size=False)["uint8"],
-                           reduce_retracing=True)
-    return lambda image, focal: function(tf.constant(image), tf.constant(focal))["depth"].numpy()
+def keras_predictor(predictor: DepthPredictor) -> Predictor:
+    """The reference: ``predict_image``, the path ``bts_test.py`` and the demo take, per image."""
+
+    def predict(image: np.ndarray, focal: np.ndarray) -> np.ndarray:
+        depths = [predictor.predict_image(one, float(f)) for one, f in zip(image, focal)]
+        return np.stack(depths)[..., None]  # (B, H, W, 1) as the exported signatures
+
+    return predict
 
 
 def artefact_size(path: str) -> int:
@@ -395,7 +395,8 @@ def export_all(model: keras.Model, formats: Sequence[str], settings: ExportSetti
     tf.io.gfile.makedirs(settings.export_dir)
     images, focals = parity_inputs(settings.parity_images, settings.height, settings.width,
                                    settings.dataset)
-    reference = keras_predictor(model, settings.preprocessing)
+    reference = keras_predictor(DepthPredictor(model, settings.dataset,
+                                               normalization=settings.preprocessing))
     keras_latency = median_latency_s(reference, images[:1], focals[:1])
     results = [export_one(model, fmt, settings, reference, images, focals) for fmt in formats]
     return results, keras_latency
@@ -426,20 +427,16 @@ def write_report(results: Sequence[ExportResult], keras_latency: float,
     return path
 
 
-def build_export_model(args) -> keras.Model:
-    """Float32 BTS of any input size with the weights of ``--checkpoint_path``."""
-    if getattr(args, "mixed_precision", "none") != "none":
-        LOG.info("--mixed_precision %s ignored: exports are float32 (see --formats tflite_fp16)",
-                 args.mixed_precision)
+def load_export_model(checkpoint: str, flags: BtsConfig, explicit: Sequence[str] = ()
+                      ) -> Tuple[keras.Model, BtsConfig]:
+    """Float32 BTS of any input size with the weights of ``checkpoint`` (``bts_predict.load_model``:
+    built as the checkpoint records, ``flags`` for older ones); without one, the random
+    initialisation of seed 0."""
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
-    model = bts_model.build_bts_model(
-        bts_model.BtsConfig.from_args(args, input_height=None, input_width=None))
-    if args.checkpoint_path:
-        LOG.info("weights from %s", load_model_weights(model, args.checkpoint_path))
-    else:
-        LOG.warning("no --checkpoint_path: exporting the random initialisation (seed 0)")
-    return model
+    if not checkpoint:
+        LOG.warning("no checkpoint: exporting the random initialisation (seed 0)")
+    return load_model(checkpoint, flags, explicit=explicit, allow_untrained=True)
 
 
 def _with_test_mode(argv: Sequence[str]) -> List[str]:
@@ -464,16 +461,26 @@ def _validate(parser, args) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The edge: flags -> configs, then the config-only export functions above."""
+    from utils.arguments import explicit_model_fields, model_config, parse_args
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = _with_test_mode(sys.argv[1:] if argv is None else argv)
     args = parse_args(groups=("model", "serve"), argv=argv, validate=_validate, prog="export_model.py",
                       description="Export BTS to SavedModel / TFLite / ONNX with parity checks.")
-    settings = ExportSettings(args.export_dir, args.dataset,
-                              bts_model.encoder_spec(args.encoder).preprocessing,
-                              args.input_height, args.input_width, args.parity_images)
+    if args.mixed_precision != "none":
+        LOG.info("--mixed_precision %s ignored: exports are float32 (see --formats tflite_fp16)",
+                 args.mixed_precision)
     try:
-        model = build_export_model(args)
+        model, config = load_export_model(args.checkpoint_path, model_config(args),
+                                          explicit_model_fields(args))
+        settings = ExportSettings(args.export_dir, args.dataset,
+                                  input_normalization(model, config.encoder),
+                                  args.input_height, args.input_width, args.parity_images)
         results, keras_latency = export_all(model, args.formats or DEFAULT_FORMATS, settings)
+    except ConfigError as err:  # a flag that contradicts the checkpoint, named as the flag
+        print(f"error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
     except (CheckpointError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

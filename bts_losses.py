@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Scale-invariant log (silog) loss of BTS (spec §3).
+"""Scale-invariant log (silog) loss of BTS (design §3).
 
     d = ln(pred) − ln(gt) over the valid pixels of the whole batch (pooled),
     L = scale · √( mean(d²) − variance_focus · mean(d)² ),  valid = gt > min_depth

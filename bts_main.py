@@ -1,7 +1,8 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Train BTS: ``python bts_main.py arguments_train_nyu.txt [--flag value ...]``.
 
-Thin CLI: parse the shared arguments, build a :class:`bts_trainer.Trainer`, run it, report.
+Thin CLI: parse the shared arguments, build the :class:`utils.configs.TrainConfig` once, hand it
+to a :class:`bts_trainer.Trainer` with the online evaluator, run it, report errors in one line.
 Re-running the same command resumes from the latest checkpoint of ``log_directory/model_name``.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 import shlex
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 TRAIN_GROUPS = ("model", "data", "train", "distribute", "eval")
 
@@ -25,12 +26,22 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
             parser.error("--filenames_file (or --tfrecord_path, shards from bts_convert_data.py) "
                          "is required")
         if args.tfrecord_path and args.validation_split > 0:
-            from bts_trainer import VALIDATION_SPLIT_WITH_SHARDS
+            from utils.configs import VALIDATION_SPLIT_WITH_SHARDS
 
-            parser.error(VALIDATION_SPLIT_WITH_SHARDS)
+            parser.error(f"--validation_split {VALIDATION_SPLIT_WITH_SHARDS}")
 
     return parse_args(TRAIN_GROUPS, argv, description=__doc__.splitlines()[0], prog="bts_main.py",
                       validate=validate)
+
+
+def make_evaluate_fn(config) -> Optional[Callable]:
+    """The trainer's ``evaluate_fn(model, samples)`` for ``config`` (a TrainConfig), None without
+    online validation: ``bts_test.py``'s evaluation loop on the evaluation pipeline."""
+    if config.eval_data is None:
+        return None
+    from bts_predict import online_evaluator
+
+    return online_evaluator(config.eval_data, config.evaluation)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -39,13 +50,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tensorflow as tf
 
     from bts_dataloader import DataError
-    from utils.checkpoints import CheckpointError
-    from bts_predict import online_evaluator
     from bts_trainer import Trainer, TrainingError, lost_worker_message
+    from utils.arguments import train_config
+    from utils.checkpoints import CheckpointError
+    from utils.configs import ConfigError
 
     try:
-        trainer = Trainer(args, evaluate_fn=online_evaluator())
+        config = train_config(args)
+        trainer = Trainer(config, evaluate_fn=make_evaluate_fn(config))
         result = trainer.train()
+    except ConfigError as err:  # a setting that cannot work, named by its flag
+        print(f"bts_main.py: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
     except (TrainingError, CheckpointError, DataError) as err:
         print(f"bts_main.py: error: {err}", file=sys.stderr)
         return 1

@@ -1,10 +1,10 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """The BTS model: DenseNet encoder + local-planar-guidance decoder (official PyTorch V2 semantics).
 
-Canonical reference: the official PyTorch "V2" model ("PT" in the spec). Every detail that decides
+Canonical reference: the official PyTorch "V2" model ("PT" in docs/design.md). Every detail that decides
 numerical parity with its checkpoints follows it: symmetric stem padding, BN epsilons, no conv
 biases, θ = σ·π/3, the ``reduc1x1`` branch, concat orders, top-left-pick downsampling of the LPG
-maps, and the KITTI focal scaling of the final depth (spec §1, §11).
+maps, and the KITTI focal scaling of the final depth (design §1, §9).
 
 Data flow for an input of H×W (shapes NHWC, nf = ``bts_size`` = 512 for DenseNet-161)::
 
@@ -20,9 +20,10 @@ Data flow for an input of H×W (shapes NHWC, nf = ``bts_size`` = 512 for DenseNe
 The layers compute with ``keras.ops``, so the model also runs under Keras's JAX backend (speed
 runs on GPU machines without TensorFlow); training and evaluation use TensorFlow.
 
-Layer names equal the PT module names (``.`` is legal in Keras names), so a Keras weight path such
+Layer names follow the PT module names (``.`` is legal in Keras names), so a Keras weight path such
 as ``encoder.denseblock1.denselayer1.conv1/kernel`` or ``daspp_6/conv1x1/kernel`` maps to a PT
-state-dict key by the table ``PT_NAME_TABLE`` and :func:`pytorch_key_for` below.
+state-dict key; the map (``PT_NAME_TABLE``, ``pytorch_key_for``) lives in the converter,
+``tools/convert_pytorch_checkpoint.py``.
 """
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
-from utils.datasets import KITTI_FOCAL_NORMALISER, get_dataset_facts
-from utils.encoders import ENCODER_NAMES, encoder_facts
+from utils.configs import BtsConfig, ConfigError
+from utils.datasets import KITTI_FOCAL_NORMALISER
+from utils.encoders import DENSENET_CONFIGS, ENCODER_NAMES, ENCODER_PREFIX, DenseNetConfig, encoder_facts
 
 SERIALIZATION_PACKAGE = "bts"
 
-# Decoder BN (spec §1.4): PT eps 1.1e-5 (mid-DASPP 1e-5), PT momentum 0.01 == Keras 0.99.
+# Decoder BN (design §1.4): PT eps 1.1e-5 (mid-DASPP 1e-5), PT momentum 0.01 == Keras 0.99.
 DECODER_BN_EPSILON = 1.1e-5
 DASPP_MID_BN_EPSILON = 1e-5
 DECODER_BN_MOMENTUM = 0.99
@@ -112,7 +114,6 @@ def _decoder_bn(name: str, epsilon: float = DECODER_BN_EPSILON) -> BatchNorm:
 # --------------------------------------------------------------------------------------------
 # Encoders
 # --------------------------------------------------------------------------------------------
-ENCODER_PREFIX = "encoder."
 FEATURE_NAMES = ("skip2", "skip4", "skip8", "skip16", "dense32")
 
 def _kaiming_normal() -> keras.initializers.Initializer:
@@ -126,33 +127,6 @@ def _kaiming_normal() -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
 
 
-@dataclasses.dataclass(frozen=True)
-class DenseNetConfig:
-    """torchvision-style DenseNet hyper-parameters (any values work, e.g. tiny test encoders)."""
-
-    growth_rate: int = 48
-    num_init_features: int = 96
-    block_config: Tuple[int, ...] = (6, 12, 36, 24)
-    bn_size: int = 4
-
-    def skip_channels(self) -> Tuple[int, int, int, int, int]:
-        """Channels of skip2, skip4, skip8, skip16, dense32."""
-        channels = self.num_init_features
-        taps = [channels, channels]
-        for index, layers in enumerate(self.block_config):
-            channels += layers * self.growth_rate
-            if index != len(self.block_config) - 1:
-                channels //= 2
-                taps.append(channels)
-        return tuple(taps[:4]) + (channels,)
-
-
-DENSENET_CONFIGS: Dict[str, DenseNetConfig] = {
-    "densenet161_bts": DenseNetConfig(48, 96, (6, 12, 36, 24), 4),
-    "densenet121_bts": DenseNetConfig(32, 64, (6, 12, 24, 16), 4),
-    # A smoke-test encoder (seconds to trace; use with --bts_size 128): CLI tests, multi-process runs.
-    "densenet_tiny": DenseNetConfig(8, 16, (1, 1, 1, 1), 2),
-}
 
 
 def _encoder_bn(name: str) -> BatchNorm:
@@ -191,7 +165,7 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
       transition1, skip16 (H/16) after transition2, dense32 (H/32) = ReLU(norm5).
     """
     p = ENCODER_PREFIX
-    # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; spec §11).
+    # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; design §9.2).
     x = keras.layers.ZeroPadding2D(3, name=p + "conv0_pad")(image)
     x = _conv(config.num_init_features, 7, p + "conv0", strides=2, padding="valid",
               initializer=_kaiming_normal())(x)
@@ -214,7 +188,7 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
 
 @dataclasses.dataclass(frozen=True)
 class FreezeRule:
-    """Which encoder layers training freezes (spec §4.3, PT semantics adapted per family).
+    """Which encoder layers training freezes (design §4.3, PT semantics adapted per family).
 
     Names are encoder-local layer names (without the ``encoder.`` prefix), matched by prefix.
     ``stem`` is always frozen; ``--fix_first_conv_block`` adds ``first_blocks[0]`` and
@@ -228,19 +202,20 @@ class FreezeRule:
     bn_affine: bool = True
     bn_affine_exempt: Tuple[str, ...] = ()
 
-    def frozen_prefixes(self, args) -> Tuple[str, ...]:
-        blocks = 2 if getattr(args, "fix_first_conv_blocks", False) else \
-            1 if getattr(args, "fix_first_conv_block", False) else 0
-        return tuple(self.stem) + tuple(self.first_blocks[:blocks])
+    def frozen_prefixes(self, first_blocks: int = 0) -> Tuple[str, ...]:
+        """Layer-name prefixes frozen with ``first_blocks`` (0, 1 or 2) first conv blocks frozen."""
+        if first_blocks not in (0, 1, 2):
+            raise ValueError(f"first_blocks must be 0, 1 or 2, got {first_blocks!r}")
+        return tuple(self.stem) + tuple(self.first_blocks[:first_blocks])
 
-    def frozen_layer(self, name: str, args) -> bool:
-        """Whether all weights of the encoder layer ``name`` are frozen under ``args``."""
-        return name.startswith(self.frozen_prefixes(args))
+    def frozen_layer(self, name: str, first_blocks: int = 0) -> bool:
+        """Whether all weights of the encoder layer ``name`` are frozen."""
+        return name.startswith(self.frozen_prefixes(first_blocks))
 
-    def frozen_bn_affine(self, name: str, args) -> bool:
-        """Whether the γ/β of the encoder BN layer ``name`` are frozen under ``args``."""
+    def frozen_bn_affine(self, name: str, first_blocks: int = 0) -> bool:
+        """Whether the γ/β of the encoder BN layer ``name`` are frozen."""
         exempt = bool(self.bn_affine_exempt) and name.endswith(self.bn_affine_exempt)
-        return (self.bn_affine and not exempt) or self.frozen_layer(name, args)
+        return (self.bn_affine and not exempt) or self.frozen_layer(name, first_blocks)
 
 
 # PT DenseNet: parameters named conv0 / norm* (every BN γ/β) + denselayer1 (+2) of block 1.
@@ -262,8 +237,8 @@ class EncoderSpec:
     freeze: FreezeRule = DENSENET_FREEZE
     imagenet: bool = False  # keras.applications ImageNet weights available (--pretrained_model imagenet)
 
-    def frozen_layer(self, name: str, args) -> bool:
-        return self.freeze.frozen_layer(name, args)
+    def frozen_layer(self, name: str, first_blocks: int = 0) -> bool:
+        return self.freeze.frozen_layer(name, first_blocks)
 
 
 ENCODERS: Dict[str, EncoderSpec] = {
@@ -274,7 +249,7 @@ ENCODERS: Dict[str, EncoderSpec] = {
 
 
 # --------------------------------------------------------------------------------------------
-# keras.applications encoders (spec §2.3; V1 ResNets, EfficientNetV2 and ConvNeXt added here)
+# keras.applications encoders (design §2; V1 ResNets, EfficientNetV2 and ConvNeXt added here)
 # --------------------------------------------------------------------------------------------
 # A backbone is built on the BTS image tensor itself (``input_tensor``), so its layers sit flat in
 # the BTS graph next to the decoder, exactly like the DenseNet above. Its layers are then renamed
@@ -582,7 +557,7 @@ def lpg_offsets(upratio: int, dtype: str = "float32"):
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class LocalPlanarGuidance(keras.layers.Layer):
-    """Local planar guidance (spec §1.7): plane coefficients at 1/r → depth at full resolution.
+    """Local planar guidance (design §1.7): plane coefficients at 1/r → depth at full resolution.
 
     Input (B, h, w, 4) = (n1, n2, n3, d); the normal is L2-normalised first (as PT; a no-op up to
     rounding). Output (B, r·h, r·w, 1) with, for output pixel (y, x) in patch (⌊y/r⌋, ⌊x/r⌋)::
@@ -628,7 +603,7 @@ class LocalPlanarGuidance(keras.layers.Layer):
 class NearestDownsample(keras.layers.Layer):
     """PyTorch ``interpolate(scale_factor=1/s, mode='nearest')``: picks pixel (s·i, s·j).
 
-    (B, H, W, C) → (B, H/s, W/s, C). Keras/TF nearest resize would pick s·i + s/2 (spec §11).
+    (B, H, W, C) → (B, H/s, W/s, C). Keras/TF nearest resize would pick s·i + s/2 (design §9.2).
     """
 
     def __init__(self, stride: int, **kwargs):
@@ -649,7 +624,7 @@ class NearestDownsample(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class FinalDepth(keras.layers.Layer):
-    """Final depth: σ(logits)·max_depth, then × focal/715.0873 per sample for KITTI (spec §1.9).
+    """Final depth: σ(logits)·max_depth, then × focal/715.0873 per sample for KITTI (design §1.9).
 
     Inputs: logits (B,H,W,1) from ``get_depth``, focal (B,) in px. Output float32 (B,H,W,1).
     ``encoder`` and ``preprocessing`` (the input normalisation the encoder was trained with) only
@@ -657,18 +632,21 @@ class FinalDepth(keras.layers.Layer):
     """
 
     def __init__(self, max_depth: float, scale_by_focal: bool = False, encoder: str = "",
-                 preprocessing: str = "", **kwargs):
+                 preprocessing: str = "", focal_normaliser: Optional[float] = None,
+                 model_config: Optional[dict] = None, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.max_depth = float(max_depth)
         self.scale_by_focal = bool(scale_by_focal)
+        self.focal_normaliser = float(focal_normaliser or KITTI_FOCAL_NORMALISER)
         self.encoder, self.preprocessing = str(encoder), str(preprocessing)
+        self.model_config = dict(model_config or {})
 
     def call(self, logits, focal):
         depth = self.max_depth * ops.sigmoid(ops.cast(logits, "float32"))
         if self.scale_by_focal:
             focal = ops.reshape(ops.cast(focal, "float32"), (-1, 1, 1, 1))
-            depth = depth * focal / KITTI_FOCAL_NORMALISER
+            depth = depth * focal / self.focal_normaliser
         return depth
 
     def compute_output_shape(self, logits_shape, focal_shape=None):
@@ -677,7 +655,8 @@ class FinalDepth(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "max_depth": self.max_depth,
                 "scale_by_focal": self.scale_by_focal, "encoder": self.encoder,
-                "preprocessing": self.preprocessing}
+                "preprocessing": self.preprocessing, "focal_normaliser": self.focal_normaliser,
+                "model_config": self.model_config}
 
 
 def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
@@ -685,16 +664,17 @@ def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
 
 
 def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_depth: float,
-                scale_by_focal: bool, encoder: str = "", preprocessing: str = ""
+                scale_by_focal: bool, encoder: str = "", preprocessing: str = "", *,
+                focal_normaliser: Optional[float] = None, model_config: Optional[dict] = None
                 ) -> keras.KerasTensor:
-    """PT V2 decoder (spec §1.3 table) on encoder ``features``; returns final depth (B,H,W,1).
+    """PT V2 decoder (design §1.3 table) on encoder ``features``; returns final depth (B,H,W,1).
 
     ``encoder``/``preprocessing`` are recorded in the final layer's config (see FinalDepth).
     """
     skip2, skip4, skip8, skip16 = (features[k] for k in ("skip2", "skip4", "skip8", "skip16"))
     concat = lambda name, xs: keras.layers.Concatenate(name=name)(xs)  # noqa: E731
 
-    # H/32 → H/16: BN applies to the upconv output (conv → ELU → BN; spec §11).
+    # H/32 → H/16: BN applies to the upconv output (conv → ELU → BN; design §9.2).
     upconv5 = _decoder_bn("bn5")(UpConv(nf, name="upconv5")(features["dense32"]))
     iconv5 = _conv(nf, 3, "conv5", activation="elu")(concat("concat5", [upconv5, skip16]))
 
@@ -738,63 +718,31 @@ def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_dept
     iconv1 = _conv(nf // 16, 3, "conv1", activation="elu")(
         concat("concat1", [upconv1, reduc1, depth2, depth4, depth8]))
     logits = _conv(1, 3, "get_depth")(iconv1)
-    return FinalDepth(max_depth, scale_by_focal, encoder, preprocessing, name="depth")(logits, focal)
+    return FinalDepth(max_depth, scale_by_focal, encoder, preprocessing, focal_normaliser,
+                      model_config, name="depth")(logits, focal)
 
 
 # --------------------------------------------------------------------------------------------
 # Builder
 # --------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class BtsConfig:
-    """What the builder needs; ``from_args`` reads it from parsed command-line arguments."""
-
-    encoder: str = "densenet161_bts"
-    dataset: str = "nyu"
-    max_depth: Optional[float] = None  # None: from the dataset table
-    bts_size: Optional[int] = None  # None: the encoder's default nf (512 for densenet161_bts)
-    input_height: Optional[int] = None  # None: any size divisible by 32
-    input_width: Optional[int] = None
-    densenet: Optional[DenseNetConfig] = None  # overrides the encoder's DenseNet config (tests)
-    imagenet_weights: bool = False  # keras.applications ImageNet weights (--pretrained_model imagenet)
-
-    @classmethod
-    def from_args(cls, args, **overrides) -> "BtsConfig":
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-                  if f.name not in ("densenet", "imagenet_weights") and hasattr(args, f.name)}
-        values["imagenet_weights"] = getattr(args, "pretrained_model", "") == IMAGENET
-        values.update(overrides)
-        return cls(**values)
-
-    def resolved_bts_size(self) -> int:
-        return int(self.bts_size or encoder_spec(self.encoder).default_bts_size)
-
-    def resolved_max_depth(self) -> float:
-        return float(self.max_depth or get_dataset_facts(self.dataset).max_depth)
-
-
 def encoder_spec(name: str) -> EncoderSpec:
     """The registered encoder ``name``; a one-line error listing the valid names otherwise."""
     try:
         return ENCODERS[name]
     except KeyError:
-        raise ValueError(f"--encoder {name!r} is unknown; valid encoders: {', '.join(ENCODERS)}") \
+        raise ConfigError("encoder", f"{name!r} is unknown; valid encoders: {', '.join(ENCODERS)}") \
             from None
 
 
-def build_bts_model(params) -> keras.Model:
+def build_bts_model(config: BtsConfig) -> keras.Model:
     """Build BTS as a functional ``keras.Model`` with inputs ``image`` (B,H,W,3) and ``focal`` (B,).
 
-    ``params``: a :class:`BtsConfig` or parsed arguments (encoder, dataset, max_depth, bts_size,
-    input_height, input_width). Output: final depth in metres, (B, H, W, 1) float32.
+    Output: final depth in metres, (B, H, W, 1) float32. The final layer's config records
+    ``config`` (see FinalDepth), so a saved ``.keras`` file says how it was built and fed.
     """
-    config = params if isinstance(params, BtsConfig) else BtsConfig.from_args(params)
-    facts = get_dataset_facts(config.dataset)
     spec = encoder_spec(config.encoder)
     image = keras.Input((config.input_height, config.input_width, 3), name="image")
     focal = keras.Input((), name="focal")
-    if config.imagenet_weights and not spec.imagenet:
-        raise ValueError(f"--pretrained_model {IMAGENET}: --encoder {config.encoder} has no "
-                         "keras.applications ImageNet weights; give a converted weights file instead")
     if config.densenet is not None:
         features = densenet_encoder(image, config.densenet)
     elif config.imagenet_weights:
@@ -807,9 +755,19 @@ def build_bts_model(params) -> keras.Model:
         (name for name, c in DENSENET_CONFIGS.items() if c == config.densenet), "")
     preprocessing = (spec.preprocessing if config.densenet is None
                      else ENCODERS["densenet_tiny"].preprocessing)
-    depth = bts_decoder(features, focal, config.resolved_bts_size(), config.resolved_max_depth(),
-                        facts.scale_output_by_focal, recorded, preprocessing)
+    depth = bts_decoder(features, focal, config.bts_size, config.max_depth, config.scale_by_focal,
+                        recorded, preprocessing, focal_normaliser=config.focal_normaliser,
+                        model_config=config.to_dict())
     return keras.Model({"image": image, "focal": focal}, depth, name="bts")
+
+
+def model_config_of(model: keras.Model) -> Optional[BtsConfig]:
+    """The BtsConfig a model was built from (recorded in its final layer), None for older files."""
+    try:
+        values = model.get_layer("depth").model_config
+    except (ValueError, AttributeError):
+        return None
+    return BtsConfig.from_dict(values, "model") if values else None
 
 
 LPG_MAP_LAYERS = ("depth_8x8_scaled", "depth_4x4_scaled", "depth_2x2_scaled", "reduc1x1")
@@ -839,50 +797,3 @@ def encoder_weights(model: keras.Model) -> list:
 
 def is_encoder_variable(variable) -> bool:
     return variable.path.startswith(ENCODER_PREFIX)
-
-
-# --------------------------------------------------------------------------------------------
-# Keras ↔ PyTorch names (used by the checkpoint converter)
-# --------------------------------------------------------------------------------------------
-# Keras layer path (``/``-joined, sub-layers included) → PT module path. Encoder layers
-# ``encoder.X`` map to ``encoder.base_model.X`` (torchvision ``features`` names, unchanged).
-PT_NAME_TABLE: Dict[str, str] = {
-    "upconv5/conv": "decoder.upconv5.conv", "bn5": "decoder.bn5", "conv5": "decoder.conv5.0",
-    "upconv4/conv": "decoder.upconv4.conv", "bn4": "decoder.bn4", "conv4": "decoder.conv4.0",
-    "bn4_2": "decoder.bn4_2",
-    **{f"daspp_{r}/{k}": f"decoder.daspp_{r}.atrous_conv.{v}"
-       for r in (3, 6, 12, 18, 24)
-       for k, v in (("first_bn", "first_bn"), ("conv1x1", "aconv_sequence.1"),
-                    ("bn", "aconv_sequence.2"), ("conv3x3", "aconv_sequence.4"))
-       if not (r == 3 and k == "first_bn")},
-    "daspp_conv": "decoder.daspp_conv.0",
-    "upconv3/conv": "decoder.upconv3.conv", "bn3": "decoder.bn3", "conv3": "decoder.conv3.0",
-    "upconv2/conv": "decoder.upconv2.conv", "bn2": "decoder.bn2", "conv2": "decoder.conv2.0",
-    "upconv1/conv": "decoder.upconv1.conv", "conv1": "decoder.conv1.0",
-    "get_depth": "decoder.get_depth.0",
-    # reduction heads: sub-layers inter_{i}_{o} → reduc.inter_{i}_{o}.0, handled by the rule below
-}
-_REDUCTION_HEADS = ("reduc8x8", "reduc4x4", "reduc2x2", "reduc1x1")
-_VARIABLE_SUFFIX = {"kernel": "weight", "gamma": "weight", "beta": "bias",
-                    "moving_mean": "running_mean", "moving_variance": "running_var"}
-
-
-def pytorch_module_for(layer_path: str) -> str:
-    """PT module path of the Keras layer path ``layer_path`` (e.g. ``daspp_6/conv1x1``)."""
-    if layer_path.startswith(ENCODER_PREFIX):
-        return "encoder.base_model." + layer_path[len(ENCODER_PREFIX):]
-    if layer_path in PT_NAME_TABLE:
-        return PT_NAME_TABLE[layer_path]
-    head, _, sub = layer_path.partition("/")
-    if head in _REDUCTION_HEADS and sub:
-        if sub.startswith("inter_") or sub == "final":
-            return f"decoder.{head}.reduc.{sub}.0"
-        if sub == "plane_params":
-            return f"decoder.{head}.reduc.plane_params"
-    raise KeyError(f"no PyTorch module is known for Keras layer {layer_path!r}")
-
-
-def pytorch_key_for(variable_path: str) -> str:
-    """PT state-dict key (without ``module.``) of a Keras variable path such as ``bn5/gamma``."""
-    layer_path, _, leaf = variable_path.rpartition("/")
-    return f"{pytorch_module_for(layer_path)}.{_VARIABLE_SUFFIX[leaf]}"

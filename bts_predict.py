@@ -1,18 +1,25 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Depth prediction on any image: one object holding a loaded BTS model and all pre/post-processing.
+"""The one predictor, the one model loader and the one evaluation loop.
 
-Used by ``bts_test.py`` (evaluation and ``--image_path`` prediction) and by the web demo.
+* :class:`DepthPredictor`: a loaded BTS model and all pre/post-processing;
+  ``predict_image(rgb, focal, with_maps=...)`` serves ``bts_test.py --image_path``, the web demo and
+  ``bts_export.py``'s parity reference; ``predict_batch`` (the same forward pass) takes the data
+  pipeline's normalised frames.
+* :func:`load_model`: a run folder, ``ckpt-N``, ``best/``, ``model.keras`` or ``.weights.h5`` to a
+  model for any input size, rebuilt from the configuration the checkpoint carries.
+* :func:`predict_samples` / :func:`evaluate_samples`: the evaluation loop of ``bts_test.py``'s list
+  mode and of online validation (:func:`online_evaluator`), so both score the same weights alike.
 
 Any size: the network needs H and W divisible by 32 (the encoder stride). We **pad** rather than
 resize: padding keeps every original pixel at its original position, so the focal length (and
-KITTI's focal scaling of the output, spec §1.9) and the camera intrinsics stay valid, and no
+KITTI's focal scaling of the output, design §1.9) and the camera intrinsics stay valid, and no
 interpolation blurs depth edges. The pad (< 32 px per side pair, split evenly between the two
 sides so the principal point stays centred) replicates the border pixels ('edge' mode, defined for
 any image size, unlike reflection) and is cut away from the prediction, which therefore comes back
 at exactly the original size.
 
 KITTI with ``do_kb_crop``: an image at least 352×1216 is cut to the KITTI-benchmark crop
-(bottom-aligned, centred; spec §5.4), predicted, and the prediction is pasted back into a zero
+(bottom-aligned, centred; design §5.4), predicted, and the prediction is pasted back into a zero
 canvas of the original size (zeros = not predicted), the way the official evaluation does.
 
 Thread safety: calls into the model are serialised by an internal lock, so one predictor may be
@@ -21,11 +28,11 @@ outside the lock.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import threading
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+import time
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -33,9 +40,12 @@ import tensorflow as tf
 
 import bts_dataloader  # the data pipeline owns the one normalisation formula
 import bts_model
-from utils.checkpoints import CheckpointError, load_model_weights, resolve_checkpoint
-from utils.datasets import get_dataset_facts, kb_crop_offsets
-from utils.encoders import DEFAULT_ENCODER
+from utils.checkpoints import (CheckpointError, load_model_weights, model_config_path,
+                               read_model_config, resolve_checkpoint)
+from utils.configs import BtsConfig, ConfigError, EvalConfig, PipelineConfig
+from utils.datasets import get_dataset_facts, kb_crop_offsets, paste_kb_crop
+from utils.encoders import DEFAULT_ENCODER, DENSENET_CONFIGS, encoder_facts
+from utils.image_io import quantize_depth
 from utils.metrics import average_metrics, evaluate_image
 
 LOGGER = logging.getLogger(__name__)
@@ -87,13 +97,6 @@ def unpad_batch(depth: np.ndarray, pads: Tuple[int, int, int, int]) -> np.ndarra
     return depth[:, top:depth.shape[1] - bottom, left:depth.shape[2] - right]
 
 
-def paste_into_canvas(crop: np.ndarray, height: int, width: int, top: int, left: int) -> np.ndarray:
-    """A zero float32 (height, width) canvas with ``crop`` (h, w) pasted at (top, left)."""
-    canvas = np.zeros((height, width), dtype=np.float32)
-    canvas[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
-    return canvas
-
-
 def as_rgb_uint8(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Validate an (H, W, 3) uint8 RGB image; grayscale (H, W) and RGBA are converted."""
     image = np.asarray(image)
@@ -126,6 +129,13 @@ def _depth_facts_of(model: keras.Model) -> Tuple[Optional[float], Optional[bool]
     return getattr(layer, "max_depth", None), getattr(layer, "scale_by_focal", None)
 
 
+def input_normalization(model: keras.Model, encoder: str = DEFAULT_ENCODER,
+                        normalization: Optional[str] = None) -> str:
+    """How ``model`` expects its input normalised: as its final layer records (the encoder it
+    was trained with), else ``normalization``, else ``encoder``'s (older ``.keras`` files)."""
+    return _input_facts_of(model)[1] or normalization or encoder_facts(encoder).normalization
+
+
 class DepthPredictor:
     """A built and loaded BTS model plus everything around it: normalisation, padding, KB crop.
 
@@ -133,21 +143,22 @@ class DepthPredictor:
         model: a BTS ``keras.Model`` with inputs {"image": (B,H,W,3), "focal": (B,)} and output
             (B,H,W,1) metres; spatial dims may be None (any size divisible by 32).
         dataset: 'nyu' or 'kitti' (default focal, KB crop geometry).
-        encoder: encoder name; selects the input normalisation (``EncoderSpec.preprocessing``).
+        encoder: encoder name (``load_model``'s ``BtsConfig.encoder``); its normalisation feeds a
+            model that records none (older ``.keras`` files).
+        normalization: the input normalisation mode for such a model, instead of the encoder's.
         post_process: average with the prediction on the horizontally flipped image (PT has no
             test-time post-processing, so this is off by default).
         do_kb_crop: KITTI benchmark crop for images of at least 352×1216 (``predict_image``).
     """
 
-    def __init__(self, model: keras.Model, dataset: str, *, encoder: str = "densenet161_bts",
-                 post_process: bool = False, do_kb_crop: bool = False):
+    def __init__(self, model: keras.Model, dataset: str, *, encoder: str = DEFAULT_ENCODER,
+                 normalization: Optional[str] = None, post_process: bool = False,
+                 do_kb_crop: bool = False):
         self.model = model
         self.dataset = dataset
         self.facts = get_dataset_facts(dataset)
-        # A model that records its encoder's normalisation (FinalDepth config) is fed that way.
-        carried_encoder, carried_preprocessing = _input_facts_of(model)
-        self.encoder = carried_encoder or encoder
-        self.preprocessing = carried_preprocessing or bts_model.encoder_spec(encoder).preprocessing
+        self.encoder = _input_facts_of(model)[0] or encoder
+        self.preprocessing = input_normalization(model, encoder, normalization)
         self.post_process = bool(post_process)
         self.do_kb_crop = bool(do_kb_crop) and self.facts.kb_crop_size is not None
         max_depth, _ = _depth_facts_of(model)
@@ -161,35 +172,6 @@ class DepthPredictor:
     # ---------------------------------------------------------------------------------------
     # Construction
     # ---------------------------------------------------------------------------------------
-    @classmethod
-    def from_args(cls, args, *, allow_untrained: bool = False) -> "DepthPredictor":
-        """Build the model from parsed arguments and load ``args.checkpoint_path``.
-
-        A ``.keras`` file carries its own architecture and is loaded as saved (its input size is
-        relaxed to any size); weights files and training checkpoints are loaded into a model built
-        from ``--encoder/--dataset/--max_depth/--bts_size``. No checkpoint raises CheckpointError
-        unless ``allow_untrained`` (random weights, with a loud warning).
-        """
-        checkpoint = getattr(args, "checkpoint_path", "") or ""
-        if not checkpoint:
-            if not allow_untrained:
-                raise CheckpointError("--checkpoint_path is empty; pass a .keras/.weights.h5 file, "
-                                      "a training checkpoint or a run folder")
-            LOGGER.warning("NO CHECKPOINT: predicting with an UNTRAINED, randomly initialised "
-                           "model; the depth maps are meaningless")
-            model = build_model_any_size(args)
-        else:
-            resolved = resolve_checkpoint(checkpoint)
-            if resolved.endswith(".keras"):
-                model = load_keras_bts_model(resolved, args)
-            else:
-                model = build_model_any_size(args)
-                load_model_weights(model, resolved)
-            LOGGER.info("loaded weights from %s", resolved)
-        return cls(model, args.dataset, encoder=args.encoder,
-                   post_process=getattr(args, "post_process", False),
-                   do_kb_crop=getattr(args, "do_kb_crop", False))
-
     @staticmethod
     def _compile(model: keras.Model):
         """One traced graph for every batch size and image size (fixed, fully dynamic signature)."""
@@ -235,15 +217,22 @@ class DepthPredictor:
     # ---------------------------------------------------------------------------------------
     # Prediction
     # ---------------------------------------------------------------------------------------
-    def predict_batch(self, images: np.ndarray, focal: FocalLike = None) -> np.ndarray:
+    def predict_batch(self, images: np.ndarray, focal: FocalLike = None, *,
+                      with_maps: bool = False):
         """Depth (B, H, W) float32 metres for normalised images (B, H, W, 3) of any H, W.
 
         Inputs come from :meth:`normalize` or the data pipeline (already normalised); they are
         edge-padded to a multiple of 32 and the padding is cut from the prediction.
+        ``with_maps``: ``(depth, maps)``, maps the LPG maps of :meth:`predict_maps` (without
+        ``depth``); the depth is then the maps model's own unless ``post_process`` averages.
         """
         images = np.asarray(images, np.float32)
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected normalised images (B, H, W, 3), got shape {images.shape}")
+        if with_maps:
+            maps = self.predict_maps(images, focal)
+            depth = maps.pop("depth")
+            return (self.predict_batch(images, focal) if self.post_process else depth), maps
         pads = padding_to_multiple(images.shape[1], images.shape[2])
         padded = pad_batch(images, pads)
         focal_px = self.focal_vector(focal, images.shape[0])
@@ -269,16 +258,22 @@ class DepthPredictor:
         return {name: np.ascontiguousarray(unpad_batch(np.asarray(value), pads)[..., 0], np.float32)
                 for name, value in outputs.items()}
 
-    def predict_image(self, image: np.ndarray, focal: Optional[float] = None) -> np.ndarray:
+    def predict_image(self, image: np.ndarray, focal: Optional[float] = None, *,
+                      with_maps: bool = False):
         """Depth (H, W) float32 metres for one uint8 RGB image (H, W, 3) of any size.
 
         ``focal`` in px (None: the dataset default; it only matters for KITTI's output scaling).
+        ``with_maps``: ``(depth, maps)``, the LPG maps (see :meth:`predict_maps`) mapped back to
+        the image's size like the depth.
         """
         image = as_rgb_uint8(image)
         placement = self.placement_for(*image.shape[:2])
         network_input = self.normalize(self.crop(image, placement))[None]
-        depth = self.predict_batch(network_input, focal)[0]
-        return self.restore(depth, placement)
+        if not with_maps:
+            return self.restore(self.predict_batch(network_input, focal)[0], placement)
+        depth, maps = self.predict_batch(network_input, focal, with_maps=True)
+        return (self.restore(depth[0], placement),
+                {name: self.restore(value[0], placement) for name, value in maps.items()})
 
     @staticmethod
     def crop(image: np.ndarray, placement: Placement) -> np.ndarray:
@@ -291,8 +286,7 @@ class DepthPredictor:
         """Map a crop-size prediction back to the original size (zeros outside a KB crop)."""
         if not placement.is_cropped:
             return depth
-        return paste_into_canvas(depth, placement.height, placement.width,
-                                 placement.crop_top, placement.crop_left)
+        return paste_kb_crop(depth, placement.height, placement.width)  # the only crop is KB
 
     def _run(self, fn, images: np.ndarray, focal_px: np.ndarray):
         with self._lock:
@@ -303,16 +297,81 @@ class DepthPredictor:
 
 
 # -------------------------------------------------------------------------------------------
-# Model construction / loading
+# The one model loader
 # -------------------------------------------------------------------------------------------
-def build_model_any_size(args) -> keras.Model:
-    """BTS from parsed arguments with free spatial dims (any multiple of 32)."""
-    config = bts_model.BtsConfig.from_args(args, input_height=None, input_width=None)
-    return bts_model.build_bts_model(config)
+def load_model(checkpoint: str, flags: BtsConfig, *, explicit: Collection[str] = (),
+               allow_untrained: bool = False) -> Tuple[keras.Model, BtsConfig]:
+    """A BTS model for any input size with the weights of ``checkpoint``, and its BtsConfig.
+
+    ``checkpoint``: a run folder, ``ckpt-N`` prefix, ``best/``, ``.keras`` or ``.weights.h5``
+    (``utils.checkpoints.resolve_checkpoint``). The model is rebuilt from what the checkpoint
+    records: a ``.keras`` file's own config, else the ``bts_config.json`` beside it; ``flags``
+    (the config the command line describes) serves checkpoints that record none. A recorded
+    config must agree with the ``explicit`` fields of ``flags`` (those the user set) and with
+    its focal scaling (the dataset's), else ConfigError naming the field; the other fields come
+    from the checkpoint. Empty ``checkpoint``: CheckpointError, or with ``allow_untrained`` a
+    randomly initialised model built from ``flags`` (with a loud warning).
+    """
+    if not checkpoint:
+        if not allow_untrained:
+            raise CheckpointError("--checkpoint_path is empty; pass a .keras/.weights.h5 file, "
+                                  "a training checkpoint or a run folder")
+        LOGGER.warning("NO CHECKPOINT: an UNTRAINED, randomly initialised model; its depth "
+                       "maps are meaningless")
+        config = _for_prediction(flags)
+        return bts_model.build_bts_model(config), config
+    resolved = resolve_checkpoint(checkpoint)
+    if resolved.endswith(".keras"):
+        model, config = _load_keras_file(resolved, flags, explicit)
+    else:
+        recorded = read_model_config(resolved)
+        config = _for_prediction(flags if recorded is None else _agreeing(
+            recorded, flags, explicit, model_config_path(resolved)))
+        model = bts_model.build_bts_model(config)
+        load_model_weights(model, resolved)
+    LOGGER.info("loaded weights from %s", resolved)
+    return model, config
 
 
-def load_keras_bts_model(path: str, args) -> keras.Model:
-    """Load a full ``.keras`` BTS model, relax its input size, check it suits ``args.dataset``."""
+def _for_prediction(config: BtsConfig) -> BtsConfig:
+    """The config rebuilt for inference: any input size, no ImageNet download (weights follow)."""
+    return dataclasses.replace(config, input_height=None, input_width=None, imagenet_weights=False)
+
+
+def _encoder_name(config: BtsConfig) -> str:
+    """The encoder a config builds: a DenseNet shape override is named by the entry it equals."""
+    if config.densenet is None:
+        return config.encoder
+    return next((name for name, shape in DENSENET_CONFIGS.items() if shape == config.densenet),
+                config.encoder)
+
+
+def _differ(given, saved) -> bool:
+    """Whether a flag's value and a recorded one differ (numbers up to JSON round-off)."""
+    if isinstance(given, (int, float)) and isinstance(saved, (int, float)):
+        return abs(float(given) - float(saved)) > 1e-6
+    return given != saved
+
+
+def _agreeing(recorded: BtsConfig, flags: BtsConfig, explicit: Collection[str],
+              source: str) -> BtsConfig:
+    """``recorded`` once checked against the fields the user set (ConfigError on a conflict)."""
+    for field in sorted(set(explicit)):
+        given = getattr(flags, field)
+        saved = _encoder_name(recorded) if field == "encoder" else getattr(recorded, field)
+        if _differ(given, saved):
+            given, saved = (f"{v:g}" if isinstance(v, float) else v for v in (given, saved))
+            raise ConfigError(field, f"is {given}, but {source} records {field} {saved}; leave "
+                                     f"the flag out (the checkpoint knows its model) or give {saved}")
+    if (recorded.focal_normaliser is None) != (flags.focal_normaliser is None):
+        raise ConfigError("dataset", f"does not suit {source}: its model was built for the other "
+                                     f"dataset (depth scaled by focal: {recorded.scale_by_focal})")
+    return recorded
+
+
+def _load_keras_file(path: str, flags: BtsConfig, explicit: Collection[str]
+                     ) -> Tuple[keras.Model, BtsConfig]:
+    """A full ``.keras`` BTS model, checked against the flags, its input size relaxed."""
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # noqa: BLE001 - any failure to deserialise is a bad checkpoint
@@ -323,23 +382,26 @@ def load_keras_bts_model(path: str, args) -> keras.Model:
     if input_names != ["focal", "image"]:
         raise CheckpointError(f"checkpoint {path!r} is not a BTS model (inputs {input_names}, "
                               "expected image and focal)")
-    encoder, preprocessing = _input_facts_of(model)
-    wanted_encoder = getattr(args, "encoder", "") or encoder
-    # The file knows its encoder: only an explicit, different --encoder is a conflict.
-    if encoder and wanted_encoder not in (encoder, DEFAULT_ENCODER):
-        raise CheckpointError(f"checkpoint {path!r} holds a {encoder} model (input normalisation "
-                              f"{preprocessing!r}) but --encoder is {wanted_encoder}; pass "
-                              f"--encoder {encoder}")
+    try:
+        recorded = bts_model.model_config_of(model) or _config_of_older_file(model, flags)
+    except ValueError as err:  # a recorded config this code cannot read
+        raise CheckpointError(f"checkpoint {path!r}: {err}") from None
+    config = _agreeing(recorded, flags, explicit, f"{path} (its saved config)")
+    return _with_free_input_size(model), _for_prediction(config)
+
+
+def _config_of_older_file(model: keras.Model, flags: BtsConfig) -> BtsConfig:
+    """What a ``.keras`` file from before recorded configs says of itself (its final layer's
+    encoder, max depth and focal scaling); the rest from ``flags``."""
+    encoder, _ = _input_facts_of(model)
     max_depth, scale_by_focal = _depth_facts_of(model)
-    facts = get_dataset_facts(args.dataset)
-    wanted_depth = float(getattr(args, "max_depth", None) or facts.max_depth)
-    if scale_by_focal is not None and scale_by_focal != facts.scale_output_by_focal:
-        raise CheckpointError(f"checkpoint {path!r} was built for the other dataset "
-                              f"(focal scaling {scale_by_focal}); check --dataset {args.dataset}")
-    if max_depth is not None and abs(max_depth - wanted_depth) > 1e-6:
-        raise CheckpointError(f"checkpoint {path!r} has max_depth {max_depth:g} but --max_depth "
-                              f"is {wanted_depth:g}")
-    return _with_free_input_size(model)
+    values = {"encoder": encoder or flags.encoder}
+    if max_depth is not None:
+        values["max_depth"] = float(max_depth)
+    if scale_by_focal is not None:
+        layer = model.get_layer("depth")
+        values["focal_normaliser"] = float(layer.focal_normaliser) if scale_by_focal else None
+    return dataclasses.replace(flags, **values)
 
 
 def _with_free_input_size(model: keras.Model) -> keras.Model:
@@ -356,45 +418,88 @@ def _with_free_input_size(model: keras.Model) -> keras.Model:
     return relaxed
 
 
-# ---- the one evaluation loop (was bts_predict.py) ----
-def evaluate_samples(model: keras.Model, args: argparse.Namespace, samples: Sequence,
-                     predictor: Optional[DepthPredictor] = None) -> Tuple[Dict[str, float], List]:
-    """(mean metrics, per-image metrics or None for images without valid ground truth).
+# -------------------------------------------------------------------------------------------
+# The one evaluation loop: bts_test.py's list mode and online validation
+# -------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SamplePrediction:
+    """One listed frame, predicted and (where it has ground truth) scored."""
 
-    Frames of any size: ``predictor`` (default: one around ``model``) edge-pads each frame to a
-    multiple of 32 and cuts the padding from the depth, exactly as ``bts_test.py`` predicts.
-    """
-    eval_args = argparse.Namespace(**{**vars(args), "batch_size": 1})
-    dataset = bts_dataloader.make_dataset(eval_args, "eval", samples=samples)
-    predictor = predictor or DepthPredictor(model, args.dataset, encoder=args.encoder)
-    per_image = []
-    batches = iter(dataset)
+    index: int  # position in the samples
+    depth: np.ndarray  # (H, W) float32 metres as predicted; the 352×1216 KB crop with do_kb_crop
+    maps: Optional[Dict[str, np.ndarray]]  # LPG maps (with_maps), each like depth
+    has_gt: bool  # the frame has ground truth and was scored
+    metrics: Optional[Dict[str, float]]  # None: no ground truth, or no valid pixel in the crop
+    seconds: float  # model time
+
+
+def quantization_note(evaluation: EvalConfig) -> str:
+    """The line saying which depth the metrics score (printed by bts_test.py, logged online)."""
+    if evaluation.quantize:
+        scale = get_dataset_facts(evaluation.dataset).depth_scale
+        return f"metrics on predictions quantised to the 16-bit PNG grid (1/{scale:g} m)"
+    return "metrics on float32 predictions, not quantised to the 16-bit PNG grid"
+
+
+def score_prediction(gt_m: np.ndarray, depth_m: np.ndarray, evaluation: EvalConfig
+                     ) -> Optional[Dict[str, float]]:
+    """Metrics of one prediction against its full-size ground truth (utils.metrics.evaluate_image);
+    with ``evaluation.quantize`` the depth is scored as its raw PNG reads back."""
+    if evaluation.quantize:
+        depth_m = quantize_depth(depth_m, get_dataset_facts(evaluation.dataset).depth_scale)
+    return evaluate_image(gt_m, depth_m, evaluation.min_depth_eval, evaluation.max_depth_eval,
+                          evaluation.dataset, eigen_crop=evaluation.eigen_crop,
+                          garg_crop=evaluation.garg_crop, do_kb_crop=evaluation.do_kb_crop)
+
+
+def predict_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
+                    evaluation: EvalConfig, *, with_maps: bool = False
+                    ) -> Iterator[SamplePrediction]:
+    """Predict every sample (the data pipeline decodes, normalises and KB-crops, batch 1, in
+    list order) and score those with ground truth. A file that does not decode is a one-line
+    DataError naming its list line."""
+    has_gt = any(s.depth_path is not None for s in samples)
+    if pipeline.batch_size != 1:
+        pipeline = dataclasses.replace(pipeline, batch_size=1)
+    data = bts_dataloader.make_dataset(pipeline, "eval" if has_gt else "test", samples=samples)
+    batches = iter(data.prefetch(tf.data.AUTOTUNE))
     while True:
-        with bts_dataloader.data_errors(samples):  # a bad file: one line naming its list line
+        with bts_dataloader.data_errors(samples):
             batch = next(batches, None)
         if batch is None:
-            break
-        if not bool(batch["has_depth"][0]):
-            per_image.append(None)
-            continue
-        pred = predictor.predict_batch(batch["image"].numpy(), batch["focal"].numpy())[0]
-        gt = batch["depth"].numpy()[0, ..., 0]
-        per_image.append(evaluate_image(
-            gt, pred, args.min_depth_eval, args.max_depth_eval, args.dataset,
-            eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
-            do_kb_crop=args.do_kb_crop and args.dataset == "kitti"))
+            return
+        image, focal = batch["image"].numpy(), batch["focal"].numpy()  # (1, H, W, 3), (1,)
+        start = time.perf_counter()
+        if with_maps:
+            depth, maps = predictor.predict_batch(image, focal, with_maps=True)
+            maps = {name: value[0] for name, value in maps.items()}
+        else:
+            depth, maps = predictor.predict_batch(image, focal), None
+        seconds = time.perf_counter() - start
+        scored = has_gt and bool(batch["has_depth"][0])
+        metrics = (score_prediction(batch["depth"].numpy()[0, :, :, 0], depth[0], evaluation)
+                   if scored else None)
+        yield SamplePrediction(int(batch["index"][0]), depth[0], maps, scored, metrics, seconds)
+
+
+def evaluate_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
+                     evaluation: EvalConfig) -> Tuple[Dict[str, float], List]:
+    """(mean metrics, per-image metrics in list order; None for frames without valid GT)."""
+    per_image = [p.metrics for p in predict_samples(predictor, samples, pipeline, evaluation)]
     return average_metrics(per_image), per_image
 
 
-def online_evaluator() -> Callable:
-    """An ``evaluate_fn(model, args, samples) -> metrics`` for the trainer (one compiled predict)."""
+def online_evaluator(pipeline: PipelineConfig, evaluation: EvalConfig
+                     ) -> Callable[[keras.Model, Sequence], Dict[str, float]]:
+    """The trainer's ``evaluate_fn(model, samples) -> mean metrics``: the loop bts_test.py runs,
+    with one compiled predictor per model."""
+    LOGGER.info("validation: %s", quantization_note(evaluation))
     cache: Dict[int, DepthPredictor] = {}
 
-    def evaluate(model: keras.Model, args: argparse.Namespace, samples: Sequence) -> Dict[str, float]:
-        key = id(model)
-        if key not in cache:
-            cache[key] = DepthPredictor(model, args.dataset, encoder=args.encoder)
-        metrics, _ = evaluate_samples(model, args, samples, cache[key])
-        return metrics
+    def evaluate(model: keras.Model, samples: Sequence) -> Dict[str, float]:
+        if id(model) not in cache:
+            cache[id(model)] = DepthPredictor(model, pipeline.dataset,
+                                              normalization=pipeline.normalization)
+        return evaluate_samples(cache[id(model)], samples, pipeline, evaluation)[0]
 
     return evaluate

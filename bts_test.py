@@ -5,16 +5,21 @@
     python bts_test.py arguments_test_nyu.txt --checkpoint_path models/bts_nyu_v2/model.keras
     # KITTI Eigen split: KB crop in, pasted back, Garg crop (see arguments_test_eigen.txt)
     python bts_test.py arguments_test_eigen.txt --checkpoint_path models/bts_eigen_v2
+    # a training run folder alone: its bts_config.json says how to build the model
+    python bts_test.py arguments_test_nyu.txt --checkpoint_path models/my_run/best
     # any images, any size: files, folders or list files
     python bts_test.py --dataset nyu --checkpoint_path M.keras --image_path photos/ \
         --save_png --save_cmap --save_point_cloud --output_directory out/
 
-Evaluation protocol (spec §6): full-size ground truth; the prediction is evaluated as the official
+Evaluation protocol (design §6): full-size ground truth; the prediction is evaluated as the official
 offline pipeline that produced the published numbers sees it (``bts_test.py`` raw uint16 PNG, then
 ``eval_with_pngs.py``): quantised to the PNG grid (×1000 NYU / ×256 KITTI, truncated), clipped to
 [min_depth_eval, max_depth_eval], for KITTI pasted *after* clipping into a zero canvas of GT size,
 valid where min < gt < max inside the Eigen (NYU) / Garg (KITTI) crop; metrics per image in
-float32, averaged over images. ``tools/eval_with_pngs.py`` on the saved PNGs gives the same numbers.
+float32, averaged over images. ``python -m tools.eval_with_pngs`` on the saved PNGs gives the same
+numbers (both read the file-name conventions of ``utils.paths``). The loop is online validation's
+(``bts_predict.predict_samples``), so training logs the numbers this prints for the same weights;
+``--no_quantize_eval`` scores the float32 depth instead, and the line above the table says which.
 
 Outputs (``--output_directory``, default ``result_{model_name}``), one file per image under a
 folder per kind: ``raw/`` uint16 PNG, ``cmap/`` colormapped PNG over [0, max_depth], ``npy/``
@@ -46,7 +51,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from utils import image_io, metrics  # noqa: E402
-from utils.arguments import default_output_directory, parse_args  # noqa: E402
+from utils.paths import SKIPPED_NAME_PARTS, find_prediction_pngs, upstream_output_name  # noqa: E402
+from utils.arguments import (default_output_directory, eval_config, explicit_model_fields,  # noqa: E402
+                             model_config, parse_args, pipeline_config)
 
 LOGGER = logging.getLogger("bts_test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -272,20 +279,6 @@ def save_prediction(args, predictor, folder: str, name: str, depth: np.ndarray, 
         write("ply", ".ply", image_io.save_point_cloud, depth, rgb, intrinsics)
 
 
-def upstream_output_name(list_column: str, dataset: str) -> str:
-    """Upstream raw-PNG name (without extension) for an RGB path of a filenames file.
-
-    NYU ``bathroom/rgb_00045.jpg`` → ``bathroom_rgb_00045``; KITTI
-    ``2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png`` →
-    ``2011_09_26_drive_0002_sync_0000000069``.
-    """
-    parts = [p for p in list_column.replace("\\", "/").split("/") if p not in ("", ".")]
-    stem = os.path.splitext(parts[-1])[0]
-    if dataset == "kitti":
-        return f"{parts[1]}_{stem}" if len(parts) > 2 else stem
-    return f"{parts[-2]}_{stem}" if len(parts) > 1 else stem
-
-
 def check_unique(names: Sequence[str]) -> None:
     seen = set()
     for name in names:
@@ -324,10 +317,9 @@ def read_samples(args):
 
 def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
     """(rgb, intrinsics) matching a (possibly KB-cropped) prediction, for point clouds."""
-    import bts_dataloader
     from utils.datasets import kb_crop_offsets
 
-    rgb = bts_dataloader.load_image(sample.rgb_path)
+    rgb = image_io.load_image(sample.rgb_path)
     height, width = rgb.shape[:2]
     fx, fy, cx, cy = image_io.default_intrinsics(args.dataset, height, width, args.fx or sample.focal,
                                                  args.fy or sample.focal, args.cx, args.cy)
@@ -339,11 +331,13 @@ def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
 
 
 def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, float]]:
-    """Predict every sample of ``--filenames_file``; metrics where GT exists. Returns the mean."""
-    import tensorflow as tf
+    """Predict every sample of ``--filenames_file``; metrics where GT exists. Returns the mean.
+
+    The loop is online validation's (``bts_predict.predict_samples``): same weights, same numbers.
+    """
     from tqdm import tqdm
 
-    import bts_dataloader
+    from bts_predict import predict_samples, quantization_note
 
     samples = read_samples(args)
     names = [upstream_output_name(s.line.split()[0], args.dataset) for s in samples]
@@ -351,42 +345,31 @@ def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, f
     with_gt = sum(s.depth_path is not None for s in samples)
     print(f"Now testing {len(samples)} images")
     print(f"{len(samples) - with_gt} GT files missing")
-    mode = "eval" if with_gt else "test"
-    data = bts_dataloader.make_dataset(args, mode, samples=samples).prefetch(tf.data.AUTOTUNE)
-    scale = image_io.depth_scale(args.dataset)
-    kb_crop = args.do_kb_crop and args.dataset == "kitti"
+    pipeline = pipeline_config(args, "eval", normalization=predictor.preprocessing)
+    evaluation = eval_config(args)
     evaluated, per_image, timer = [], [], Throughput()
-    with bts_dataloader.data_errors():
-        for batch in tqdm(data, total=len(samples), desc="testing", unit="img"):
-            index = int(batch["index"][0])
-            start = time.perf_counter()
-            depth, maps = predict_one(args, predictor, batch["image"].numpy(), batch["focal"].numpy())
-            timer.add(time.perf_counter() - start)
-            rgb = intrinsics = None
-            if args.save_point_cloud:
-                rgb, intrinsics = sample_intrinsics(args, samples[index], depth.shape)
-            save_prediction(args, predictor, output.path, names[index], depth, rgb=rgb,
-                            maps=maps, intrinsics=intrinsics, shown_folder=output.folder)
-            if mode == "eval" and bool(batch["has_depth"][0]):
-                gt = batch["depth"].numpy()[0, :, :, 0]
-                per_image.append(metrics.evaluate_image(
-                    gt, image_io.quantize_depth(depth, scale), args.min_depth_eval,
-                    args.max_depth_eval, args.dataset, eigen_crop=args.eigen_crop,
-                    garg_crop=args.garg_crop, do_kb_crop=kb_crop))
-                evaluated.append(index)
+    predictions = predict_samples(predictor, samples, pipeline, evaluation, with_maps=args.save_lpg)
+    for done in tqdm(predictions, total=len(samples), desc="testing", unit="img"):
+        timer.add(done.seconds)
+        rgb = intrinsics = None
+        if args.save_point_cloud:
+            rgb, intrinsics = sample_intrinsics(args, samples[done.index], done.depth.shape)
+        save_prediction(args, predictor, output.path, names[done.index], done.depth, rgb=rgb,
+                        maps=done.maps, intrinsics=intrinsics, shown_folder=output.folder)
+        if done.has_gt:
+            per_image.append(done.metrics)
+            evaluated.append(done.index)
     timer.log()
     order = averaging_order([names[i] + ".png" for i in evaluated],
                             os.path.join(output.path, "raw") if args.save_png else None)
     return summarise_metrics(args, [samples[i].line.split()[0] for i in evaluated], per_image,
-                             order)
+                             order, quantization_note(evaluation))
 
 
 def averaging_order(png_names: Sequence[str], raw_folder: Optional[str]) -> List[int]:
     """Order in which per-image metrics are averaged: the order in which the official
     ``eval_with_pngs.py`` walks the saved raw PNGs (float32 means depend on the summation order,
     ~1 ulp), so both report identical numbers; list order when no raw PNGs are written."""
-    from tools.eval_with_pngs import SKIPPED_NAME_PARTS, find_prediction_pngs
-
     skipped = [n for n in png_names if any(part in n for part in SKIPPED_NAME_PARTS)]
     if skipped:
         LOGGER.warning("the official eval_with_pngs.py skips PNGs whose names contain 'gt' or "
@@ -398,20 +381,12 @@ def averaging_order(png_names: Sequence[str], raw_folder: Optional[str]) -> List
     return walked + sorted(set(range(len(png_names))) - set(walked))
 
 
-def predict_one(args, predictor, image: np.ndarray, focal: np.ndarray):
-    """(depth (H, W), LPG maps or None) for one normalised batch-1 image."""
-    if not args.save_lpg:
-        return predictor.predict_batch(image, focal)[0], None
-    maps = {k: v[0] for k, v in predictor.predict_maps(image, focal).items()}
-    depth = predictor.predict_batch(image, focal)[0] if predictor.post_process else maps["depth"]
-    return depth, maps
-
-
 def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
-                      order: Sequence[int]) -> Optional[Dict[str, float]]:
+                      order: Sequence[int], note: str = "") -> Optional[Dict[str, float]]:
     """Print the upstream table (and write the CSV, in list order); None without ground truth.
 
-    ``order``: the order in which per-image metrics are averaged (see :func:`averaging_order`).
+    ``order``: the order in which per-image metrics are averaged (see :func:`averaging_order`);
+    ``note``: the line saying what was scored (``bts_predict.quantization_note``).
     """
     if not per_image:
         print("No ground truth: predictions only, no metrics")
@@ -430,6 +405,8 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
             raise OutputError(f"cannot write --metrics_csv {args.metrics_csv}: "
                               f"{write_failure_reason(err)}") from None
     print(f"Evaluated {len(per_image) - without_pixels} images")
+    if note:
+        print(note)
     print(metrics.format_result_table(mean))
     return mean
 
@@ -499,13 +476,11 @@ def image_stream(items: Sequence[ImageItem]):
     """
     import tensorflow as tf
 
-    import bts_dataloader
-
     def generate() -> Iterator[Tuple[int, np.ndarray, str]]:
         for index, item in enumerate(items):
             try:
-                yield index, bts_dataloader.load_image(item.path), ""
-            except (bts_dataloader.DataError, OSError, ValueError) as err:
+                yield index, image_io.load_image(item.path), ""
+            except (OSError, ValueError) as err:  # DataError is a ValueError
                 yield index, np.zeros((1, 1, 3), np.uint8), f"{item.path}: {err}"
 
     signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((None, None, 3), tf.uint8),
@@ -530,13 +505,9 @@ def predict_images(args, predictor, output: StagedOutput) -> None:
         rgb = rgb.numpy()
         focal = args.focal or item.focal or args.fx or predictor.default_focal
         start = time.perf_counter()
-        placement = predictor.placement_for(*rgb.shape[:2])
-        network_input = predictor.normalize(predictor.crop(rgb, placement))[None]
-        depth, maps = predict_one(args, predictor, network_input, np.array([focal], np.float32))
+        predicted = predictor.predict_image(rgb, focal, with_maps=args.save_lpg)
         timer.add(time.perf_counter() - start)
-        depth = predictor.restore(depth, placement)
-        if maps is not None:
-            maps = {k: predictor.restore(v, placement) for k, v in maps.items()}
+        depth, maps = predicted if args.save_lpg else (predicted, None)
         given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
         intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or given_focal,
                                                  args.fy or given_focal, args.cx, args.cy)
@@ -555,8 +526,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tensorflow as tf
 
     import bts_dataloader
+    from bts_predict import DepthPredictor, load_model
     from utils.checkpoints import CheckpointError
-    from bts_predict import DepthPredictor
+    from utils.configs import ConfigError
 
     if args.image_path is not None and not wants_outputs(args):
         LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
@@ -565,8 +537,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
     try:
         folder = prepare_output_directory(args)
-        predictor = DepthPredictor.from_args(args)
-        args.encoder = predictor.encoder  # a .keras file's own encoder (and input normalisation)
+        model, config = load_model(args.checkpoint_path, model_config(args),
+                                   explicit=explicit_model_fields(args))
+        predictor = DepthPredictor(model, args.dataset, encoder=config.encoder,
+                                   post_process=args.post_process, do_kb_crop=args.do_kb_crop)
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:
             if args.image_path is not None:
                 predict_images(args, predictor, output)
@@ -574,6 +548,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 evaluate_list(args, predictor, output)
         if wants_outputs(args):
             print(f"Predictions written to {folder}")
+    except ConfigError as err:  # a flag that contradicts the checkpoint, named as the flag
+        print(f"bts_test.py: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
     except (CheckpointError, bts_dataloader.DataError, OutputError, OSError, ValueError) as err:
         print(f"bts_test.py: error: {err}", file=sys.stderr)
         return 1

@@ -5,13 +5,18 @@ Why a custom loop: Keras 3 ``model.fit`` fails under ``MultiWorkerMirroredStrate
 (keras-team/keras#20585), and the recipe needs exact control of weight-decay groups, frozen
 variables, gradient accumulation and resume.
 
-Recipe (spec §4, PT column): AdamW (ε ``--adam_eps``, decay ``--weight_decay`` on encoder variables
+Recipe (design §4, as PT): AdamW (ε ``--adam_eps``, decay ``--weight_decay`` on encoder variables
 only), learning rate polynomially decayed (power 0.9) from ``--learning_rate`` to
 ``--end_learning_rate`` (0.1·lr when negative) over the total steps, stem conv and all encoder BN
 γ/β frozen (BN still uses batch statistics), silog loss on the final depth only.
 
+Everything comes in one :class:`utils.configs.TrainConfig` (built by the script from its flags);
+configuration problems found here are ``ConfigError(field)``, which the script reports as
+``--field ...``; faults of the run itself (NaN loss, a failed write) are :class:`TrainingError`.
+
 Run folder ``{log_directory}/{model_name}``:
   ``ckpt-N.*``            TF checkpoints (model, optimizer slots and iteration, data position)
+  ``bts_config.json``     the BtsConfig of every ckpt-N and of model.keras (also in ``best/``)
   ``arguments.txt``       the resolved arguments (replay with ``python bts_main.py arguments.txt``)
   ``summaries/``          TensorBoard: loss, learning rate, depth images, validation metrics
   ``best/``               best weights per ``--best_metric`` (with online evaluation)
@@ -21,7 +26,6 @@ that fails (full disk) stops the run with one line, the earlier checkpoints inta
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -44,8 +48,7 @@ import bts_dataloader
 import bts_losses
 import bts_model
 from utils import checkpoints, visualization
-from utils.arguments import write_argument_file
-from utils.datasets import get_dataset_facts
+from utils.configs import MODEL_CONFIG_NAME, BtsConfig, ConfigError, PipelineConfig, TrainConfig
 from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
                       write_errors, write_failure_reason)
 from utils.metrics import METRIC_NAMES, is_better
@@ -60,44 +63,14 @@ class TrainingError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 # Strategy
 # --------------------------------------------------------------------------------------------
-def build_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
-    """Pick the distribution strategy: ``--distribution_strategy`` or automatic.
-
-    auto: TPU when ``--tpu_name`` is set; several workers when ``TF_CONFIG`` names a cluster;
-    ``MirroredStrategy`` when more than one GPU is visible and ``--num_gpus`` > 1, or over the
-    logical CPU devices when there is no GPU and ``--num_cpu_devices`` > 1; else default.
-    ``mirrored`` without GPUs needs ``--num_cpu_devices`` > 1 (one CPU device is one replica, which
-    would silently not be the multi-replica run asked for).
-    """
-    num_cpu_devices = getattr(args, "num_cpu_devices", 1)
-    configure_cpu_devices(num_cpu_devices)  # before anything below starts TF's devices
-    choice = args.distribution_strategy
-    visible_gpus = len(tf.config.list_physical_devices("GPU"))
-    clustered = bool(args.tpu_name) or _tf_config_has_cluster()
-    if choice == "mirrored" or (choice == "auto" and not clustered):
-        if args.num_gpus > 1 and args.num_gpus > visible_gpus:
-            mask = os.environ.get("CUDA_VISIBLE_DEVICES")
-            raise TrainingError(
-                f"--num_gpus {args.num_gpus}: only {visible_gpus} GPU(s) visible to TensorFlow"
-                + (f" (CUDA_VISIBLE_DEVICES={mask!r})" if mask is not None else ""))
-    if choice == "auto":
-        if args.tpu_name:
-            choice = "tpu"
-        elif _tf_config_has_cluster():
-            choice = "multi_worker"
-        elif args.num_gpus > 1 and visible_gpus > 1:
-            choice = "mirrored"
-        elif num_cpu_devices > 1 and not visible_gpus:
-            choice = "mirrored"
-        else:
-            choice = "default"
-    if num_cpu_devices > 1 and (choice != "mirrored" or visible_gpus):
-        LOG.warning("--num_cpu_devices %d has no effect: only MirroredStrategy on a machine without "
-                    "GPUs uses the logical CPU devices (this run: %s, %d GPU(s))",
-                    num_cpu_devices, choice, visible_gpus)
+def build_strategy(config: TrainConfig) -> tf.distribute.Strategy:
+    """The distribution strategy of ``config.distribution_strategy`` (see :func:`strategy_choice`)."""
+    configure_cpu_devices(config.num_cpu_devices)  # before anything below starts TF's devices
+    choice = strategy_choice(config, len(tf.config.list_physical_devices("GPU")))
     if choice == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu=args.tpu_name or None, zone=args.tpu_zone or None, project=args.gcp_project or None)
+            tpu=config.tpu_name or None, zone=config.tpu_zone or None,
+            project=config.gcp_project or None)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
@@ -106,16 +79,46 @@ def build_strategy(args: argparse.Namespace) -> tf.distribute.Strategy:
     if choice == "mirrored":
         gpus = tf.config.list_logical_devices("GPU")
         if gpus:
-            devices = [d.name for d in gpus[:args.num_gpus]] if args.num_gpus > 1 else None
+            devices = [d.name for d in gpus[:config.num_gpus]] if config.num_gpus > 1 else None
             return tf.distribute.MirroredStrategy(devices)
         cpus = tf.config.list_logical_devices("CPU")
         if len(cpus) < 2:
-            raise TrainingError(
-                "--distribution_strategy mirrored: no GPU and only one CPU device, so it would "
+            raise ConfigError(
+                "distribution_strategy", "mirrored: no GPU and only one CPU device, so it would "
                 "train a single replica; add --num_cpu_devices N to split the CPU into N logical "
                 "devices (N replicas), or use --distribution_strategy default")
         return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.get_strategy()
+
+
+def strategy_choice(config: TrainConfig, visible_gpus: int) -> str:
+    """The strategy to build: ``distribution_strategy``, or for ``auto``: TPU when ``tpu_name`` is
+    set; several workers when ``TF_CONFIG`` names a cluster; mirrored when more than one GPU is
+    visible and ``num_gpus`` > 1, or over the logical CPU devices when there is no GPU and
+    ``num_cpu_devices`` > 1; else default. Mirrored without GPUs needs ``num_cpu_devices`` > 1
+    (one CPU device is one replica, which would silently not be the multi-replica run asked for).
+    """
+    choice, num_gpus, num_cpu_devices = config.distribution_strategy, config.num_gpus, config.num_cpu_devices
+    clustered = bool(config.tpu_name) or _tf_config_has_cluster()
+    wants_gpus = choice == "mirrored" or (choice == "auto" and not clustered)
+    if wants_gpus and num_gpus > 1 and num_gpus > visible_gpus:
+        mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise ConfigError("num_gpus", f"{num_gpus}: only {visible_gpus} GPU(s) visible to TensorFlow"
+                          + (f" (CUDA_VISIBLE_DEVICES={mask!r})" if mask is not None else ""))
+    if choice == "auto":
+        if config.tpu_name:
+            choice = "tpu"
+        elif _tf_config_has_cluster():
+            choice = "multi_worker"
+        elif (num_gpus > 1 and visible_gpus > 1) or (num_cpu_devices > 1 and not visible_gpus):
+            choice = "mirrored"
+        else:
+            choice = "default"
+    if num_cpu_devices > 1 and (choice != "mirrored" or visible_gpus):
+        LOG.warning("--num_cpu_devices %d has no effect: only MirroredStrategy on a machine without "
+                    "GPUs uses the logical CPU devices (this run: %s, %d GPU(s))",
+                    num_cpu_devices, choice, visible_gpus)
+    return choice
 
 
 def configure_cpu_devices(count: int) -> None:
@@ -125,7 +128,7 @@ def configure_cpu_devices(count: int) -> None:
     (``build_strategy`` calls it first). A process already split into ``count`` is left as it is.
     """
     if count < 1:
-        raise TrainingError(f"--num_cpu_devices {count} must be >= 1")
+        raise ConfigError("num_cpu_devices", f"{count} must be >= 1")
     if count == 1:
         return
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -137,9 +140,9 @@ def configure_cpu_devices(count: int) -> None:
             cpu, [tf.config.LogicalDeviceConfiguration()] * count)
     except RuntimeError:  # the runtime already started with another device layout
         have = len(tf.config.list_logical_devices("CPU"))
-        raise TrainingError(f"--num_cpu_devices {count}: TensorFlow already started in this "
-                            f"process with {have} CPU device(s); pass the flag to a fresh "
-                            "bts_main.py process") from None
+        raise ConfigError("num_cpu_devices", f"{count}: TensorFlow already started in this process "
+                          f"with {have} CPU device(s); pass the flag to a fresh bts_main.py "
+                          "process") from None
 
 
 def _tf_config_has_cluster() -> bool:
@@ -198,12 +201,12 @@ COLLECTIVE_ERRORS = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.erro
 
 
 def prepare_run_folder(run_dir: str) -> List[str]:
-    """Start-up of the chief: the run folder must be writable (a one-line TrainingError naming it
+    """Start-up of the chief: the run folder must be writable (a ConfigError of ``log_directory``
     otherwise), and temporary files of killed or failed saves are deleted. Returns those paths."""
     try:
-        check_writable_folder(run_dir, "--log_directory run folder")
+        check_writable_folder(run_dir, "run folder")
     except WriteError as err:
-        raise TrainingError(str(err)) from None
+        raise ConfigError("log_directory", str(err)) from None
     removed = []
     for folder in (run_dir, os.path.join(run_dir, "best")):
         if not tf.io.gfile.isdir(folder):
@@ -235,15 +238,15 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # --------------------------------------------------------------------------------------------
 # Model, freezing, optimizer
 # --------------------------------------------------------------------------------------------
-def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
-    """Freeze what the encoder's rule names (``bts_model.EncoderSpec.freeze``, spec §4.3).
+def apply_freezing(model: keras.Model, encoder: str, first_blocks: int = 0) -> List[str]:
+    """Freeze what ``encoder``'s rule names (``bts_model.EncoderSpec.freeze``, design §4.3).
 
     PT default for DenseNet: stem conv + every encoder BN γ/β, plus the first dense layer(s) with
-    ``--fix_first_conv_block(s)``; other encoders follow their own rule (docs/encoders.md).
+    ``first_blocks`` (1 or 2: ``--fix_first_conv_block(s)``); other encoders follow their own rule (docs/encoders.md).
     BN layers stay trainable so they keep using batch statistics and updating their moving
     statistics (PT train mode); only their γ/β variables are frozen. Returns the frozen paths.
     """
-    rule = bts_model.encoder_spec(args.encoder).freeze
+    rule = bts_model.encoder_spec(encoder).freeze
     frozen = []
     for layer in model.layers:
         name = layer.name
@@ -251,11 +254,11 @@ def apply_freezing(model: keras.Model, args: argparse.Namespace) -> List[str]:
             continue
         local = name[len(bts_model.ENCODER_PREFIX):]
         if isinstance(layer, keras.layers.BatchNormalization):
-            if rule.frozen_bn_affine(local, args):
+            if rule.frozen_bn_affine(local, first_blocks):
                 for variable in (layer.gamma, layer.beta):
                     variable.trainable = False
                     frozen.append(variable.path)
-        elif rule.frozen_layer(local, args) and layer.weights:
+        elif rule.frozen_layer(local, first_blocks) and layer.weights:
             layer.trainable = False
             frozen.extend(w.path for w in layer.weights)
     return frozen
@@ -268,24 +271,20 @@ def default_pretrained_path(encoder: str) -> str:
     return default_encoder_weights_path(encoder) if encoder in ("densenet161_bts", "densenet121_bts") else ""
 
 
-def end_learning_rate(args: argparse.Namespace) -> float:
-    return args.end_learning_rate if args.end_learning_rate >= 0 else 0.1 * args.learning_rate
-
-
-def learning_rate_schedule(args: argparse.Namespace, total_steps: int):
+def learning_rate_schedule(learning_rate: float, end_learning_rate: float, total_steps: int):
     """lr(step) = (lr0 − lr_end)·(1 − step/total)^0.9 + lr_end, step clamped at total."""
     return keras.optimizers.schedules.PolynomialDecay(
-        args.learning_rate, max(total_steps, 1), end_learning_rate(args), power=0.9)
+        learning_rate, max(total_steps, 1), end_learning_rate, power=0.9)
 
 
-def make_optimizer(args: argparse.Namespace, model: keras.Model, total_steps: int):
+def make_optimizer(config: TrainConfig, model: keras.Model, total_steps: int):
     """AdamW with PT's groups: weight decay on trainable encoder variables only."""
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=learning_rate_schedule(args, total_steps), weight_decay=args.weight_decay,
-        beta_1=0.9, beta_2=0.999, epsilon=args.adam_eps)
+    schedule = learning_rate_schedule(config.learning_rate, config.final_learning_rate, total_steps)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
+                                       beta_1=0.9, beta_2=0.999, epsilon=config.adam_eps)
     decoder = [v for v in model.trainable_variables if not bts_model.is_encoder_variable(v)]
     optimizer.exclude_from_weight_decay(var_list=decoder)  # must precede build()
-    if args.mixed_precision == "fp16":
+    if config.mixed_precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
@@ -295,9 +294,12 @@ def inner_optimizer(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def set_precision_policy(args: argparse.Namespace) -> None:
-    policy = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[args.mixed_precision]
-    keras.mixed_precision.set_global_policy(policy)
+PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def set_precision_policy(mixed_precision: str) -> None:
+    """The global Keras dtype policy of ``--mixed_precision`` (none, bf16, fp16)."""
+    keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,17 +324,18 @@ def steps_per_epoch(num_samples: int, samples_per_step: int) -> int:
     return num_samples // samples_per_step
 
 
-def epoch_dataset(args: argparse.Namespace, samples, epoch: int, skip_steps: int, seed: int,
+def epoch_dataset(pipeline: PipelineConfig, samples, epoch: int, skip_steps: int, seed: int,
                   samples_per_step: int) -> tf.data.Dataset:
     """One epoch of training batches of ``samples_per_step``, resumed after ``skip_steps``.
 
+    ``pipeline``: the training split's settings (its batch size and seed are replaced here).
     ``samples``: a list of Samples (image files) or the ``bts_dataloader.ShardSet`` of
     ``--tfrecord_path``; either way the epoch's order is a function of (seed, epoch) only.
     """
     shards = isinstance(samples, bts_dataloader.ShardSet)
-    data_args = argparse.Namespace(**{**vars(args), "batch_size": samples_per_step, "seed": seed,
-                                      "tfrecord_path": samples.tfrecord_path if shards else ""})
-    dataset = bts_dataloader.make_dataset(data_args, "train", samples=None if shards else samples,
+    pipeline = dataclasses.replace(pipeline, batch_size=samples_per_step, seed=seed,
+                                   tfrecord_path=samples.tfrecord_path if shards else "")
+    dataset = bts_dataloader.make_dataset(pipeline, "train", samples=None if shards else samples,
                                           epoch=epoch)
     if shards:
         # AUTO would shard TFRecords by file over workers, giving each its own steps per epoch;
@@ -377,13 +380,13 @@ class StepFunctions:
     were finite, and, for TensorBoard, the depth and LPG maps of the last micro-batch.
     """
 
-    def __init__(self, strategy, model, optimizer, args, loss_fn: Callable = None,
-                 jit_compile: bool = False):
+    def __init__(self, strategy, model, optimizer, config: TrainConfig,
+                 loss_fn: Optional[Callable] = None, jit_compile: bool = False):
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
         self.maps_model = bts_model.build_lpg_maps_model(model)
-        self.accumulation = max(1, args.gradient_accumulation_steps)
-        self.min_depth = get_dataset_facts(args.dataset).loss_min_depth
-        self.variance_focus = args.variance_focus
+        self.accumulation = config.gradient_accumulation_steps
+        self.min_depth = config.data.facts.loss_min_depth
+        self.variance_focus = config.variance_focus
         self.loss_fn = loss_fn or bts_losses.silog_from_statistics
         # Every BN's moving statistics, nested ones (inside AtrousConv) included.
         self.bn_moving = [v for v in model.non_trainable_variables
@@ -486,55 +489,36 @@ class StepFunctions:
 # The run
 # --------------------------------------------------------------------------------------------
 class Trainer:
-    """Owns one training run: strategy, model, optimizer, data, checkpoints and logging."""
+    """Owns one training run: strategy, model, optimizer, data, checkpoints and logging.
 
-    def __init__(self, args: argparse.Namespace, *, evaluate_fn: Optional[Callable] = None,
+    ``evaluate_fn(model, samples) -> metrics`` validates (``bts_predict.online_evaluator``);
+    ``loss_fn(statistics, variance_focus)`` replaces the silog loss (tests); ``report(step,
+    metrics)`` sees every evaluation and may raise to stop the run (tuning: pruning).
+    """
+
+    def __init__(self, config: TrainConfig, *, evaluate_fn: Optional[Callable] = None,
                  loss_fn: Optional[Callable] = None, report: Optional[Callable] = None):
-        self.args = args
-        self.report = report  # report(step, metrics) -> None; may raise to prune (tuning)
+        self.config = config
+        self.report = report
         self.evaluate_fn = evaluate_fn
-        set_precision_policy(args)
-        self.strategy = build_strategy(args)
+        set_precision_policy(config.mixed_precision)
+        self.strategy = build_strategy(config)
         self.chief = is_chief(self.strategy)
-        self.run_dir = os.path.join(args.log_directory, args.model_name)
+        self.run_dir = config.run_dir
         if self.chief:  # before any work: an unwritable run folder fails now, not at the first save
             prepare_run_folder(self.run_dir)
-        self.train_samples, self.eval_samples = select_samples(args)
+        if not config.retrain and checkpoints.latest_training_checkpoint(self.run_dir):
+            check_run_model_config(self.run_dir, config)  # a resume builds the run folder's model
+        self.train_samples, self.eval_samples = select_samples(config)
         # Validation runs with --do_online_eval (an eval list) or --validation_split (held-out scenes).
         self.evaluating = bool(self.eval_samples) and self.evaluate_fn is not None
-        self.accumulation = max(1, args.gradient_accumulation_steps)
-        self.samples_per_step = args.batch_size * self.accumulation
-        self.steps_per_epoch = steps_per_epoch(len(self.train_samples), self.samples_per_step)
-        if self.steps_per_epoch < 1:
-            source = (f"--tfrecord_path {args.tfrecord_path!r}" if args.tfrecord_path
-                      else f"--filenames_file {args.filenames_file!r}")
-            raise TrainingError(
-                f"{source} has {len(self.train_samples)} training "
-                f"samples, fewer than one step of {self.samples_per_step} (--batch_size x "
-                "--gradient_accumulation_steps)")
-        if args.batch_size % self.strategy.num_replicas_in_sync:
-            raise TrainingError(f"--batch_size {args.batch_size} must be divisible by the "
-                                f"{self.strategy.num_replicas_in_sync} replicas")
-        self.total_steps = args.num_steps if args.num_steps > 0 else args.num_epochs * self.steps_per_epoch
-        seed = args.seed if args.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+        self.accumulation = config.gradient_accumulation_steps
+        self.samples_per_step = config.samples_per_step
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.total_steps = config.num_steps or config.num_epochs * self.steps_per_epoch
+        seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
         keras.utils.set_random_seed(seed)
-        with self.strategy.scope():
-            # Spatial size left open: the same model trains on crops and evaluates full frames.
-            try:
-                self.model = bts_model.build_bts_model(
-                    bts_model.BtsConfig.from_args(args, input_height=None, input_width=None))
-            except ValueError as err:  # unknown encoder, bts_size too small, no ImageNet weights
-                raise TrainingError(str(err)) from None
-            self.frozen = apply_freezing(self.model, args)
-            self.optimizer = make_optimizer(args, self.model, self.total_steps)
-            self.state = RunState.create(seed)
-            self.steps = StepFunctions(self.strategy, self.model, self.optimizer, args, loss_fn)
-        self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, epoch=self.state.epoch,
-            step_in_epoch=self.state.step_in_epoch, data_seed=self.state.data_seed)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self._checkpoint_dir(), max_to_keep=max(1, args.keep_checkpoints),
-            checkpoint_name="ckpt")
+        self._build(seed, loss_fn)
         self.writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "summaries"))
                        if self.chief else tf.summary.create_noop_writer())
         self.best: Dict[str, float] = {}
@@ -542,6 +526,45 @@ class Trainer:
         self._eval_summary_writer = None  # --eval_summary_directory, opened by _eval_writer
 
     # ---------------------------------------------------------------- set-up
+    def _steps_per_epoch(self) -> int:
+        """Whole steps in one epoch; a ConfigError without one, or for a batch the replicas
+        cannot share."""
+        data, count = self.config.data, len(self.train_samples)
+        steps = steps_per_epoch(count, self.samples_per_step)
+        if steps < 1:
+            field, source = (("tfrecord_path", data.tfrecord_path) if data.tfrecord_path
+                             else ("filenames_file", data.filenames_file))
+            raise ConfigError(field, f"{source!r} has {count} training samples, fewer than one step "
+                                     f"of {self.samples_per_step} (--batch_size x "
+                                     "--gradient_accumulation_steps)")
+        replicas = self.strategy.num_replicas_in_sync
+        if data.batch_size % replicas:
+            raise ConfigError("batch_size", f"{data.batch_size} must be divisible by the {replicas} "
+                                            "replicas")
+        return steps
+
+    def _build(self, seed: int, loss_fn: Optional[Callable]) -> None:
+        """Model (frozen parts marked), optimizer, run state and step function; their checkpoint."""
+        config = self.config
+        with self.strategy.scope():
+            # Spatial size left open: the same model trains on crops and evaluates full frames.
+            try:
+                self.model = bts_model.build_bts_model(config.model)
+            except ConfigError:
+                raise
+            except ValueError as err:  # e.g. keras.applications weights that do not load
+                raise TrainingError(str(err)) from None
+            self.frozen = apply_freezing(self.model, config.model.encoder, config.first_blocks)
+            self.optimizer = make_optimizer(config, self.model, self.total_steps)
+            self.state = RunState.create(seed)
+            self.steps = StepFunctions(self.strategy, self.model, self.optimizer, config, loss_fn)
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.state.epoch,
+            step_in_epoch=self.state.step_in_epoch, data_seed=self.state.data_seed)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoints,
+            checkpoint_name="ckpt")
+
     def _checkpoint_dir(self) -> str:
         if self.chief:
             return self.run_dir
@@ -554,31 +577,32 @@ class Trainer:
 
     def restore_or_init(self) -> str:
         """Resume from the run folder's latest checkpoint, else initialise; returns what happened."""
-        latest = None if self.args.retrain else checkpoints.latest_training_checkpoint(self.run_dir)
+        latest = None if self.config.retrain else checkpoints.latest_training_checkpoint(self.run_dir)
         if latest:
             checkpoints.restore_strict(self.checkpoint, latest, self.model)
             self.last_checkpoint = latest
             self._load_best()
             return f"resumed from {latest} at step {self.step}"
-        if self.args.checkpoint_path:
-            path = checkpoints.load_model_weights(self.model, self.args.checkpoint_path)
+        if self.config.checkpoint_path:
+            path = checkpoints.load_model_weights(self.model, self.config.checkpoint_path)
             return f"initialised weights from {path}"
         return self._load_pretrained_encoder()
 
     def _load_pretrained_encoder(self) -> str:
-        path = self.args.pretrained_model or default_pretrained_path(self.args.encoder)
+        encoder = self.config.model.encoder
+        path = self.config.pretrained_model or default_pretrained_path(encoder)
         if path == bts_model.IMAGENET:
-            return f"encoder initialised from keras.applications ImageNet weights ({self.args.encoder})"
+            return f"encoder initialised from keras.applications ImageNet weights ({encoder})"
         if path and tf.io.gfile.exists(path):
             from utils.pretrained import PretrainedWeightsError, load_encoder_weights
 
             try:
                 count = load_encoder_weights(self.model, path)
             except PretrainedWeightsError as err:
-                raise TrainingError(f"--pretrained_model {path}: {err} (does it match --encoder "
-                                    f"{self.args.encoder}?)") from None
+                raise ConfigError("pretrained_model", f"{path}: {err} (does it match --encoder "
+                                                      f"{encoder}?)") from None
             return f"encoder initialised from {path} ({count} tensors)"
-        keras_weights = bts_model.encoder_spec(self.args.encoder).imagenet
+        keras_weights = bts_model.encoder_spec(encoder).imagenet
         hint = ("--pretrained_model imagenet downloads them" if keras_weights
                 else "run ./init_densenet_161.sh to get them")
         LOG.warning("no ImageNet encoder weights at --pretrained_model %r: training from random "
@@ -602,6 +626,25 @@ class Trainer:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
         return path
 
+    def _write_run_files(self) -> None:
+        """The run folder's arguments.txt and bts_config.json (chief only), before any ckpt-N."""
+        if not self.chief:
+            return
+        if self.config.argument_text:
+            arguments_file = os.path.join(self.run_dir, "arguments.txt")
+            try:
+                atomic_write_text(arguments_file, self.config.argument_text)
+            except write_errors() as err:
+                raise self._write_failed(arguments_file, err) from None
+        self._write_model_config(self.run_dir)
+
+    def _write_model_config(self, folder: str) -> None:
+        """``folder/bts_config.json``: how to rebuild the model of the checkpoints in ``folder``."""
+        try:
+            checkpoints.write_model_config(folder, saved_model_config(self.config.model))
+        except write_errors() as err:
+            raise self._write_failed(os.path.join(folder, MODEL_CONFIG_NAME), err) from None
+
     def _best_path(self) -> str:
         return os.path.join(self.run_dir, "best", "best_metrics.json")
 
@@ -612,7 +655,7 @@ class Trainer:
 
     def _save_best(self, metrics: Dict[str, float]) -> None:
         """Keep the best weights per ``--best_metric`` (one file, replaced atomically)."""
-        name = self.args.best_metric
+        name = self.config.best_metric
         if name not in metrics or not is_better(name, metrics[name], self.best.get(name)):
             return
         self.best[name] = metrics[name]
@@ -621,6 +664,7 @@ class Trainer:
         folder = os.path.join(self.run_dir, "best")
         path = os.path.join(folder, f"model-best_{name}.weights.h5")
         self._assert_finite_weights(path)
+        self._write_model_config(folder)  # first: best/ never holds weights it cannot describe
         record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics}}
         try:
             atomic_write(path, self.model.save_weights)
@@ -662,9 +706,9 @@ class Trainer:
 
     def _log_images(self, batch, outputs) -> None:
         local = lambda t: self.strategy.experimental_local_results(t)[0]  # noqa: E731
-        max_depth = float(self.args.max_depth)
+        max_depth = float(self.config.model.max_depth)
         images = {
-            "image": visualization.denormalize(local(batch["image"]), self.args.encoder),
+            "image": visualization.denormalize(local(batch["image"]), self.config.model.encoder),
             "depth_gt": visualization.colorize(local(batch["depth"]), max_depth),
             "depth_est": visualization.colorize(local(outputs["depth"]), max_depth),
         }
@@ -679,17 +723,17 @@ class Trainer:
     def _eval_writer(self):
         """Online-eval scalars go to ``{--eval_summary_directory}/{model_name}`` when it is set
         (upstream BTS: one folder comparing the eval curves of many runs), else to summaries/."""
-        if not getattr(self.args, "eval_summary_directory", "") or not self.chief:
+        if not self.config.eval_summary_directory or not self.chief:
             return self.writer
         if self._eval_summary_writer is None:  # created on first use
             self._eval_summary_writer = tf.summary.create_file_writer(
-                os.path.join(self.args.eval_summary_directory, self.args.model_name))
+                os.path.join(self.config.eval_summary_directory, self.config.model_name))
         return self._eval_summary_writer
 
     def maybe_evaluate(self) -> Optional[Dict[str, float]]:
         if self.evaluate_fn is None or not self.eval_samples:
             return None
-        metrics = self.evaluate_fn(self.model, self.args, self.eval_samples)
+        metrics = self.evaluate_fn(self.model, self.eval_samples)
         writer = self._eval_writer()
         with writer.as_default(step=self.step):
             for name in METRIC_NAMES:
@@ -738,51 +782,29 @@ class Trainer:
         LOG.info("%s; %d samples, %d steps/epoch, %d total steps, %d replica(s)", message,
                  len(self.train_samples), self.steps_per_epoch, self.total_steps,
                  self.strategy.num_replicas_in_sync)
-        if self.chief:
-            arguments_file = os.path.join(self.run_dir, "arguments.txt")
-            try:
-                write_argument_file(self.args, arguments_file)
-            except write_errors() as err:
-                raise self._write_failed(arguments_file, err) from None
+        self._write_run_files()
         last = {"loss": float("nan")}
         if self.evaluating and self.step == 0:
             LOG.info("baseline evaluation of the initial weights")
             last.update(self.maybe_evaluate() or {})
+        start_step, started = self.step, time.time()
+        self._run_steps(stop, last)
+        self._finish(last)
+        elapsed = time.time() - started
+        if self.step > start_step:
+            LOG.info("%d steps in %.1f s (%.2f samples/s)", self.step - start_step, elapsed,
+                     (self.step - start_step) * self.samples_per_step / max(elapsed, 1e-9))
+        return last
+
+    def _run_steps(self, stop: int, last: Dict[str, float]) -> None:
+        """Epochs of steps until step ``stop``; Ctrl-C finishes the step, saves and re-raises."""
         progress = tqdm(total=stop, initial=self.step, desc="train", unit="step",
                         disable=not self.chief, dynamic_ncols=True)
-        start_step, started = self.step, time.time()
         interrupted = DeferredInterrupt()
         try:
             interrupted.install()
             while self.step < stop:
-                epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
-                dataset = epoch_dataset(self.args, self.train_samples, epoch, skip,
-                                        int(self.state.data_seed.numpy()), self.samples_per_step)
-                for batch in epoch_batches(self.strategy, dataset, self._suspects(epoch, skip)):
-                    loss_t, finite, outputs = self.steps.train_step(batch)
-                    loss = float(loss_t)
-                    self._check_finite(loss, bool(finite))
-                    self.state.step_in_epoch.assign_add(1)
-                    if interrupted.requested:  # Ctrl-C: this step is done; save and stop
-                        raise KeyboardInterrupt
-                    last["loss"] = loss
-                    step = self.step
-                    progress.update(1)
-                    lr = float(inner_optimizer(self.optimizer).learning_rate)
-                    progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}",
-                                         epoch=epoch, refresh=False)
-                    if step % self.args.log_freq == 0 or step == 1:
-                        self._log_scalars(loss)
-                        self._log_images(batch, outputs)
-                    if self.evaluating and step % self.args.eval_freq == 0:
-                        last.update(self.maybe_evaluate() or {})
-                    if step % self.args.save_freq == 0:
-                        self.save_checkpoint()
-                    if step >= stop:
-                        break
-                else:
-                    self.state.epoch.assign_add(1)
-                    self.state.step_in_epoch.assign(0)
+                self._run_epoch(stop, last, progress, interrupted)
         except KeyboardInterrupt:
             LOG.warning("interrupted at step %d: saving a checkpoint before exiting", self.step)
             self.save_checkpoint()
@@ -791,16 +813,79 @@ class Trainer:
             interrupted.uninstall()
             progress.close()
             self.writer.flush()
-        if self.step != (int(self.last_checkpoint.rsplit("-", 1)[-1]) if self.last_checkpoint else -1):
+
+    def _run_epoch(self, stop: int, last: Dict[str, float], progress, interrupted) -> None:
+        """The current epoch from its saved position up to step ``stop``. The epoch counter moves
+        on only when its batches ran out, so a run stopped mid-epoch resumes mid-epoch."""
+        epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
+        dataset = epoch_dataset(self.config.data, self.train_samples, epoch, skip,
+                                int(self.state.data_seed.numpy()), self.samples_per_step)
+        for batch in epoch_batches(self.strategy, dataset, self._suspects(epoch, skip)):
+            loss_t, finite, outputs = self.steps.train_step(batch)
+            loss = float(loss_t)
+            self._check_finite(loss, bool(finite))
+            self.state.step_in_epoch.assign_add(1)
+            if interrupted.requested:  # Ctrl-C: this step is done; save and stop
+                raise KeyboardInterrupt
+            last["loss"] = loss
+            progress.update(1)
+            lr = float(inner_optimizer(self.optimizer).learning_rate)
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", epoch=epoch, refresh=False)
+            self._after_step(loss, batch, outputs, last)
+            if self.step >= stop:
+                return
+        self.state.epoch.assign_add(1)
+        self.state.step_in_epoch.assign(0)
+
+    def _after_step(self, loss: float, batch, outputs, last: Dict[str, float]) -> None:
+        """What the loop frequencies ask for at this step: logs, evaluation, a checkpoint."""
+        step, config = self.step, self.config
+        if step % config.log_freq == 0 or step == 1:
+            self._log_scalars(loss)
+            self._log_images(batch, outputs)
+        if self.evaluating and step % config.eval_freq == 0:
+            last.update(self.maybe_evaluate() or {})
+        if step % config.save_freq == 0:
             self.save_checkpoint()
-        if self.evaluating and self.step % self.args.eval_freq != 0:
+
+    def _finish(self, last: Dict[str, float]) -> None:
+        """The last step's checkpoint and evaluation (unless the loop just made them), model.keras."""
+        saved = int(self.last_checkpoint.rsplit("-", 1)[-1]) if self.last_checkpoint else -1
+        if self.step != saved:
+            self.save_checkpoint()
+        if self.evaluating and self.step % self.config.eval_freq != 0:
             last.update(self.maybe_evaluate() or {})
         self.save_final_model()
-        elapsed = time.time() - started
-        if self.step > start_step:
-            LOG.info("%d steps in %.1f s (%.2f samples/s)", self.step - start_step, elapsed,
-                     (self.step - start_step) * self.samples_per_step / max(elapsed, 1e-9))
-        return last
+
+
+def saved_model_config(model: BtsConfig) -> BtsConfig:
+    """The BtsConfig a run folder records: ImageNet weights only initialise training (a reader
+    loads the checkpoint over them), so a rebuild never downloads them."""
+    return dataclasses.replace(model, imagenet_weights=False)
+
+
+# BtsConfig fields a resumed run must share with its run folder, each with the flag that sets it.
+RESUME_MODEL_FIELDS = (("encoder", "encoder"), ("densenet", "encoder"), ("bts_size", "bts_size"),
+                       ("max_depth", "max_depth"), ("focal_normaliser", "dataset"))
+
+
+def check_run_model_config(run_dir: str, config: TrainConfig) -> None:
+    """A resumed run builds the model its run folder's ``bts_config.json`` describes: a
+    ConfigError names the first setting that differs (a folder without the file passes)."""
+    saved = checkpoints.read_model_config(run_dir)
+    if saved is None:
+        return
+    path = checkpoints.model_config_path(run_dir)
+    for field, flag in RESUME_MODEL_FIELDS:
+        ours, theirs = getattr(config.model, field), getattr(saved, field)
+        if ours != theirs:
+            shown = config.dataset if flag == "dataset" else _shown(ours)
+            raise ConfigError(flag, f"{shown} does not match the run folder's {field} "
+                                    f"{_shown(theirs)} ({path})")
+
+
+def _shown(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 class DeferredInterrupt:
@@ -842,7 +927,7 @@ def split_by_scene(samples, fraction: float, dataset: str, seed: int = 0):
     """Hold out about ``fraction`` of the scenes (never splitting one); returns (train, val)."""
     scenes = sorted({scene_of(s, dataset) for s in samples})
     if len(scenes) < 2:
-        raise TrainingError("--validation_split needs at least two scenes/drives in the training list")
+        raise ConfigError("validation_split", "needs at least two scenes/drives in the training list")
     order = np.random.default_rng(seed).permutation(len(scenes))
     count = min(len(scenes) - 1, max(1, round(fraction * len(scenes))))
     held = {scenes[i] for i in order[:count]}
@@ -851,37 +936,28 @@ def split_by_scene(samples, fraction: float, dataset: str, seed: int = 0):
     return train, val
 
 
-def select_samples(args: argparse.Namespace):
-    """(training samples, evaluation samples) from the list files and ``--validation_split``.
+def select_samples(config: TrainConfig):
+    """(training samples, evaluation samples) from the list files and ``validation_split``.
 
-    With ``--tfrecord_path`` the training samples are the shards' records (a
+    With ``tfrecord_path`` the training samples are the shards' records (a
     ``bts_dataloader.ShardSet``, counted and checked here); validation then needs its own list
-    (``--do_online_eval --filenames_file_eval``), since shards cannot be split by scene. Every
-    listed local file must exist (checked once, before step 1).
+    (``eval_data``), since shards cannot be split by scene (TrainConfig refuses the split).
+    Every listed local file must exist (checked once, before step 1).
     """
-    if args.tfrecord_path:
-        if args.validation_split > 0:
-            raise TrainingError(VALIDATION_SPLIT_WITH_SHARDS)
-        train = bts_dataloader.open_shards(args.tfrecord_path)
+    data = config.data
+    if data.tfrecord_path:
+        train = bts_dataloader.open_shards(data.tfrecord_path)
     else:
-        train = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+        train = bts_dataloader.read_filenames_file(data.filenames_file, data.data_path, data.gt_path)
     evaluation = []
-    if args.validation_split > 0:
-        train, evaluation = split_by_scene(train, args.validation_split, args.dataset,
-                                           args.seed or 0)
-    elif args.do_online_eval:
-        if not args.filenames_file_eval:
-            raise TrainingError("--do_online_eval needs --filenames_file_eval or --validation_split")
-        evaluation = bts_dataloader.read_filenames_file(
-            args.filenames_file_eval, args.data_path_eval or args.data_path,
-            args.gt_path_eval or args.gt_path)
+    if config.validation_split > 0:
+        train, evaluation = split_by_scene(train, config.validation_split, config.dataset,
+                                           config.seed or 0)
+    elif config.do_online_eval:
+        listing = config.eval_data
+        evaluation = bts_dataloader.read_filenames_file(listing.filenames_file, listing.data_path,
+                                                        listing.gt_path)
     for samples in (train, evaluation):
         if not isinstance(samples, bts_dataloader.ShardSet):
             bts_dataloader.check_files_exist(samples)
     return train, evaluation
-
-
-VALIDATION_SPLIT_WITH_SHARDS = (
-    "--validation_split holds out scenes of --filenames_file, which --tfrecord_path shards cannot "
-    "split: train from the files, or convert the training scenes only and validate on a list of "
-    "the held-out ones with --do_online_eval --filenames_file_eval")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -33,6 +34,10 @@ import re
 import sys
 import warnings
 from typing import Any, Dict, Optional, Sequence
+
+from utils.arguments import argument_file_text, train_config
+from utils.configs import ConfigError, TrainConfig
+from utils.optional import require
 
 TUNE_GROUPS = ("model", "data", "train", "distribute", "eval", "tune")
 LOG = logging.getLogger("bts.tune")
@@ -142,38 +147,51 @@ def suggest(trial, space: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     return values
 
 
-def apply_params(args: argparse.Namespace, params: Dict[str, Any]) -> argparse.Namespace:
-    """A copy of ``args`` with the tuned values set (end_lr_ratio → end_learning_rate)."""
-    args = copy.deepcopy(args)
-    for name, value in params.items():
-        if name not in ("end_lr_ratio", "degree"):
-            setattr(args, name, value)
+def tuned_values(params: Dict[str, Any], learning_rate: float) -> Dict[str, Any]:
+    """The flag values ``params`` set: end_lr_ratio × the (tuned or given) learning rate becomes
+    end_learning_rate, and a rotation degree of 0 turns the rotation off."""
+    values = {name: value for name, value in params.items() if name != "end_lr_ratio"}
     if "end_lr_ratio" in params:
-        args.end_learning_rate = params["end_lr_ratio"] * args.learning_rate
+        values["end_learning_rate"] = params["end_lr_ratio"] * values.get("learning_rate", learning_rate)
     if "degree" in params:
-        args.degree = params["degree"]
-        args.do_random_rotate = params["degree"] > 0
-    return args
+        values["do_random_rotate"] = params["degree"] > 0
+    return values
 
 
-def trial_args(args: argparse.Namespace, params: Dict[str, Any], number: int) -> argparse.Namespace:
-    """Arguments of trial ``number``: tuned values, own run name, validation split only."""
-    run = apply_params(args, params)
-    run.model_name = TRIAL_RUN.format(study=args.study_name, number=number)
-    run.retrain = True  # a fresh start even if an old folder of that name exists
-    run.do_online_eval = False  # validation comes from --validation_split, never the test list
-    run.filenames_file_eval = ""
-    run.best_metric = args.objective_metric
-    return run
+def trial_values(args: argparse.Namespace, params: Dict[str, Any], number: int) -> Dict[str, Any]:
+    """Flag values of trial ``number``: tuned values, own run name, validation split only."""
+    values = tuned_values(params, args.learning_rate)
+    values.update(model_name=TRIAL_RUN.format(study=args.study_name, number=number),
+                  retrain=True,  # a fresh start even if an old folder of that name exists
+                  do_online_eval=False,  # validation comes from --validation_split, never the test list
+                  filenames_file_eval="", best_metric=args.objective_metric)
+    return values
 
 
-def best_arguments(args: argparse.Namespace, params: Dict[str, Any]) -> argparse.Namespace:
-    """The user's arguments with the best values, minus the tuning flags (for bts_main.py)."""
-    best = apply_params(args, params)
-    best.model_name = f"{args.study_name}_best"
-    best.validation_split = 0.0  # the final run trains on the whole list (--num_steps as tuned: edit it)
+# Tuned flags that live in the training pipeline (TrainConfig.data), not in TrainConfig itself.
+PIPELINE_FLAGS = ("batch_size", "degree", "do_random_rotate")
+
+
+def trial_config(base: TrainConfig, args: argparse.Namespace, params: Dict[str, Any],
+                 number: int) -> TrainConfig:
+    """The TrainConfig of trial ``number``: ``base`` (the study's flags) with the trial's values,
+    and the trial's own arguments.txt."""
+    values = trial_values(args, params, number)
+    text = argument_file_text({**vars(args), **values})
+    data = {name: values.pop(name) for name in PIPELINE_FLAGS if name in values}
+    values.pop("filenames_file_eval")  # eval_data's list, cleared below
+    eval_data = base.eval_data and dataclasses.replace(base.eval_data, filenames_file="")
+    return dataclasses.replace(base, data=dataclasses.replace(base.data, **data), eval_data=eval_data,
+                               argument_text=text, **values)
+
+
+def best_arguments(args: argparse.Namespace, params: Dict[str, Any]) -> Dict[str, Any]:
+    """The user's flags with the best values, minus the tuning flags (for bts_main.py)."""
+    best = {**vars(args), **tuned_values(params, args.learning_rate)}
+    best.update(model_name=f"{args.study_name}_best",
+                validation_split=0.0)  # the final run trains on the whole list (--num_steps as tuned: edit it)
     for name in TUNE_ONLY:
-        delattr(best, name)
+        del best[name]
     return best
 
 
@@ -231,8 +249,9 @@ def storage_error(url: str, err: BaseException) -> str:
     return f"--storage {url!r}: cannot open the Optuna storage: {first}{hint}"
 
 
-def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
-    """Objective: train one trial, report every evaluation, return the last objective value."""
+def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]], base: TrainConfig):
+    """Objective: train one trial (``base``, the study's TrainConfig, with the trial's values),
+    report every evaluation, return the last objective value."""
     import keras
     import optuna
 
@@ -247,7 +266,10 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
 
     def objective(trial) -> float:
         params = suggest(trial, space)
-        run = trial_args(args, params, trial.number)
+        try:
+            run = trial_config(base, args, params, trial.number)
+        except ConfigError as err:  # tuned values that cannot work: this trial fails
+            raise TrainingError(err.as_flag_error()) from None
         LOG.info("trial %d (%s): %s", trial.number, run.model_name,
                  ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()))
 
@@ -260,8 +282,12 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
                     raise optuna.TrialPruned(f"{metric} {metrics[metric]:.4f} at step {step}")
 
         keras.backend.clear_session()  # free the previous trial's graphs
-        trial.set_user_attr("run_dir", os.path.join(run.log_directory, run.model_name))
-        result = TrialTrainer(run, evaluate_fn=online_evaluator(), report=report).train()
+        trial.set_user_attr("run_dir", run.run_dir)
+        evaluate = online_evaluator(run.eval_data, run.evaluation)  # the held-out scenes' pipeline
+        try:
+            result = TrialTrainer(run, evaluate_fn=evaluate, report=report).train()
+        except ConfigError as err:  # e.g. too few training samples for the trial's batch
+            raise TrainingError(err.as_flag_error()) from None
         value = result.get(metric)
         if value is None or not math.isfinite(value):
             raise TrainingError(f"trial {trial.number} produced no finite validation {metric} "
@@ -271,14 +297,22 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]]):
     return objective
 
 
-def check_validation_split(args: argparse.Namespace) -> None:
+def study_config(args: argparse.Namespace) -> TrainConfig:
+    """The study's TrainConfig (each trial replaces the tuned values); bad flags are TuneErrors."""
+    try:
+        return train_config(args)
+    except ConfigError as err:
+        raise TuneError(err.as_flag_error()) from None
+
+
+def check_validation_split(base: TrainConfig, args: argparse.Namespace) -> None:
     """Fail before any trial if the training list cannot be split by scene/drive."""
-    from bts_trainer import TrainingError, select_samples
+    from bts_trainer import select_samples
 
     try:
-        train, validation = select_samples(trial_args(args, {}, 0))
-    except TrainingError as err:
-        raise TuneError(str(err)) from None
+        train, validation = select_samples(trial_config(base, args, {}, 0))
+    except ConfigError as err:
+        raise TuneError(err.as_flag_error()) from None
     LOG.info("%d training and %d validation samples (held-out scenes/drives)", len(train), len(validation))
 
 
@@ -309,7 +343,8 @@ def run_study(args: argparse.Namespace, pruner=None):
     from bts_trainer import TrainingError
 
     space = load_search_space(args.search_space)
-    check_validation_split(args)
+    base = study_config(args)
+    check_validation_split(base, args)
     try:  # before any trial: every trial's run folder and the study outputs go there
         check_writable_folder(args.log_directory, "--log_directory")
     except WriteError as err:
@@ -318,7 +353,7 @@ def run_study(args: argparse.Namespace, pruner=None):
     study = open_study(args, pruner)
     before = len(study.trials)
     # A failed trial (NaN loss, too few samples for its batch) is recorded as FAIL; the study goes on.
-    study.optimize(make_objective(args, space), n_trials=args.n_trials, catch=(TrainingError,))
+    study.optimize(make_objective(args, space, base), n_trials=args.n_trials, catch=(TrainingError,))
     LOG.info("study %s: %d trials now (%d new)", args.study_name, len(study.trials),
              len(study.trials) - before)
     write_outputs(args, study)
@@ -405,6 +440,7 @@ def summary(study) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None, pruner=None) -> int:
+    require("optuna", "requirements-tune.txt", "bts_tune.py")  # one line, not a traceback
     args = parse_tune_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from bts_dataloader import DataError

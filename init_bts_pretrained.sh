@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-# Official pretrained BTS models (PyTorch model zoo, spec §6.5) converted to Keras:
+# Official pretrained BTS models (PyTorch model zoo, docs/design.md §6.5) converted to Keras:
 #
 #   ./init_bts_pretrained.sh nyu                 # → models/bts_nyu_v2_pytorch_densenet161/model.keras
 #   ./init_bts_pretrained.sh eigen densenet121   # → models/bts_eigen_v2_pytorch_densenet121/model.keras
 #
 # Downloads bts_{nyu|eigen}_v2_pytorch_{encoder}.zip from the official S3 bucket (resumable),
 # checks and unpacks the archive, and converts the checkpoint with
-# tools/convert_pytorch_checkpoint.py (strict mapping; eigen = KITTI, output × focal/715.0873).
+# `python -m tools.convert_pytorch_checkpoint` (strict mapping; eigen = KITTI, output × focal/715.0873).
 # Idempotent: finished steps are skipped. Installs CPU PyTorch only if it is missing.
 # Environment: BTS_MODELS_DIR (default ./models), PYTHON (default .venv/bin/python, else python3).
 set -euo pipefail
@@ -65,7 +65,7 @@ if [[ -f "${OUTPUT}" && "${OUTPUT}" -nt "${SOURCE}" ]]; then
   echo "already converted: ${OUTPUT}"
 else
   ensure_torch "${PYTHON}"
-  "${PYTHON}" tools/convert_pytorch_checkpoint.py --pytorch_checkpoint "${SOURCE}" \
+  "${PYTHON}" -m tools.convert_pytorch_checkpoint --pytorch_checkpoint "${SOURCE}" \
     --encoder "${ARCH}_bts" --dataset "${DATASET}" --output_path "${OUTPUT}"
 fi
 echo "evaluate with: python bts_test.py arguments_test_${SPLIT}.txt --encoder ${ARCH}_bts" \

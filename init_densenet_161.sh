@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-# ImageNet initialisation of the encoder (as the official PyTorch BTS, spec §1.10): downloads
+# ImageNet initialisation of the encoder (as the official PyTorch BTS, docs/design.md §1.10): downloads
 # torchvision's DenseNet weights from download.pytorch.org, checks the SHA-256 prefix that
 # torchvision embeds in the file name, and converts them into the encoder weights file that
 # training loads by default (--pretrained_model):
@@ -45,5 +45,5 @@ if [[ -f "${OUTPUT}" && "${OUTPUT}" -nt "${SOURCE}" ]]; then
   exit 0
 fi
 ensure_torch "${PYTHON}"
-"${PYTHON}" tools/convert_torchvision_densenet.py --pytorch_checkpoint "${SOURCE}" \
+"${PYTHON}" -m tools.convert_torchvision_densenet --pytorch_checkpoint "${SOURCE}" \
   --encoder "${ARCH}_bts" --output_path "${OUTPUT}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# KITTI for the Eigen split, as upstream (spec §7): the annotated depth maps
+# KITTI for the Eigen split, as upstream (docs/design.md §7.2): the annotated depth maps
 # (data_depth_annotated.zip, train/ and val/ merged into dataset/kitti/data_depth_annotated/<drive>/,
 # right-camera maps dropped) and the raw frames of every drive named in the Eigen lists (left colour
 # camera image_02 only, plus calibration) under dataset/kitti/<date>/<drive>/.
@@ -23,21 +23,8 @@ mkdir -p "${KITTI}/downloads"
 if [[ ! -f "${KITTI}/data_depth_annotated/.complete" ]]; then
   fetch "${GT_URL}" "${KITTI}/downloads/data_depth_annotated.zip"
   mkdir -p "${KITTI}/data_depth_annotated"
-  "${PY}" - "${KITTI}/downloads/data_depth_annotated.zip" "${KITTI}/data_depth_annotated" <<'PYEOF'
-import os, sys, zipfile
-archive, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(archive) as zf:
-    for info in zf.infolist():
-        if info.is_dir() or "/image_03/" in info.filename:
-            continue
-        target = os.path.join(dest, info.filename)
-        if os.path.isfile(target) and os.path.getsize(target) == info.file_size:
-            continue
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with zf.open(info) as src, open(target + ".part", "wb") as dst:
-            dst.write(src.read())
-        os.replace(target + ".part", target)
-PYEOF
+  "${PY}" -m tools.kitti_setup unpack "${KITTI}/data_depth_annotated" \
+    "${KITTI}/downloads/data_depth_annotated.zip"
   "${PY}" -m tools.kitti_setup merge "${KITTI}/data_depth_annotated"
   touch "${KITTI}/data_depth_annotated/.complete"
   rm -f "${KITTI}/downloads/data_depth_annotated.zip" "${KITTI}/downloads/data_depth_annotated.zip.sha256"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# NYU Depth V2 official test set (654 frames) for evaluation, as upstream (spec §7):
+# NYU Depth V2 official test set (654 frames) for evaluation, as upstream (docs/design.md §7.1):
 #   1. download nyu_depth_v2_labeled.mat (2.8 GB) and the official split splits.mat (resumable);
-#   2. extract both splits with tools/extract_official_train_test_set_from_mat.py into
+#   2. extract both splits with `python -m tools.extract_official_train_test_set_from_mat` into
 #      dataset/nyu_depth_v2/official_splits/{train,test}/<scene type>/ and write the test list
 #      dataset/nyu_depth_v2/nyudepthv2_test_files_with_gt.txt.
 # Idempotent: finished steps are skipped; an interrupted download or extraction resumes.
@@ -25,9 +25,11 @@ if [[ -f "${DONE}" ]]; then
   echo "NYU official splits already extracted in ${NYU}/official_splits"
   exit 0
 fi
+# The extraction reads splits.mat with scipy, an optional requirement: install it when missing.
+"${PY}" -c "import scipy" 2>/dev/null || "${PY}" -m pip install --quiet -r requirements-mat.txt
 fetch "${MAT_URL}" "${NYU}/nyu_depth_v2_labeled.mat"
 fetch "${SPLITS_URL}" "${NYU}/splits.mat"
-"${PY}" tools/extract_official_train_test_set_from_mat.py "${NYU}/nyu_depth_v2_labeled.mat" \
+"${PY}" -m tools.extract_official_train_test_set_from_mat "${NYU}/nyu_depth_v2_labeled.mat" \
   "${NYU}/splits.mat" "${NYU}/official_splits" "${NYU}/nyudepthv2_test_files_with_gt.txt"
 touch "${DONE}"
 publish_list

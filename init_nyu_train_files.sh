@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# NYU Depth V2 training set: the BTS authors' preprocessed "sync" frames (~24k pairs, spec §7.1),
+# NYU Depth V2 training set: the BTS authors' preprocessed "sync" frames (~24k pairs, docs/design.md §7.1),
 # Google-Drive file 1AysroWpfISmm-yRFGBgFTrLy6FjQwvwP -> dataset/nyu_depth_v2/sync.zip, unzipped to
 # dataset/nyu_depth_v2/sync/<scene>/{rgb,sync_depth}_XXXXX.{jpg,png}.
 # Idempotent and resumable (the download continues where it stopped; unzip skips existing files).

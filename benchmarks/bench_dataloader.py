@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Train-pipeline throughput at 416x544 from image files and from TFRecords (synthetic NYU data).
 
-    python benchmarks/bench_dataloader.py
+    python -m benchmarks.bench_dataloader        # from the repository root
 
 Writes NUM_SAMPLES synthetic 480x640 NYU-layout frames to a temporary folder, converts them to
 TFRecords, then times the full NYU training chain (border crop, rotation 2.5 degrees, random crop,
@@ -18,20 +18,18 @@ model consumes ~0.35 samples/s, so the loader must give >= 1.7 samples/s (5x) no
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 import time
 from typing import Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-import bts_convert_data  # noqa: E402
-import bts_dataloader  # noqa: E402
-from tools.synthetic_data import generate_dataset  # noqa: E402
+import bts_convert_data
+import bts_dataloader
+from tools.synthetic_data import generate_dataset
+from utils.configs import PipelineConfig
+from utils.datasets import get_dataset_facts
 
 NUM_SAMPLES = 64
 FRAME_SIZE = (480, 640)
@@ -41,16 +39,17 @@ EPOCHS = 3
 TRAIN_STEP_SAMPLES_PER_S = 2 / 5.8  # fp32 train step, batch 2, 416x544, this box (PLATFORM notes)
 
 
-def train_args(paths: dict, tfrecord_path: str = "") -> argparse.Namespace:
-    """The arguments of the upstream NYU training files (rotation 2.5 degrees)."""
-    return argparse.Namespace(
-        dataset="nyu", encoder="densenet161_bts", input_height=INPUT_SIZE[0], input_width=INPUT_SIZE[1],
-        batch_size=BATCH_SIZE, do_kb_crop=False, do_random_rotate=True, degree=2.5,
-        filenames_file=paths["train_filenames"], data_path=paths["data_path"], gt_path=paths["gt_path"],
-        tfrecord_path=tfrecord_path, num_threads=-1, deterministic=False, seed=None)
+def train_args(paths: dict, tfrecord_path: str = "") -> PipelineConfig:
+    """The pipeline of the upstream NYU training files (rotation 2.5 degrees)."""
+    return PipelineConfig(
+        facts=get_dataset_facts("nyu"), normalization="torch", input_height=INPUT_SIZE[0],
+        input_width=INPUT_SIZE[1], batch_size=BATCH_SIZE, do_kb_crop=False, do_random_rotate=True,
+        degree=2.5, filenames_file=paths["train_filenames"], data_path=paths["data_path"],
+        gt_path=paths["gt_path"], tfrecord_path=tfrecord_path, num_threads=-1, deterministic=False,
+        seed=None)
 
 
-def throughput(args: argparse.Namespace) -> Tuple[float, float]:
+def throughput(args: PipelineConfig) -> Tuple[float, float]:
     """(samples/s, CPU-ms/sample) over EPOCHS epochs after one warm-up epoch."""
     for _ in bts_dataloader.make_dataset(args, "train", epoch=0):
         pass

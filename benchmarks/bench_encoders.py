@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Encoder table for the README: parameters, skip channels, fp32 forward latency at 480×640.
 
-    python benchmarks/bench_encoders.py                          # every registered encoder
-    python benchmarks/bench_encoders.py --cases resnet50 mobilenetv2 --repeats 5
-    python benchmarks/bench_encoders.py --quick                  # 64x96, 1 repeat (smoke run)
+    python -m benchmarks.bench_encoders                          # every registered encoder
+    python -m benchmarks.bench_encoders --cases resnet50 mobilenetv2 --repeats 5
+    python -m benchmarks.bench_encoders --quick                  # 64x96, 1 repeat (smoke run)
 
 Each encoder: the full BTS model (decoder width = the encoder's default nf, random weights) on one
 480×640 image, forward in a ``tf.function`` (first call = trace, untimed), ``--warmup`` untimed
@@ -22,17 +22,15 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+import bts_model
+from utils.arguments import parse_args
+from utils.io import atomic_write_text
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import bts_model  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
 
 LOG = logging.getLogger("bts.bench_encoders")
 SKIPPED = ("densenet_tiny",)  # a smoke-test encoder, not a real backbone

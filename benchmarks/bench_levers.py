@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """A/B of the speed levers on this machine: each lever against the same-run baseline.
 
-    python benchmarks/bench_levers.py                        # all levers (~25 min on 2 idle cores)
-    python benchmarks/bench_levers.py --levers baseline xla  # a subset
-    python benchmarks/bench_levers.py --quick                # tiny model (CI smoke run)
+    python -m benchmarks.bench_levers                        # all levers (~25 min on 2 idle cores)
+    python -m benchmarks.bench_levers --levers baseline xla  # a subset
+    python -m benchmarks.bench_levers --quick                # tiny model (CI smoke run)
 
 Every lever runs ``bench_model.py``'s cases in a fresh child process (environment-variable levers
 only take effect at TensorFlow's start, and one process per variant keeps traces and allocator
@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from utils.io import atomic_write_text
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
@@ -72,7 +74,7 @@ def quick_variant(lever: Lever) -> Lever:
 
 def child_command(lever: Lever, output: str, warmup: int) -> List[str]:
     """Command line of the child process that times ``lever``'s cases into ``output``."""
-    command = [sys.executable, os.path.abspath(__file__), "--child"]
+    command = [sys.executable, "-m", "benchmarks.bench_levers", "--child"]  # run with cwd=ROOT
     if lever.keras_bn:
         command.append("--keras_bn")
     command += ["--", "--cases", *lever.cases, "--repeats", str(lever.repeats),
@@ -123,8 +125,7 @@ def child_main(argv: Sequence[str]) -> int:
     """In the child: apply the in-process lever, then run bench_model with the rest."""
     keras_bn = "--keras_bn" in argv
     rest = list(argv[argv.index("--") + 1:])
-    sys.path.insert(0, BENCH_DIR)
-    import bench_model  # noqa: E402  (after the environment levers are in place)
+    from benchmarks import bench_model  # here, not at the top: the parent never loads TensorFlow
 
     if keras_bn:
         import keras
@@ -149,9 +150,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if "baseline" not in args.levers:
         args.levers.insert(0, "baseline")  # the ratios need it
-    sys.path.insert(0, ROOT)
-    from utils.io import atomic_write_text
-
     results: Dict[str, List[Dict[str, object]]] = {}
     for lever in (lever for lever in LEVERS if lever.name in args.levers):
         lever = quick_variant(lever) if args.quick else lever

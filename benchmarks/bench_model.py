@@ -1,10 +1,10 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Model speed on this machine: forward latency and training-step time, fp32 and bf16.
 
-    python benchmarks/bench_model.py                      # all cases (~30 min on 2 AVX2 cores)
-    python benchmarks/bench_model.py --cases forward_480x640_bf16 --repeats 10
-    python benchmarks/bench_model.py --quick              # tiny model, 64x96 (CI smoke run)
-    python benchmarks/bench_model.py --profile_dir /tmp/bts_profile   # + TensorBoard trace
+    python -m benchmarks.bench_model                      # all cases (~30 min on 2 AVX2 cores)
+    python -m benchmarks.bench_model --cases forward_480x640_bf16 --repeats 10
+    python -m benchmarks.bench_model --quick              # tiny model, 64x96 (CI smoke run)
+    python -m benchmarks.bench_model --profile_dir /tmp/bts_profile   # + TensorBoard trace
 
 Each case builds the model under its dtype policy, wraps one step in a ``tf.function`` (the first
 call traces: reported separately as ``first_call_s``), runs ``--warmup`` untimed calls, then
@@ -27,20 +27,16 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-if BENCH_DIR not in sys.path:
-    sys.path.insert(0, BENCH_DIR)
+import keras
+import numpy as np
+import tensorflow as tf
 
-from common import (QUICK_SIZE, Case, build_model, default_output,  # noqa: E402,F401
-                    format_table, peak_rss_mib, reset_peak_rss, write_json)
-import common  # noqa: E402  (puts the repository root on sys.path)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from bts_losses import silog_loss  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
-from utils.datasets import get_dataset_facts  # noqa: E402
+from benchmarks import common
+from benchmarks.common import (QUICK_SIZE, Case, build_model, default_output, format_table, peak_rss_mib,
+                               reset_peak_rss, write_json)
+from bts_losses import silog_loss
+from utils.arguments import parse_args
+from utils.datasets import get_dataset_facts
 
 LOG = logging.getLogger("bench_model")
 

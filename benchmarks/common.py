@@ -9,21 +9,18 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List, Sequence
 
 import keras
 import numpy as np
 
+import bts_model
+from utils.datasets import get_dataset_facts
+from utils.io import atomic_write_text
+
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import bts_model  # noqa: E402
-from utils.datasets import get_dataset_facts  # noqa: E402
-from utils.io import atomic_write_text  # noqa: E402
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # The tiny encoder of the test-suite (tests/conftest.py) for --quick runs.
@@ -51,7 +48,7 @@ class Case:
 
 def model_config(dataset: str, quick: bool) -> "bts_model.BtsConfig":
     """DenseNet-161 BTS for ``dataset``, or the tiny encoder for --quick runs."""
-    return bts_model.BtsConfig(dataset=dataset, densenet=TINY_DENSENET if quick else None,
+    return bts_model.BtsConfig.for_dataset(dataset, densenet=TINY_DENSENET if quick else None,
                                bts_size=TINY_BTS_SIZE if quick else 512)
 
 

@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Prepared GPU benchmark: run it on a machine with a GPU and ``tensorflow[and-cuda]==2.21.0``.
 
-    pip install "tensorflow[and-cuda]==2.21.0" -r requirements.txt   # on the GPU machine
-    python benchmarks/gpu_check.py --bench_output gpu_results.json    # ~5 min on one GPU
-    python benchmarks/gpu_check.py --quick                            # tiny model, smoke test
+    pip install -r requirements-gpu.txt                               # on the GPU machine
+    python -m benchmarks.gpu_check --bench_output gpu_results.json    # ~5 min on one GPU
+    python -m benchmarks.gpu_check --quick                            # tiny model, smoke test
 
 Measures, each after warm-up (median/min/max of ``--repeats``):
 
@@ -16,28 +16,22 @@ Measures, each after warm-up (median/min/max of ``--repeats``):
 
 Speed only: inputs are synthetic and the weights random. TF enables TF32 matmuls/convolutions on
 Ampere and newer by default, and this script leaves it so (it is what users get); the JSON
-records the setting. Parity checks on a GPU must disable it first (spec §11).
+records the setting. Parity checks on a GPU must disable it first (design §9.4).
 """
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from typing import Dict, Optional, Sequence
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-if BENCH_DIR not in sys.path:
-    sys.path.insert(0, BENCH_DIR)
+import keras
+import numpy as np
+import tensorflow as tf
 
-import bench_model  # noqa: E402  (puts the repository root on sys.path)
-import common  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import bts_dataloader  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
+import bts_dataloader
+from benchmarks import bench_model, common
+from utils.arguments import parse_args
 
 LOG = logging.getLogger("gpu_check")
 Case = bench_model.Case
@@ -89,9 +83,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(groups=("bench",), argv=argv, prog="gpu_check.py",
                       description="BTS speed on a GPU: forward, training step, NYU test workload.")
     if not tf.config.list_physical_devices("GPU"):
-        print("gpu_check.py: error: TensorFlow sees no GPU; install tensorflow[and-cuda]==2.21.0 "
-              "on a machine with an NVIDIA GPU (tf.config.list_physical_devices('GPU') is empty)",
-              file=sys.stderr)
+        print("gpu_check.py: error: TensorFlow sees no GPU; pip install -r requirements-gpu.txt "
+              "(tensorflow[and-cuda]) on a machine with an NVIDIA GPU "
+              "(tf.config.list_physical_devices('GPU') is empty)", file=sys.stderr)
         return 1
     common.check_repeats(args)
     for gpu in tf.config.list_physical_devices("GPU"):

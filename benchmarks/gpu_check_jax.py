@@ -1,8 +1,8 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """The GPU benchmark of ``gpu_check.py`` on Keras 3's JAX backend, for machines without TensorFlow.
 
-    python benchmarks/gpu_check_jax.py --bench_output gpu_jax.json     # on a GPU machine with JAX
-    python benchmarks/gpu_check_jax.py --quick --cases quick_gpu_forward_64x96_b1_fp32   # smoke run
+    python -m benchmarks.gpu_check_jax --bench_output gpu_jax.json     # on a GPU machine with JAX
+    python -m benchmarks.gpu_check_jax --quick --cases quick_gpu_forward_64x96_b1_fp32   # smoke run
 
 The same ``bts_model.py`` graph (DenseNet-161 BTS, random weights) is built under
 ``KERAS_BACKEND=jax`` and run through ``jax.jit`` of ``model.stateless_call``: forward latency
@@ -23,22 +23,19 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-os.environ["KERAS_BACKEND"] = "jax"  # before Keras is imported (by common via bts_model)
+# First, before anything imports Keras: importing it sets KERAS_BACKEND=jax (Keras reads it once).
+from benchmarks import _jax_backend  # noqa: F401  (imported for that side effect)
 
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-if BENCH_DIR not in sys.path:
-    sys.path.insert(0, BENCH_DIR)
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
 
-import common  # noqa: E402  (puts the repository root on sys.path)
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bts_losses import silog_loss  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
-from utils.datasets import get_dataset_facts  # noqa: E402
-from utils.encoders import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from benchmarks import common
+from bts_losses import silog_loss
+from utils.arguments import parse_args
+from utils.datasets import get_dataset_facts
+from utils.encoders import IMAGENET_MEAN, IMAGENET_STD
 
 LOG = logging.getLogger("gpu_check_jax")
 Case = common.Case

@@ -1,9 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """One run, one JSON: model speed, input-pipeline throughput and end-to-end ``bts_test.py``.
 
-    python benchmarks/run_all.py                     # full sizes (~35 min on 2 AVX2 cores)
-    python benchmarks/run_all.py --quick             # tiny model, few images (CI smoke run)
-    python benchmarks/run_all.py --profile_dir /tmp/bts_profile --bench_output results.json
+    python -m benchmarks.run_all                     # full sizes (~35 min on 2 AVX2 cores)
+    python -m benchmarks.run_all --quick             # tiny model, few images (CI smoke run)
+    python -m benchmarks.run_all --profile_dir /tmp/bts_profile --bench_output results.json
 
 Sections of the JSON (``--bench_output``, default ``benchmarks/results/run_all.json``):
 
@@ -27,15 +27,8 @@ import tempfile
 import time
 from typing import Dict, Iterator, List, Optional, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-if BENCH_DIR not in sys.path:
-    sys.path.insert(0, BENCH_DIR)
-
-import bench_model  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
+from benchmarks import bench_model
+from utils.arguments import parse_args
 
 LOG = logging.getLogger("run_all")
 
@@ -68,9 +61,9 @@ def epoch_throughputs(args, epochs: int) -> List[float]:
 
 def run_dataloader_benchmark(num_samples: int, epochs: int, workdir: str) -> Dict[str, object]:
     """Files and TFRecords throughput of the NYU training chain (bench_dataloader's settings)."""
-    import bench_dataloader
     import bts_convert_data
     import bts_dataloader
+    from benchmarks import bench_dataloader
     from tools.synthetic_data import generate_dataset
 
     paths = generate_dataset("nyu", os.path.join(workdir, "train_data"), num_samples, 0, *FRAME_SIZE,
@@ -97,7 +90,7 @@ def save_benchmark_model(path: str, quick: bool) -> None:
     """A randomly initialised NYU model (DenseNet-161, or the tiny encoder) saved as ``.keras``."""
     import keras
 
-    import common
+    from benchmarks import common
 
     common.build_model(common.Case("saved", "forward", 0, 0, 1, "fp32"), quick).save(path)
     keras.backend.clear_session()

@@ -8,11 +8,17 @@ Routes (all errors are JSON ``{"error": message, "status": code}``):
 * ``POST /api/predict``              multipart field ``image`` or form field ``sample`` (a bundled
   photo; the motorcycle is also scored against its ground truth), optional ``model``, ``focal``;
   ``?format=json`` (default: statistics and download links), ``png`` (raw uint16 depth at the
-  dataset scale), ``npy`` (float32 metres), ``ply`` (coloured point cloud), ``colormap`` (RGB PNG)
-* ``GET /api/result/<id>/<file>``    ``depth.png``, ``depth.npy``, ``cloud.ply``, ``colormap.png``,
-  ``input.png`` of a recent prediction (kept in memory, least recently used dropped first)
+  dataset scale), ``npy`` (float32 metres), ``float32`` (raw little-endian float32 metres, row
+  major, size in ``X-Depth-Width``/``X-Depth-Height``: what the page reads), ``ply`` (coloured
+  point cloud), ``colormap`` (RGB PNG)
+* ``GET /api/result/<id>/<file>``    ``depth.png``, ``depth.npy``, ``depth.f32``, ``cloud.ply``,
+  ``colormap.png``, ``input.png`` of a recent prediction (kept in memory, least recently used
+  dropped first)
 * ``GET /api/samples``, ``GET /samples/<name>.png``   bundled sample photos (scikit-image)
 * ``GET /legend/<model>.png``        the colormap ramp over [0, max_depth]
+
+The routes are module-level views on the blueprint ``BP``; what they share (models, limits,
+result cache, work slots) is one ``DemoState`` in ``app.extensions["bts_demo"]``.
 
 Pre/post-processing is the shared one: ``bts_predict.DepthPredictor.predict_image`` (normalise,
 pad, KB crop) and ``utils.image_io`` (uint16 PNG convention, colormap, .npy, .ply). This module
@@ -37,10 +43,10 @@ import re
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
-from flask import Flask, Request, Response, jsonify, render_template, request
+from flask import Blueprint, Flask, Request, Response, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
@@ -53,12 +59,16 @@ if TYPE_CHECKING:  # importing the predictor starts TensorFlow; the app itself d
 
 LOGGER = logging.getLogger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
-FORMATS = ("json", "png", "npy", "ply", "colormap")
+FORMATS = ("json", "png", "npy", "float32", "ply", "colormap")
 RESULT_ID = re.compile(r"^[0-9a-f]{32}$")
 MIME = {"png": "image/png", "colormap": "image/png", "npy": "application/octet-stream",
-        "ply": "application/octet-stream", "json": "application/json"}
-RESULT_FILES = {"depth.png": "png", "depth.npy": "npy", "cloud.ply": "ply",
+        "float32": "application/octet-stream", "ply": "application/octet-stream",
+        "json": "application/json"}
+RESULT_FILES = {"depth.png": "png", "depth.npy": "npy", "depth.f32": "float32", "cloud.ply": "ply",
                 "colormap.png": "colormap", "input.png": "input"}
+DOWNLOAD_SUFFIX = {"png": "_depth.png", "npy": "_depth.npy", "float32": "_depth.f32",
+                   "ply": "_cloud.ply", "colormap": "_colormap.png", "input": "_input.png"}
+EXTENSION = "bts_demo"  # the app.extensions key of the app's DemoState
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -150,11 +160,13 @@ def depth_statistics(depth_m: np.ndarray) -> Dict[str, Optional[float]]:
 
 
 def encode_result(result: Result, kind: str) -> bytes:
-    """Bytes of one output of a result (``kind``: png, npy, ply, colormap, input)."""
+    """Bytes of one output of a result (``kind``: png, npy, float32, ply, colormap, input)."""
     if kind == "png":
         return image_io.encode_png(image_io.depth_to_uint16(result.depth_m, result.depth_scale))
     if kind == "npy":
         return image_io.encode_npy(result.depth_m)
+    if kind == "float32":  # (H, W) row major, little-endian: a JS Float32Array without a decoder
+        return np.ascontiguousarray(result.depth_m, dtype="<f4").tobytes()
     if kind == "ply":
         return image_io.encode_point_cloud(result.depth_m, result.rgb, result.intrinsics)[0]
     if kind == "colormap":
@@ -165,9 +177,7 @@ def encode_result(result: Result, kind: str) -> bytes:
 
 
 def download_name(result: Result, kind: str) -> str:
-    suffix = {"png": "_depth.png", "npy": "_depth.npy", "ply": "_cloud.ply",
-              "colormap": "_colormap.png", "input": "_input.png"}[kind]
-    return result.stem + suffix
+    return result.stem + DOWNLOAD_SUFFIX[kind]
 
 
 def safe_stem(filename: Optional[str]) -> str:
@@ -213,6 +223,56 @@ def ground_truth_scores(depth_m: np.ndarray, gt_m: np.ndarray, dataset: str
             "median_scaled": metrics.compute_errors(gt, scaled)}
 
 
+@dataclasses.dataclass
+class DemoState:
+    """Everything the views share, one per app (``app.extensions["bts_demo"]``, see ``state()``)."""
+
+    predictors: Dict[str, "DepthPredictor"]  # dataset name → predictor, first = default
+    untrained: bool  # random weights: banner on the page, "untrained" in every answer
+    limits: DemoLimits
+    cache: ResultCache
+    slots: threading.BoundedSemaphore  # the max_concurrent work slots
+
+    @classmethod
+    def build(cls, predictors: Mapping[str, "DepthPredictor"], untrained: bool,
+              limits: DemoLimits) -> "DemoState":
+        if not predictors:
+            raise ValueError("create_app needs at least one predictor")
+        return cls(dict(predictors), bool(untrained), limits, ResultCache(limits.cache_entries),
+                   threading.BoundedSemaphore(limits.max_concurrent))
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.predictors))
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the ``max_concurrent`` work slots; UploadError 503 after the timeout."""
+        if not self.slots.acquire(timeout=self.limits.queue_timeout_s):
+            raise UploadError(503, "the server is busy; try again in a minute")
+        try:
+            yield
+        finally:
+            self.slots.release()
+
+    def model_info(self, name: str) -> Dict[str, object]:
+        predictor = self.predictors[name]
+        return {"name": name, "max_depth": predictor.max_depth,
+                "depth_scale": image_io.depth_scale(predictor.dataset),
+                "default_focal": predictor.default_focal, "encoder": predictor.encoder}
+
+    def models(self) -> list[Dict[str, object]]:
+        return [self.model_info(name) for name in self.predictors]
+
+
+BP = Blueprint("demo", __name__)
+
+
+def state() -> DemoState:
+    """The DemoState of the app serving the current request."""
+    return current_app.extensions[EXTENSION]
+
+
 def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = False,
                limits: DemoLimits = DemoLimits()) -> Flask:
     """The demo Flask app serving ``predictors`` (dataset name → predictor, first = default).
@@ -220,195 +280,207 @@ def create_app(predictors: Mapping[str, "DepthPredictor"], *, untrained: bool = 
     ``untrained``: the models carry random weights; every page shows a warning banner and every
     API answer says so (``"untrained": true`` / ``X-BTS-Untrained: 1``).
     """
-    if not predictors:
-        raise ValueError("create_app needs at least one predictor")
-    predictors = dict(predictors)
-    default_model = next(iter(predictors))
+    demo = DemoState.build(predictors, untrained, limits)
     app = Flask(__name__, template_folder=os.path.join(HERE, "templates"),
                 static_folder=os.path.join(HERE, "static"), static_url_path="/static")
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = limits.max_upload_bytes
     app.json.sort_keys = False
-    cache = ResultCache(limits.cache_entries)
-    slots = threading.BoundedSemaphore(limits.max_concurrent)
-
-    @contextlib.contextmanager
-    def slot():
-        """Hold one of the ``max_concurrent`` work slots; UploadError 503 after the timeout."""
-        if not slots.acquire(timeout=limits.queue_timeout_s):
-            raise UploadError(503, "the server is busy; try again in a minute")
-        try:
-            yield
-        finally:
-            slots.release()
-
-    def model_info(name: str) -> Dict[str, object]:
-        predictor = predictors[name]
-        return {"name": name, "max_depth": predictor.max_depth,
-                "depth_scale": image_io.depth_scale(predictor.dataset),
-                "default_focal": predictor.default_focal, "encoder": predictor.encoder}
-
-    def result_urls(result_id: str) -> Dict[str, str]:
-        return {kind: f"/api/result/{result_id}/{filename}"
-                for filename, kind in RESULT_FILES.items()}
-
-    def send_bytes(data: bytes, kind: str, result: Result, result_id: str,
-                   attachment: bool) -> Response:
-        response = Response(data, mimetype=MIME.get(kind, "image/png"))
-        if attachment:
-            response.headers["Content-Disposition"] = \
-                f'attachment; filename="{download_name(result, kind)}"'
-        response.headers["X-Result-Id"] = result_id
-        response.headers["X-Depth-Scale"] = f"{result.depth_scale:g}"
-        response.headers["X-Max-Depth"] = f"{result.max_depth:g}"
-        response.headers["Cache-Control"] = "private, max-age=3600"
-        return response
-
-    @app.after_request
-    def add_headers(response: Response) -> Response:
-        for key, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        if untrained:
-            response.headers["X-BTS-Untrained"] = "1"
-        return response
-
-    @app.errorhandler(UploadError)
-    def upload_error(err: UploadError):
-        return json_error(err.status, err.message)
-
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException):
-        messages = {
-            413: f"the upload is larger than {limits.max_upload_bytes / 2**20:.0f} MB",
-            405: f"method {request.method} is not allowed on {request.path}",
-            404: f"nothing at {request.path}",
-        }
-        return json_error(err.code or 500, messages.get(err.code, err.description or err.name))
-
-    @app.errorhandler(Exception)
-    def internal_error(err: Exception):
-        LOGGER.exception("request %s %s failed", request.method, request.path)
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
-        return json_error(500, f"internal error ({detail})")
-
-    @app.get("/")
-    def index():
-        return render_template("index.html", models=[model_info(n) for n in predictors],
-                               default_model=default_model, untrained=untrained,
-                               samples=samples.sample_titles(), limits=limits)
-
-    @app.get("/healthz")
-    def healthz():
-        return jsonify({"status": "ok", "untrained": untrained, "default_model": default_model,
-                        "models": [model_info(n) for n in predictors],
-                        "limits": dataclasses.asdict(limits)})
-
-    @app.get("/api/samples")
-    def list_samples():
-        return jsonify([{"name": name, "title": title, "url": f"/samples/{name}.png"}
-                        for name, title in samples.sample_titles().items()])
-
-    @app.get("/samples/<name>.png")
-    def sample_image(name: str):
-        data = samples.sample_png(name)
-        if data is None:
-            return json_error(404, f"no sample named {name[:40]!r}")
-        return Response(data, mimetype="image/png",
-                        headers={"Cache-Control": "public, max-age=86400"})
-
-    @app.get("/legend/<name>.png")
-    def legend(name: str):
-        if name not in predictors:
-            return json_error(404, f"no model named {name[:40]!r}")
-        max_depth = predictors[name].max_depth
-        ramp = np.tile(np.linspace(0.0, max_depth, 256, dtype=np.float32), (16, 1))
-        ramp[:, 0] = max_depth / 512.0  # the first column is 0 m = invalid (black); show near
-        return Response(image_io.encode_png(image_io.colorize_depth(ramp, max_depth)),
-                        mimetype="image/png")
-
-    @app.post("/api/predict")
-    def predict():
-        kind = request.args.get("format", "json")
-        if kind not in FORMATS:
-            raise UploadError(400, f"format must be one of {', '.join(FORMATS)}, got {kind[:20]!r}")
-        with slot():
-            result = predict_upload()
-            result_id = cache.put(result)
-            if kind != "json":
-                return send_bytes(encode_result(result, kind), kind, result, result_id,
-                                  attachment=kind != "colormap")
-        height, width = result.depth_m.shape
-        body = {"id": result_id, "model": result.model, "untrained": untrained,
-                "width": width, "height": height, "max_depth": result.max_depth,
-                "depth_scale": result.depth_scale, "focal_px": result.focal_px,
-                "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), result.intrinsics)),
-                **result.source, **depth_statistics(result.depth_m), "urls": result_urls(result_id)}
-        return jsonify(body)
-
-    def request_image():
-        """(bytes, download stem, sample name or None) of this request's image."""
-        upload = request.files.get("image")  # parsing the body may raise 413
-        sample = request.values.get("sample")
-        if upload is not None and sample is not None:
-            raise UploadError(400, "send either an 'image' file or a 'sample' name, not both")
-        if sample is not None:
-            data = samples.sample_png(sample)
-            if data is None:
-                raise UploadError(400, f"no sample named {sample[:40]!r}; see /api/samples")
-            return data, sample, sample
-        if upload is None:
-            raise UploadError(400, "send the image as the multipart/form-data field 'image' "
-                                   "(or a 'sample' name)")
-        return upload.read(), safe_stem(upload.filename), None
-
-    def predict_upload() -> Result:
-        """Read, check, decode and predict the uploaded image (or sample) of this request."""
-        data, stem, sample = request_image()
-        name = request.values.get("model", default_model)
-        if name not in predictors:
-            raise UploadError(400, f"model must be one of {', '.join(predictors)}, "
-                                   f"got {name[:20]!r}")
-        focal = parse_focal(request.values.get("focal"))
-        decoded = decode_upload(data, max_pixels=limits.max_pixels,
-                                max_work_pixels=limits.max_work_pixels)
-        predictor = predictors[name]
-        # Shrinking an image shrinks its focal length in pixels by the same factor.
-        focal_px = (focal if focal is not None else predictor.default_focal) * decoded.scale
-        started = time.perf_counter()
-        depth_m = predictor.predict_image(decoded.rgb, focal=focal_px)
-        elapsed_ms = (time.perf_counter() - started) * 1e3
-        height, width = depth_m.shape
-        if focal is None:
-            intrinsics = image_io.default_intrinsics(predictor.dataset, height, width)
-        else:
-            intrinsics = image_io.default_intrinsics(predictor.dataset, height, width,
-                                                     fx=focal_px, fy=focal_px)
-        LOGGER.info("%s %dx%d -> %dx%d with %s in %.0f ms", decoded.format,
-                    decoded.original_size[1], decoded.original_size[0], width, height, name,
-                    elapsed_ms)
-        return Result(decoded.rgb, depth_m, name, predictor.max_depth,
-                      image_io.depth_scale(predictor.dataset), float(focal_px), intrinsics,
-                      stem,
-                      {"format": decoded.format, "original_width": decoded.original_size[1],
-                       "original_height": decoded.original_size[0],
-                       "resized": (height, width) != decoded.original_size,
-                       "predict_ms": round(elapsed_ms, 1),
-                       "ground_truth": sample_scores(sample, depth_m, predictor.dataset)})
-
-    def sample_scores(sample: Optional[str], depth_m: np.ndarray, dataset: str):
-        gt_m = samples.sample_ground_truth(sample) if sample else None
-        return None if gt_m is None else ground_truth_scores(depth_m, gt_m, dataset)
-
-    @app.get("/api/result/<result_id>/<filename>")
-    def result_file(result_id: str, filename: str):
-        kind = RESULT_FILES.get(filename)
-        result = cache.get(result_id) if RESULT_ID.match(result_id) else None
-        if kind is None or result is None:
-            return json_error(404, "no such result (results are kept for the "
-                                   f"{limits.cache_entries} most recent predictions)")
-        with slot():  # encoding a .ply of 0.9 Mpx takes ~15 MB: bounded like predictions
-            return send_bytes(encode_result(result, kind), kind, result, result_id,
-                              attachment=kind in ("png", "npy", "ply"))
-
+    app.extensions[EXTENSION] = demo
+    app.register_blueprint(BP)
     return app
+
+
+# ----------------------------------------------------------------------------------------------
+# Headers and errors (app-wide: they also answer routing errors such as 404 and 405)
+# ----------------------------------------------------------------------------------------------
+@BP.after_app_request
+def add_headers(response: Response) -> Response:
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    if state().untrained:
+        response.headers["X-BTS-Untrained"] = "1"
+    return response
+
+
+@BP.app_errorhandler(UploadError)
+def upload_error(err: UploadError) -> Response:
+    return json_error(err.status, err.message)
+
+
+@BP.app_errorhandler(HTTPException)
+def http_error(err: HTTPException) -> Response:
+    messages = {
+        413: f"the upload is larger than {state().limits.max_upload_bytes / 2**20:.0f} MB",
+        405: f"method {request.method} is not allowed on {request.path}",
+        404: f"nothing at {request.path}",
+    }
+    return json_error(err.code or 500, messages.get(err.code, err.description or err.name))
+
+
+@BP.app_errorhandler(Exception)
+def internal_error(err: Exception) -> Response:
+    LOGGER.exception("request %s %s failed", request.method, request.path)
+    first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+    detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return json_error(500, f"internal error ({detail})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Page, health, samples, legend
+# ----------------------------------------------------------------------------------------------
+@BP.get("/")
+def index() -> str:
+    demo = state()
+    return render_template("index.html", models=demo.models(), default_model=demo.default_model,
+                           untrained=demo.untrained, samples=samples.sample_titles(),
+                           limits=demo.limits)
+
+
+@BP.get("/healthz")
+def healthz() -> Response:
+    demo = state()
+    return jsonify({"status": "ok", "untrained": demo.untrained,
+                    "default_model": demo.default_model, "models": demo.models(),
+                    "limits": dataclasses.asdict(demo.limits)})
+
+
+@BP.get("/api/samples")
+def list_samples() -> Response:
+    return jsonify([{"name": name, "title": title, "url": f"/samples/{name}.png"}
+                    for name, title in samples.sample_titles().items()])
+
+
+@BP.get("/samples/<name>.png")
+def sample_image(name: str) -> Response:
+    data = samples.sample_png(name)
+    if data is None:
+        return json_error(404, f"no sample named {name[:40]!r}")
+    return Response(data, mimetype="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
+
+@BP.get("/legend/<name>.png")
+def legend(name: str) -> Response:
+    predictor = state().predictors.get(name)
+    if predictor is None:
+        return json_error(404, f"no model named {name[:40]!r}")
+    max_depth = predictor.max_depth
+    ramp = np.tile(np.linspace(0.0, max_depth, 256, dtype=np.float32), (16, 1))
+    ramp[:, 0] = max_depth / 512.0  # the first column is 0 m = invalid (black); show near
+    return Response(image_io.encode_png(image_io.colorize_depth(ramp, max_depth)),
+                    mimetype="image/png")
+
+
+# ----------------------------------------------------------------------------------------------
+# Predictions and their files
+# ----------------------------------------------------------------------------------------------
+@BP.post("/api/predict")
+def predict() -> Response:
+    demo = state()
+    kind = request.args.get("format", "json")
+    if kind not in FORMATS:
+        raise UploadError(400, f"format must be one of {', '.join(FORMATS)}, got {kind[:20]!r}")
+    with demo.slot():
+        result = predict_upload(demo)
+        result_id = demo.cache.put(result)
+        if kind != "json":
+            return send_bytes(encode_result(result, kind), kind, result, result_id,
+                              attachment=kind != "colormap")
+    return jsonify(result_json(result, result_id, demo.untrained))
+
+
+@BP.get("/api/result/<result_id>/<filename>")
+def result_file(result_id: str, filename: str) -> Response:
+    demo = state()
+    kind = RESULT_FILES.get(filename)
+    result = demo.cache.get(result_id) if RESULT_ID.match(result_id) else None
+    if kind is None or result is None:
+        return json_error(404, "no such result (results are kept for the "
+                               f"{demo.limits.cache_entries} most recent predictions)")
+    with demo.slot():  # encoding a .ply of 0.9 Mpx takes ~15 MB: bounded like predictions
+        return send_bytes(encode_result(result, kind), kind, result, result_id,
+                          attachment=kind in ("png", "npy", "ply"))
+
+
+def result_json(result: Result, result_id: str, untrained: bool) -> Dict[str, object]:
+    """The JSON answer of /api/predict: size, scales, intrinsics, statistics and file links."""
+    height, width = result.depth_m.shape
+    urls = {kind: f"/api/result/{result_id}/{filename}" for filename, kind in RESULT_FILES.items()}
+    return {"id": result_id, "model": result.model, "untrained": untrained,
+            "width": width, "height": height, "max_depth": result.max_depth,
+            "depth_scale": result.depth_scale, "focal_px": result.focal_px,
+            "intrinsics": dict(zip(("fx", "fy", "cx", "cy"), result.intrinsics)),
+            **result.source, **depth_statistics(result.depth_m), "urls": urls}
+
+
+def send_bytes(data: bytes, kind: str, result: Result, result_id: str,
+               attachment: bool) -> Response:
+    """A binary answer with the depth's scale, range and size in headers."""
+    response = Response(data, mimetype=MIME.get(kind, "image/png"))
+    if attachment:
+        response.headers["Content-Disposition"] = \
+            f'attachment; filename="{download_name(result, kind)}"'
+    height, width = result.depth_m.shape
+    response.headers["X-Result-Id"] = result_id
+    response.headers["X-Depth-Scale"] = f"{result.depth_scale:g}"
+    response.headers["X-Max-Depth"] = f"{result.max_depth:g}"
+    response.headers["X-Depth-Width"] = str(width)
+    response.headers["X-Depth-Height"] = str(height)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def request_image() -> Tuple[bytes, str, Optional[str]]:
+    """(bytes, download stem, sample name or None) of this request's image."""
+    upload = request.files.get("image")  # parsing the body may raise 413
+    sample = request.values.get("sample")
+    if upload is not None and sample is not None:
+        raise UploadError(400, "send either an 'image' file or a 'sample' name, not both")
+    if sample is not None:
+        data = samples.sample_png(sample)
+        if data is None:
+            raise UploadError(400, f"no sample named {sample[:40]!r}; see /api/samples")
+        return data, sample, sample
+    if upload is None:
+        raise UploadError(400, "send the image as the multipart/form-data field 'image' "
+                               "(or a 'sample' name)")
+    return upload.read(), safe_stem(upload.filename), None
+
+
+def predict_upload(demo: DemoState) -> Result:
+    """Read, check, decode and predict the uploaded image (or sample) of this request."""
+    data, stem, sample = request_image()
+    name = request.values.get("model", demo.default_model)
+    if name not in demo.predictors:
+        raise UploadError(400, f"model must be one of {', '.join(demo.predictors)}, "
+                               f"got {name[:20]!r}")
+    focal = parse_focal(request.values.get("focal"))
+    decoded = decode_upload(data, max_pixels=demo.limits.max_pixels,
+                            max_work_pixels=demo.limits.max_work_pixels)
+    predictor = demo.predictors[name]
+    # Shrinking an image shrinks its focal length in pixels by the same factor.
+    focal_px = (focal if focal is not None else predictor.default_focal) * decoded.scale
+    started = time.perf_counter()
+    depth_m = predictor.predict_image(decoded.rgb, focal=focal_px)
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    height, width = depth_m.shape
+    given = {} if focal is None else {"fx": focal_px, "fy": focal_px}
+    intrinsics = image_io.default_intrinsics(predictor.dataset, height, width, **given)
+    LOGGER.info("%s %dx%d -> %dx%d with %s in %.0f ms", decoded.format,
+                decoded.original_size[1], decoded.original_size[0], width, height, name,
+                elapsed_ms)
+    source = {"format": decoded.format, "original_width": decoded.original_size[1],
+              "original_height": decoded.original_size[0],
+              "resized": (height, width) != decoded.original_size,
+              "predict_ms": round(elapsed_ms, 1),
+              "ground_truth": sample_scores(sample, depth_m, predictor.dataset)}
+    return Result(decoded.rgb, depth_m, name, predictor.max_depth,
+                  image_io.depth_scale(predictor.dataset), float(focal_px), intrinsics, stem,
+                  source)
+
+
+def sample_scores(sample: Optional[str], depth_m: np.ndarray, dataset: str
+                  ) -> Optional[Dict[str, object]]:
+    """Ground-truth scores of a bundled sample's prediction, None for uploads and other samples."""
+    gt_m = samples.sample_ground_truth(sample) if sample else None
+    return None if gt_m is None else ground_truth_scores(depth_m, gt_m, dataset)

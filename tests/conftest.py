@@ -1,14 +1,10 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Shared test set-up: repo root on sys.path, quiet TF, small model configurations."""
+"""Shared test set-up: quiet TF, small model configurations (pyproject.toml puts the repo root on sys.path)."""
 import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import pytest
 
-import pytest  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any test imports TensorFlow
 
 
 @pytest.fixture

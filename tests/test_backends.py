@@ -16,14 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JAX_CHILD = r"""
 import json, os, sys
 os.environ["KERAS_BACKEND"] = "jax"
-sys.path.insert(0, sys.argv[1])
-sys.path.insert(0, os.path.join(sys.argv[1], "benchmarks"))
 import numpy as np
-import bts_model, common, gpu_check_jax
+import bts_model
+from benchmarks import common, gpu_check_jax
 from bts_losses import silog_loss
 
-work = sys.argv[2]
-config = bts_model.BtsConfig(dataset="kitti", densenet=common.TINY_DENSENET, bts_size=128)
+work = sys.argv[1]
+config = bts_model.BtsConfig.for_dataset("kitti", densenet=common.TINY_DENSENET, bts_size=128)
 model = bts_model.build_bts_model(config)
 model.load_weights(os.path.join(work, "tf.weights.h5"))
 data = np.load(os.path.join(work, "inputs.npz"))
@@ -44,12 +43,10 @@ def test_jax_backend_reproduces_tensorflow_depth_and_loss(tmp_path):
     import keras
 
     import bts_model
+    from benchmarks import common
     from bts_losses import silog_loss
 
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    import common
-
-    config = bts_model.BtsConfig(dataset="kitti", densenet=common.TINY_DENSENET, bts_size=128)
+    config = bts_model.BtsConfig.for_dataset("kitti", densenet=common.TINY_DENSENET, bts_size=128)
     model = bts_model.build_bts_model(config)
     rng = np.random.default_rng(3)
     for layer in model.layers:  # non-trivial BN statistics, so inference BN is really exercised
@@ -65,7 +62,7 @@ def test_jax_backend_reproduces_tensorflow_depth_and_loss(tmp_path):
     tf_loss = float(silog_loss(tf_depth, gt, 1.0))
 
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", JAX_CHILD, ROOT, str(tmp_path)], env=env,
+    result = subprocess.run([sys.executable, "-c", JAX_CHILD, str(tmp_path)], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -85,9 +82,9 @@ def test_gpu_check_jax_quick_run_writes_the_workload_and_cases_in_order(tmp_path
     cases = ["quick_gpu_forward_64x96_b8_fp32", "quick_gpu_forward_64x96_b1_bf16"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "gpu_check_jax.py"), "--quick",
+        [sys.executable, "-m", "benchmarks.gpu_check_jax", "--quick",
          "--cases", *cases, "--repeats", "2", "--warmup", "1", "--bench_output", str(output)],
-        env=env, capture_output=True, text=True, timeout=600)
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads(output.read_text())
     assert payload["environment"]["backend"] == "jax" and payload["environment"]["platform"] == "cpu"
@@ -102,8 +99,7 @@ def test_gpu_check_jax_quick_run_writes_the_workload_and_cases_in_order(tmp_path
 
 
 def test_unknown_gpu_case_is_a_one_line_error():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    import common
+    from benchmarks import common
 
     with pytest.raises(SystemExit, match="--cases gpu_forward_1x1 unknown; valid: gpu_forward_480x640"):
         common.select_gpu_cases(["gpu_forward_1x1"], quick=False)

@@ -3,16 +3,11 @@
 import glob
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "benchmarks"))
-
-import bench_model  # noqa: E402
-import run_all  # noqa: E402
+from benchmarks import bench_model, run_all
 
 QUICK_CASES = ["quick_forward_64x96_fp32", "quick_train_64x96_b2_bf16"]
 
@@ -94,7 +89,7 @@ def test_quick_run_all_writes_one_json_with_every_section(tmp_path, monkeypatch)
 
 
 def test_gpu_check_refuses_without_gpu_and_its_workload_runs_on_cpu(capsys):
-    import gpu_check
+    from benchmarks import gpu_check
 
     assert gpu_check.main(["--quick"]) == 1
     assert "sees no GPU" in capsys.readouterr().err
@@ -106,7 +101,7 @@ def test_gpu_check_refuses_without_gpu_and_its_workload_runs_on_cpu(capsys):
 
 @pytest.mark.slow
 def test_quick_lever_run_compares_each_lever_with_the_same_run_baseline(tmp_path, capsys):
-    import bench_levers
+    from benchmarks import bench_levers
 
     output = tmp_path / "levers.json"
     assert bench_levers.main(["--quick", "--levers", "keras_bn", "onednn_off",
@@ -124,7 +119,7 @@ def test_quick_lever_run_compares_each_lever_with_the_same_run_baseline(tmp_path
 
 
 def test_lever_children_get_the_lever_and_nothing_else():
-    import bench_levers
+    from benchmarks import bench_levers
 
     levers = {lever.name: lever for lever in bench_levers.LEVERS}
     xla = bench_levers.child_command(levers["xla"], "out.json", warmup=1)

@@ -2,9 +2,10 @@
 """PyTorch → Keras weight conversion: official BTS checkpoints and torchvision ImageNet DenseNets.
 
 The references here are independent of bts_model.py: the official state-dict key names and shapes
-are written down from the spec (torchvision DenseNet ``features`` + PT V2 decoder, §1.2-§1.6,
-§10), and ``reference_bts_forward`` is a small re-implementation of the PT V2 forward pass with
-``torch.nn.functional`` (float64). A converted Keras model must reproduce it.
+are written down from the official code's module layout (torchvision DenseNet ``features`` + PT V2
+decoder, design §1.2-§1.6, §9.1), and ``reference_bts_forward`` is a small re-implementation of
+the PT V2 forward pass with ``torch.nn.functional`` (float64). A converted Keras model must
+reproduce it.
 """
 import math
 import os
@@ -16,14 +17,14 @@ import zipfile
 import numpy as np
 import pytest
 
+import bts_model
+from tools import convert_pytorch_checkpoint as cpc
+from tools import convert_torchvision_densenet as ctd
+from utils.checkpoints import load_model_weights
+from utils.pretrained import PretrainedWeightsError, load_encoder_weights
+
 torch = pytest.importorskip("torch")  # optional dependency: installed in CI (requirements-dev)
 F = torch.nn.functional
-
-import bts_model  # noqa: E402
-from tools import convert_pytorch_checkpoint as cpc  # noqa: E402
-from tools import convert_torchvision_densenet as ctd  # noqa: E402
-from utils.checkpoints import load_model_weights  # noqa: E402
-from utils.pretrained import PretrainedWeightsError, load_encoder_weights  # noqa: E402
 
 TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
                                          block_config=(1, 1, 1, 1), bn_size=2)
@@ -34,7 +35,7 @@ BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
 
 
 # --------------------------------------------------------------------------------------------
-# Official key names and shapes, written from the spec
+# Official key names and shapes, written from the official code (design §9.1)
 # --------------------------------------------------------------------------------------------
 class _Shapes(dict):
     """Ordered PT key → shape table with helpers for conv and BN modules."""
@@ -73,7 +74,7 @@ def densenet_shapes(cfg, prefix="encoder.base_model."):
 
 
 def reduction_shapes(s, name, c_in, c_out, final):
-    """PT reduction_1x1: 1x1 chain halving while c_out >= 8, then the head (spec §1.6)."""
+    """PT reduction_1x1: 1x1 chain halving while c_out >= 8, then the head (design §1.6)."""
     while c_out >= 4:
         if c_out < 8:
             if final:
@@ -86,7 +87,7 @@ def reduction_shapes(s, name, c_in, c_out, final):
 
 
 def decoder_shapes(skips, nf, prefix="decoder."):
-    """PT V2 decoder keys from the general formulas of spec §1.3."""
+    """PT V2 decoder keys from the general formulas of design §1.3."""
     f0, f1, f2, f3, f4 = skips
     s, p = _Shapes(), prefix
     s.conv(p + "upconv5.conv", nf, f4, 3)
@@ -215,7 +216,7 @@ def reference_lpg(plane, r):
 
 
 def reference_bts_forward(sd, image_nchw, focal, cfg, nf, max_depth, kitti):
-    """PT V2 BTS forward (spec §1.1-§1.9) → dict of final depth and the intermediate maps."""
+    """PT V2 BTS forward (design §1.1-§1.9) → dict of final depth and the intermediate maps."""
     p = "decoder."
     skip0, skip1, skip2, skip3, dense = reference_encoder(sd, image_nchw, cfg)
     conv = lambda x, n, **kw: F.conv2d(x, sd[p + n + ".weight"], **kw)  # noqa: E731
@@ -270,7 +271,7 @@ def reference_bts_forward(sd, image_nchw, focal, cfg, nf, max_depth, kitti):
 # Helpers
 # --------------------------------------------------------------------------------------------
 def tiny_bts_config(dataset="nyu"):
-    return bts_model.BtsConfig(dataset=dataset, densenet=TINY_DENSENET, bts_size=TINY_NF)
+    return bts_model.BtsConfig.for_dataset(dataset, densenet=TINY_DENSENET, bts_size=TINY_NF)
 
 
 def random_inputs(batch=2, seed=1, height=HEIGHT, width=WIDTH):
@@ -320,7 +321,7 @@ def test_densenet161_model_maps_onto_exactly_the_official_keys_and_shapes():
     model = bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet161_bts"))
     mapped = {}
     for variable in model.weights:
-        key = bts_model.pytorch_key_for(variable.path)
+        key = cpc.pytorch_key_for(variable.path)
         assert key not in mapped, f"two Keras weights map to {key}"
         pt_shape = shapes.get(key)
         assert pt_shape is not None, f"{variable.path} → {key} is not an official key"
@@ -621,8 +622,7 @@ def test_zoo_archive_converts_to_a_model_matching_the_reference_forward(tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     output = tmp_path / name / "model.keras"
     assert f"--checkpoint_path {output}" in result.stdout
-    model = bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet121_bts",
-                                                          dataset="kitti"))
+    model = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset("kitti", encoder="densenet121_bts"))
     load_model_weights(model, str(output))
     image, focal = random_inputs(batch=1, height=64, width=64)
     want = reference_bts_forward(float64_state(state), _nchw(image), torch.from_numpy(focal).double(),

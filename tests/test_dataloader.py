@@ -1,6 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """bts_dataloader: list parsing, each op eagerly and in Dataset.map, alignment, units, sources."""
-import argparse
 import io
 import math
 import os
@@ -16,6 +15,9 @@ import bts_convert_data
 import bts_dataloader as dl
 from bts_dataloader import DataError
 from tools.synthetic_data import generate_dataset
+from utils import image_io
+from utils.configs import PipelineConfig
+from utils.datasets import get_dataset_facts
 
 
 # ------------------------------------------------------------------------------------------------
@@ -40,13 +42,13 @@ def write(path, data: bytes) -> str:
     return str(path)
 
 
-def make_args(**overrides) -> argparse.Namespace:
-    values = dict(dataset="nyu", encoder="densenet161_bts", input_height=64, input_width=96,
-                  batch_size=2, do_kb_crop=False, do_random_rotate=True, degree=2.5,
-                  filenames_file="", data_path="", gt_path="", tfrecord_path="", num_threads=-1,
-                  deterministic=True, seed=7)
+def make_config(dataset: str = "nyu", **overrides) -> PipelineConfig:
+    """A small seeded pipeline config (64x96 crops, batch 2, rotation on, torch normalisation)."""
+    values = dict(facts=get_dataset_facts(dataset), normalization="torch", input_height=64,
+                  input_width=96, batch_size=2, do_kb_crop=False, do_random_rotate=True, degree=2.5,
+                  num_threads=-1, deterministic=True, seed=7)
     values.update(overrides)
-    return argparse.Namespace(**values)
+    return PipelineConfig(**values)
 
 
 def in_map(fn, *args):
@@ -235,7 +237,7 @@ def coordinate_sample(h=120, w=200):
 @pytest.mark.parametrize("angle_draw, flip_draw", [(0.5, 0.2), (0.5, 0.8), (0.95, 0.2), (0.05, 0.9)])
 def test_image_and_depth_stay_aligned_after_rotation_crop_and_flip(angle_draw, flip_draw):
     image, depth = coordinate_sample()
-    cfg = dl.PipelineConfig("kitti", "raw", 64, 96, do_kb_crop=False, do_random_rotate=True, degree=5.0)
+    cfg = make_config("kitti", normalization="raw", do_random_rotate=True, degree=5.0)
     draws = tf.constant([angle_draw, 0.3, 0.6, flip_draw, 0.0, 0, 0, 0, 0, 0], tf.float32)
     out_image, out_depth = dl.train_sample(cfg, image, depth, draws, "x")
     out_image = out_image.numpy() * 255.0
@@ -259,10 +261,10 @@ def test_image_and_depth_stay_aligned_after_rotation_crop_and_flip(angle_draw, f
 
 def test_train_sample_without_rotation_equals_numpy_reference():
     image, depth = coordinate_sample(96, 128)
-    cfg = dl.PipelineConfig("nyu", "torch", 64, 96, do_kb_crop=False, do_random_rotate=False, degree=2.5)
+    cfg = make_config("nyu", do_random_rotate=False)
     draws = tf.constant([0.5, 0.9, 0.1, 0.7, 0.8, 0.5, 0.5, 0.2, 0.4, 0.6], tf.float32)
     out_image, out_depth = dl.train_sample(cfg, image, depth, draws, "x")
-    top, left, box_h, box_w = dl.dataset_crop_box("nyu", 96, 128, False)
+    top, left, box_h, box_w = dl.dataset_crop_box(get_dataset_facts("nyu"), 96, 128, False)
     assert (top, left, box_h, box_w) == (9, 8, 85, 113)  # the NYU border box scaled to 96x128
     y, x = math.floor(0.9 * (box_h - 64 + 1)), math.floor(0.1 * (box_w - 96 + 1))
     ref_img = image[top:, left:][y:y + 64, x:x + 96][:, ::-1] / 255.0
@@ -275,43 +277,29 @@ def test_train_sample_without_rotation_equals_numpy_reference():
 
 
 def test_nyu_border_crop_box_is_the_upstream_box_at_480x640():
-    assert dl.dataset_crop_box("nyu", 480, 640, False) == (45, 43, 427, 565)
+    assert dl.dataset_crop_box(get_dataset_facts("nyu"), 480, 640, False) == (45, 43, 427, 565)
     assert dl.kb_crop_box(375, 1242) == (23, 13, 352, 1216)
-    assert dl.dataset_crop_box("kitti", 375, 1242, False) is None
+    assert dl.dataset_crop_box(get_dataset_facts("kitti"), 375, 1242, False) is None
 
 
 # ------------------------------------------------------------------------------------------------
-# units and readers
+# units (the numpy readers are tested in test_image_io.py)
 # ------------------------------------------------------------------------------------------------
-def test_depth_units_decode_exactly(tmp_path):
+def test_depth_units_decode_exactly_and_as_the_numpy_reader(tmp_path):
     values = np.array([[0, 1000, 256, 65535]], np.uint16)
     path = write(tmp_path / "d.png", png16_bytes(values))
-    as_f32 = values.astype(np.float32)
-    np.testing.assert_array_equal(dl.load_depth(path, "nyu"), as_f32 / np.float32(1000))
-    np.testing.assert_array_equal(dl.load_depth(path, "kitti"), as_f32 / np.float32(256))
-    assert dl.load_depth(path, "nyu")[0, 1] == 1.0 and dl.load_depth(path, "kitti")[0, 2] == 1.0
     decoded = dl.decode_depth(tf.constant(png16_bytes(values)), "x")
-    assert dl.depth_to_metres(decoded, "nyu").numpy()[0, 1] == 1.0
-    assert dl.depth_to_metres(decoded, "kitti").numpy()[0, 2] == 1.0
-
-
-def test_readers_reject_bad_files_with_one_line_naming_the_file(tmp_path):
-    eight_bit = write(tmp_path / "d8.png", image_bytes(np.zeros((4, 4, 3))))
-    corrupt = write(tmp_path / "bad.jpg", b"\xff\xd8\xff" + b"garbage" * 10)
-    cases = [(lambda: dl.load_depth(eight_bit, "nyu"), "d8.png: expected a 16-bit"),
-             (lambda: dl.load_image(corrupt), "bad.jpg: unreadable or corrupt image"),
-             (lambda: dl.load_image(str(tmp_path / "none.jpg")), "file not found:")]
-    for call, expected in cases:
-        with pytest.raises(DataError) as err:
-            call()
-        assert expected in str(err.value) and "\n" not in str(err.value)
+    for scale, one_metre in ((1000.0, (0, 1)), (256.0, (0, 2))):
+        metres = dl.depth_to_metres(decoded, scale).numpy()
+        assert metres[one_metre] == 1.0
+        np.testing.assert_array_equal(metres, image_io.read_depth_png(path, scale))
 
 
 # ------------------------------------------------------------------------------------------------
 # pipelines
 # ------------------------------------------------------------------------------------------------
 def test_train_dataset_shapes_units_and_resumable_epochs(nyu_data):
-    args = make_args(filenames_file=nyu_data["train_filenames"], data_path=nyu_data["data_path"],
+    args = make_config(filenames_file=nyu_data["train_filenames"], data_path=nyu_data["data_path"],
                      gt_path=nyu_data["gt_path"])
     batches = list(dl.make_dataset(args, "train", epoch=1))
     assert len(batches) == 2  # 5 samples, batch 2, remainder dropped
@@ -326,15 +314,16 @@ def test_train_dataset_shapes_units_and_resumable_epochs(nyu_data):
 
 
 def test_eval_and_test_datasets_yield_full_images_in_list_order(nyu_data):
-    args = make_args(filenames_file=nyu_data["test_filenames"], data_path=nyu_data["data_path_eval"],
+    args = make_config(filenames_file=nyu_data["test_filenames"], data_path=nyu_data["data_path_eval"],
                      gt_path=nyu_data["gt_path_eval"])
     samples = dl.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
     evals = list(dl.make_dataset(args, "eval"))
     assert [int(e["index"][0]) for e in evals] == [0, 1, 2]
     first = evals[0]
     assert first["image"].shape == (1, 96, 128, 3) and bool(first["has_depth"][0])
-    np.testing.assert_array_equal(first["depth"][0, ..., 0], dl.load_depth(samples[0].depth_path, "nyu"))
-    expected = dl.normalize_image(dl.load_image(samples[0].rgb_path) / 255.0)
+    np.testing.assert_array_equal(first["depth"][0, ..., 0],
+                                  image_io.read_depth_png(samples[0].depth_path, 1000.0))
+    expected = dl.normalize_image(image_io.load_image(samples[0].rgb_path) / 255.0)
     np.testing.assert_allclose(first["image"][0], expected, atol=1e-5)
     tests = list(dl.make_dataset(args, "test"))
     assert set(tests[0]) == {"image", "focal", "index"}
@@ -346,7 +335,7 @@ def test_eval_kitti_kb_crops_the_input_and_keeps_full_ground_truth(tmp_path):
     rgb = rng.integers(0, 256, (360, 1230, 3)).astype(np.uint8)
     write(tmp_path / "img.png", image_bytes(rgb))
     (tmp_path / "list.txt").write_text("img.png None 721.5377\n")
-    args = make_args(dataset="kitti", do_kb_crop=True, filenames_file=str(tmp_path / "list.txt"),
+    args = make_config(dataset="kitti", do_kb_crop=True, filenames_file=str(tmp_path / "list.txt"),
                      data_path=str(tmp_path))
     element = next(iter(dl.make_dataset(args, "eval")))
     top, left = 360 - 352, (1230 - 1216) // 2
@@ -361,9 +350,9 @@ def test_files_and_tfrecords_give_identical_tensors(nyu_data, tmp_path):
                                      nyu_data["gt_path_eval"])
     prefix = f"ram://tfr/{uuid.uuid4().hex}/nyu-test"
     bts_convert_data.convert(samples, prefix, num_shards=2, num_workers=1)
-    files_args = make_args(filenames_file=nyu_data["test_filenames"],
+    files_args = make_config(filenames_file=nyu_data["test_filenames"],
                            data_path=nyu_data["data_path_eval"], gt_path=nyu_data["gt_path_eval"])
-    record_args = make_args(tfrecord_path=prefix)
+    record_args = make_config(tfrecord_path=prefix)
     for mode in ("eval", "test"):
         from_files = list(dl.make_dataset(files_args, mode))
         from_records = list(dl.make_dataset(record_args, mode))
@@ -376,8 +365,8 @@ def test_files_and_tfrecords_give_identical_tensors(nyu_data, tmp_path):
     one = samples[:1]
     prefix_one = f"ram://tfr/{uuid.uuid4().hex}/one"
     bts_convert_data.convert(one, prefix_one, num_shards=1, num_workers=1)
-    train_files = next(iter(dl.make_dataset(make_args(batch_size=1), "train", samples=one)))
-    train_records = next(iter(dl.make_dataset(make_args(batch_size=1, tfrecord_path=prefix_one), "train")))
+    train_files = next(iter(dl.make_dataset(make_config(batch_size=1), "train", samples=one)))
+    train_records = next(iter(dl.make_dataset(make_config(batch_size=1, tfrecord_path=prefix_one), "train")))
     for key in train_files:
         np.testing.assert_array_equal(train_files[key].numpy(), train_records[key].numpy())
 
@@ -395,8 +384,8 @@ def test_files_on_ram_filesystem_equal_local_files(nyu_data):
             tf.io.gfile.copy(getattr(s, key), target, overwrite=True)
             new[key] = target
         moved.append(dl.Sample(new["rgb_path"], new["depth_path"], s.focal, s.line_number, s.line))
-    local = list(dl.make_dataset(make_args(), "eval", samples=samples))
-    remote = list(dl.make_dataset(make_args(), "eval", samples=moved))
+    local = list(dl.make_dataset(make_config(), "eval", samples=samples))
+    remote = list(dl.make_dataset(make_config(), "eval", samples=moved))
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["depth"], b["depth"])
@@ -404,7 +393,7 @@ def test_files_on_ram_filesystem_equal_local_files(nyu_data):
 
 def test_tfrecord_path_without_shards_is_a_clear_error():
     with pytest.raises(DataError, match="no TFRecord shards found"):
-        dl.make_dataset(make_args(tfrecord_path="ram://none/prefix"), "eval")
+        dl.make_dataset(make_config(tfrecord_path="ram://none/prefix"), "eval")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -440,7 +429,7 @@ def _bad_case(tmp_path, kind):
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_bad_file_in_pipeline_raises_one_line_naming_list_and_line(tmp_path, kind, expected, mode):
     listing = _bad_case(tmp_path, kind)
-    args = make_args(filenames_file=listing, data_path=str(tmp_path), gt_path=str(tmp_path),
+    args = make_config(filenames_file=listing, data_path=str(tmp_path), gt_path=str(tmp_path),
                      input_height=32, input_width=32, batch_size=1, do_random_rotate=False)
     with pytest.raises(DataError) as err:
         with dl.data_errors():
@@ -454,13 +443,13 @@ def test_bad_file_in_pipeline_raises_one_line_naming_list_and_line(tmp_path, kin
 def test_training_list_with_missing_ground_truth_is_rejected(tmp_path):
     (tmp_path / "list.txt").write_text("a.png None 721.5\n")
     with pytest.raises(DataError, match="list.txt line 1: training needs ground truth"):
-        dl.make_dataset(make_args(filenames_file=str(tmp_path / "list.txt")), "train")
+        dl.make_dataset(make_config(filenames_file=str(tmp_path / "list.txt")), "train")
 
 
 def test_xla_compiled_augmentation_equals_the_op_by_op_kernels():
     image, depth = coordinate_sample(90, 130)
     draws = tf.constant([0.8, 0.3, 0.6, 0.7, 0.9, 0.2, 0.7, 0.1, 0.5, 0.9], tf.float32)
-    cfgs = [dl.PipelineConfig("nyu", "torch", 64, 96, False, True, 2.5, jit=jit) for jit in (True, False)]
+    cfgs = [make_config("nyu", jit=jit) for jit in (True, False)]
     (img_j, dep_j), (img_k, dep_k) = (dl.train_sample(c, image, depth, draws, "x") for c in cfgs)
     np.testing.assert_allclose(img_j, img_k, atol=2e-4)
     assert (dep_j.numpy() == dep_k.numpy()).mean() > 0.999

@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 import bts_demo
-import bts_model
 from utils.arguments import parse_args
 from demo import uploads
 from utils.datasets import get_dataset_facts
 from demo.app import DemoLimits, create_app
 from utils.image_io import read_ply
+from tiny_run import save_run_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"
@@ -31,29 +31,21 @@ TINY_FLAGS = ["--encoder", "densenet_tiny", "--bts_size", "128"]
 
 
 # -------------------------------------------------------------------------------------------
-# Fixtures: tiny NYU and KITTI models saved as .keras and loaded the way bts_demo.py loads them
+# Fixtures: tiny NYU and KITTI run folders, loaded the way bts_demo.py loads them: the folders
+# alone (their bts_config.json), no --encoder/--bts_size
 # -------------------------------------------------------------------------------------------
-def _save_tiny_model(path, dataset):
-    import keras
-
-    keras.utils.set_random_seed(7)
-    args = parse_args(groups=("model",), argv=[*TINY_FLAGS, "--dataset", dataset])
-    config = bts_model.BtsConfig.from_args(args, input_height=None, input_width=None)
-    bts_model.build_bts_model(config).save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo_models")
-    return {"nyu": _save_tiny_model(folder / "nyu.keras", "nyu"),
-            "kitti": _save_tiny_model(folder / "kitti.keras", "kitti")}
+    for dataset in ("nyu", "kitti"):
+        save_run_folder(folder / dataset, dataset, seed=7)
+    return {"nyu": str(folder / "nyu"), "kitti": str(folder / "kitti")}
 
 
 @pytest.fixture(scope="module")
 def predictors(checkpoints):
     args = parse_args(groups=("model", "data", "serve"),
-                      argv=[*TINY_FLAGS, "--checkpoint_path", checkpoints["nyu"],
+                      argv=["--checkpoint_path", checkpoints["nyu"],
                             "--checkpoint_path_kitti", checkpoints["kitti"]])
     return bts_demo.load_predictors(args, bts_demo.requested_checkpoints(args))
 
@@ -124,10 +116,11 @@ def test_page_has_selector_samples_and_only_local_assets(client):
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert 'value="nyu"' in html and 'value="kitti"' in html and "untrained-banner" not in html
     assert 'data-sample="motorcycle"' in html and 'id="file-input"' in html
-    for asset in ("demo.js", "png16.js", "viewer.js", "demo.css"):
+    for asset in ("demo.js", "viewer.js", "demo.css"):
         text = client.get(f"/static/{asset}").get_data(as_text=True)
         assert text and "https://" not in text and "http://" not in text, asset
     assert "https://" not in html and "http://" not in html  # no CDN, no network at run time
+    assert "png16" not in html and client.get("/static/png16.js").status_code == 404  # float32 now
 
 
 def test_untrained_app_shows_a_banner_and_says_so_in_every_answer(predictors):
@@ -198,6 +191,31 @@ def test_npy_format_round_trips_float32_metres(client, predictors):
     np.testing.assert_allclose(depth, predictors["nyu"].predict_image(rgb), rtol=1e-6, atol=1e-6)
 
 
+def test_float32_depth_is_the_predictors_array_byte_for_byte(predictors, monkeypatch):
+    known = np.linspace(0.0, 10.0, 48 * 64, dtype=np.float32).reshape(48, 64)
+    known[0, 1], known[5, 7] = np.float32(1 / 3), np.float32(np.pi)  # bits a uint16 PNG would lose
+    monkeypatch.setattr(predictors["nyu"], "predict_image", lambda rgb, focal=None: known.copy())
+    client = create_app({"nyu": predictors["nyu"]}).test_client()
+    body = _post(client, _encode(_rgb())).json
+    response = client.get(body["urls"]["float32"])
+    assert response.status_code == 200 and response.mimetype == "application/octet-stream"
+    assert (response.headers["X-Depth-Width"], response.headers["X-Depth-Height"]) == ("64", "48")
+    assert response.data == known.astype("<f4").tobytes()  # little-endian, row major, H × W
+    assert "Content-Disposition" not in response.headers  # the page reads it; not a download
+    decoded = np.frombuffer(response.data, "<f4").reshape(body["height"], body["width"])
+    np.testing.assert_array_equal(decoded, np.load(io.BytesIO(client.get(body["urls"]["npy"]).data)))
+
+
+def test_float32_format_is_the_same_depth_as_the_npy_of_that_result(client, predictors):
+    rgb = _rgb(seed=11)
+    response = _post(client, _encode(rgb), query="?format=float32", name="cat.png")
+    assert response.headers["Content-Disposition"].endswith('cat_depth.f32"')
+    depth = np.frombuffer(response.data, "<f4").reshape(48, 64)
+    npy = client.get(f"/api/result/{response.headers['X-Result-Id']}/depth.npy").data
+    np.testing.assert_array_equal(depth, np.load(io.BytesIO(npy)))
+    np.testing.assert_allclose(depth, predictors["nyu"].predict_image(rgb), rtol=1e-6, atol=1e-6)
+
+
 def test_ply_points_lie_on_their_pixel_rays_at_the_predicted_depth(client, tmp_path):
     rgb = _rgb(seed=4)
     body = _post(client, _encode(rgb)).json
@@ -255,7 +273,7 @@ def test_given_focal_scales_kitti_depth(client, predictors):
                                         focal=str(focal)).data))
 
     base, double = depth_at(715.0873), depth_at(2 * 715.0873)
-    np.testing.assert_allclose(double, 2 * base, rtol=1e-5)  # KITTI output ∝ focal (spec §1.9)
+    np.testing.assert_allclose(double, 2 * base, rtol=1e-5)  # KITTI output ∝ focal (design §1.9)
 
 
 def test_colormap_and_input_downloads_match_the_shared_writers(client):
@@ -481,7 +499,7 @@ def _save_screenshot(png: bytes, path: str) -> Image.Image:
 
 
 @pytest.mark.slow
-def test_browser_upload_shows_depth_hover_and_a_16bit_download(server_url, tmp_path):
+def test_browser_upload_shows_float32_depth_hover_and_downloads(server_url, tmp_path):
     from playwright.sync_api import sync_playwright
     from skimage import data
 
@@ -508,12 +526,15 @@ def test_browser_upload_shows_depth_hover_and_a_16bit_download(server_url, tmp_p
             assert match, readout
             x, y, metres = int(match[1]), int(match[2]), float(match[3])
             assert abs(x - 300) <= 1 and abs(y - 200) <= 1  # the middle of the 600 × 400 map
+            href = page.get_attribute("#download-png", "href")  # /api/result/<id>/depth.png
+            status, raw = _fetch(server_url + href.replace("depth.png", "depth.f32"))
+            depth = np.frombuffer(raw, "<f4").reshape(400, 600)  # what the page read
+            assert status == 200 and metres == pytest.approx(float(depth[y, x]), abs=5.01e-4)
             assert "value / 1000" in page.text_content("#png-scale")
-            href = page.get_attribute("#download-png", "href")
             status, png = _fetch(server_url + href)
             with Image.open(io.BytesIO(png)) as depth_png:
                 assert status == 200 and depth_png.mode == "I;16" and depth_png.size == (600, 400)
-                assert np.asarray(depth_png)[y, x] / 1000.0 == pytest.approx(metres, abs=1e-3)
+                assert abs(int(np.asarray(depth_png)[y, x]) - depth[y, x] * 1000.0) <= 1
             page.click("#view-3d")  # the WebGL viewer draws without a script error
             page.wait_for_timeout(300)
             page.evaluate("window.scrollTo(0, 0)")

@@ -2,10 +2,12 @@
 """keras.applications encoders: taps, channels, parameter counts, preprocessing, freezing, training.
 
 Expected values here are independent of ``bts_model``'s tables: channels and strides from the
-architectures (spec §2.3), parameter counts of the plain ``keras.applications`` models
+architectures, parameter counts of the plain ``keras.applications`` models
 (``include_top=False``), preprocessing from ``keras.applications.<family>.preprocess_input``.
 Backbones are built with ``weights=None`` (never downloaded); the largest ones only in slow runs.
 """
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ import tensorflow as tf
 import bts_dataloader
 import bts_losses
 import bts_model
+from utils.arguments import frozen_first_blocks, model_config, train_config
+from utils.configs import ConfigError
 from bts_main import parse_train_args
 import bts_trainer as trainer_lib
 
@@ -38,7 +42,7 @@ TRAINED = ("resnet50", "mobilenetv2", "efficientnetv2b0", "convnext_tiny")
 PARAMS = [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in EXPECTED]
 
 # name → (layers frozen under --fix_first_conv_blocks, layers left trainable, BN with frozen γ/β,
-#         BN with trainable γ/β). Stem + the first two units of the first stage (spec §4.3, PT).
+#         BN with trainable γ/β). Stem + the first two units of the first stage (design §4.3).
 _B1 = ("stem_conv", "block1a_project_conv", "block1b_project_conv")
 FREEZING = {
     "densenet": (("conv1_conv", "conv2_block1_1_conv", "conv2_block2_2_conv"),
@@ -97,7 +101,7 @@ def _check_taps(features_model, channels):
 
 def _check_freezing(model, name):
     frozen_layers, trainable_layers, frozen_bn, trainable_bn = _freezing_case(name)
-    frozen = set(trainer_lib.apply_freezing(model, _train_args(name, "--fix_first_conv_blocks")))
+    frozen = set(trainer_lib.apply_freezing(model, name, first_blocks=2))
     trainable = {v.path for v in model.trainable_variables}
     assert frozen and not frozen & trainable
     layer = lambda n: model.get_layer(bts_model.ENCODER_PREFIX + n)  # noqa: E731
@@ -110,8 +114,8 @@ def _check_freezing(model, name):
     for n in trainable_bn:
         assert {layer(n).gamma.path, layer(n).beta.path} <= trainable, n
     default = bts_model.encoder_spec(name)
-    assert not default.frozen_layer(frozen_layers[-1], _train_args(name))  # block 1/2 need the flag
-    assert default.frozen_layer(frozen_layers[0], _train_args(name))  # the stem never does
+    assert not default.frozen_layer(frozen_layers[-1])  # block 1/2 need the flag
+    assert default.frozen_layer(frozen_layers[0])  # the stem never does
 
 
 @pytest.mark.parametrize("name", PARAMS)
@@ -145,8 +149,8 @@ def test_preprocessing_matches_keras_preprocess_input(name):
 def test_training_step_is_finite_and_leaves_frozen_weights_untouched(name):
     _, model = _build(name)
     args = _train_args(name, "--fix_first_conv_blocks", "--learning_rate", "1e-3")
-    frozen = set(trainer_lib.apply_freezing(model, args))
-    optimizer = trainer_lib.make_optimizer(args, model, total_steps=10)
+    frozen = set(trainer_lib.apply_freezing(model, name, frozen_first_blocks(args)))
+    optimizer = trainer_lib.make_optimizer(train_config(args), model, total_steps=10)
     before = {v.path: v.numpy().copy() for v in model.weights}
     rng = np.random.default_rng(1)
     image01 = rng.uniform(0, 1, (2, 64, 96, 3)).astype(np.float32)
@@ -168,19 +172,20 @@ def test_training_step_is_finite_and_leaves_frozen_weights_untouched(name):
 
 
 def test_default_decoder_width_follows_the_encoder():
-    widths = {n: bts_model.BtsConfig(encoder=n).resolved_bts_size() for n in
+    widths = {n: bts_model.BtsConfig(encoder=n).bts_size for n in
               ("densenet161_bts", "densenet121", "densenet201", "resnet50", "resnet101", "mobilenetv2",
                "efficientnetv2s", "convnext_tiny")}
     assert widths == {"densenet161_bts": 512, "densenet121": 256, "densenet201": 512, "resnet50": 256,
                       "resnet101": 512, "mobilenetv2": 256, "efficientnetv2s": 256, "convnext_tiny": 256}
-    assert bts_model.BtsConfig(encoder="resnet50", bts_size=128).resolved_bts_size() == 128
-    assert bts_model.BtsConfig.from_args(_train_args("resnet50")).resolved_bts_size() == 128
+    assert bts_model.BtsConfig(encoder="resnet50", bts_size=128).bts_size == 128
+    assert model_config(_train_args("resnet50")).bts_size == 128
 
 
 def test_unknown_encoder_error_lists_the_keras_encoders():
-    with pytest.raises(ValueError, match=r"--encoder 'resnet18' is unknown; valid encoders: .*"
-                                         r"resnet50.*efficientnetv2s, convnext_tiny"):
+    with pytest.raises(ConfigError) as err:
         bts_model.encoder_spec("resnet18")
+    assert re.fullmatch(r"--encoder 'resnet18' is unknown; valid encoders: .*resnet50.*efficientnetv2s, "
+                        r"convnext_tiny", err.value.as_flag_error())
 
 
 def test_imagenet_weights_reach_keras_only_when_asked(monkeypatch):
@@ -192,10 +197,10 @@ def test_imagenet_weights_reach_keras_only_when_asked(monkeypatch):
         return original(**{**kwargs, "weights": None})  # never download in tests
 
     monkeypatch.setattr(keras.applications, "MobileNetV2", recording)
-    config = bts_model.BtsConfig.from_args(_train_args("mobilenetv2", "--pretrained_model", "imagenet"))
+    config = model_config(_train_args("mobilenetv2", "--pretrained_model", "imagenet"))
     assert config.imagenet_weights
     bts_model.build_bts_model(config)
-    assert not bts_model.BtsConfig.from_args(_train_args("mobilenetv2")).imagenet_weights
+    assert not model_config(_train_args("mobilenetv2")).imagenet_weights
     assert calls == ["imagenet"]
     with pytest.raises(ValueError, match="densenet_tiny has no keras.applications ImageNet weights"):
         bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet_tiny", imagenet_weights=True))

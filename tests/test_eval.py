@@ -12,7 +12,7 @@ import bts_model
 import bts_test
 from tools import eval_with_pngs
 from utils import metrics
-from utils.arguments import parse_args
+from utils.arguments import model_config, parse_args
 
 TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
 
@@ -36,7 +36,7 @@ def weights(tmp_path_factory):
     paths = {}
     for dataset in ("nyu", "kitti"):
         args = parse_args(groups=("model",), argv=TINY + ["--dataset", dataset])
-        model = bts_model.build_bts_model(bts_model.BtsConfig.from_args(args))
+        model = bts_model.build_bts_model(model_config(args))
         paths[dataset] = str(folder / f"{dataset}.weights.h5")
         model.save_weights(paths[dataset])
     return paths
@@ -227,13 +227,71 @@ def test_image_inputs_expand_folders_and_list_files_with_focal(tmp_path):
         bts_test.collect_images([str(tmp_path / "missing.jpg")])
 
 
-def test_upstream_output_names_map_back_to_ground_truth():
-    name = bts_test.upstream_output_name("living_room/rgb_00100.jpg", "nyu")
-    assert name == "living_room_rgb_00100"
-    assert eval_with_pngs.gt_path_for(name + ".png", "G", "nyu") == "G/living_room/sync_depth_00100.png"
-    column = "2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069.png"
-    name = bts_test.upstream_output_name(column, "kitti")
-    assert name == "2011_09_26_drive_0002_sync_0000000069"
-    assert eval_with_pngs.gt_path_for(name + ".png", "G", "kitti") == (
-        "G/2011_09_26_drive_0002_sync/proj_depth/groundtruth/image_02/0000000069.png")
-    assert bts_test.upstream_output_name("/kitchen_0028b/rgb_00045.jpg", "nyu") == "kitchen_0028b_rgb_00045"
+# -------------------------------------------------------------------------------------------
+# One evaluation loop, self-describing run folders
+# -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, nyu_data):
+    """``bts_main.py`` with the tiny flags: two steps, online validation of nyu_data's list (Eigen
+    crop) at steps 0 and 2, the best weights in best/. Returns (run folder, best record)."""
+    import json
+
+    import bts_main
+    from tiny_run import train_argv
+
+    frames = tmp_path_factory.mktemp("train_frames")
+    lines = []
+    for i in range(2):
+        _write_rgb(str(frames / "scene" / f"rgb_{i}.jpg"), 480, 640, seed=40 + i)
+        _write_gt(str(frames / "scene" / f"depth_{i}.png"), 480, 640, 1000.0, 10.0, seed=50 + i)
+        lines.append(f"/scene/rgb_{i}.jpg /scene/depth_{i}.png 518.8579")
+    (frames / "train.txt").write_text("\n".join(lines) + "\n")
+    logs = tmp_path_factory.mktemp("logs")
+    assert bts_main.main(train_argv(
+        frames, logs, "--num_steps", "2", "--do_online_eval", "--eval_freq", "2", "--eigen_crop",
+        "--filenames_file_eval", nyu_data / "list.txt", "--data_path_eval", nyu_data,
+        "--gt_path_eval", nyu_data)) == 0
+    with open(logs / "run" / "best" / "best_metrics.json") as handle:
+        return logs / "run", json.load(handle)["silog"]
+
+
+def _eval_list_argv(nyu_data, checkpoint, *extra):
+    """bts_test.py on nyu_data's list with no --encoder/--bts_size: the checkpoint says."""
+    return ["--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_data), "--gt_path",
+            str(nyu_data), "--filenames_file", str(nyu_data / "list.txt"), "--eigen_crop",
+            "--checkpoint_path", str(checkpoint), *map(str, extra)]
+
+
+def test_bts_test_reports_the_online_validation_numbers_of_the_same_weights(
+        trained_run, nyu_data, tmp_path, capsys):
+    run, best = trained_run
+    capsys.readouterr()
+    csv_path = tmp_path / "metrics.csv"
+    assert bts_test.main(_eval_list_argv(nyu_data, run / "best", "--metrics_csv", csv_path)) == 0
+    printed = capsys.readouterr().out
+    assert "metrics on predictions quantised to the 16-bit PNG grid (1/1000 m)" in printed
+    assert metrics.format_result_table(best["metrics"]) in printed  # the table, as printed
+    mean = _read_csv(csv_path)["mean"]
+    for name in metrics.METRIC_NAMES:  # and the full-precision values: identical
+        assert float(mean[name]) == best["metrics"][name], name
+    # Quantisation is a choice, and printed: off, the float32 depth scores differently.
+    assert bts_test.main(_eval_list_argv(nyu_data, run / "best", "--no_quantize_eval",
+                                         "--metrics_csv", tmp_path / "float.csv")) == 0
+    assert "metrics on float32 predictions, not quantised" in capsys.readouterr().out
+    assert float(_read_csv(tmp_path / "float.csv")["mean"]["rms"]) != best["metrics"]["rms"]
+
+
+def test_run_folder_alone_is_enough_and_a_contradicting_flag_is_one_line(
+        trained_run, nyu_data, tmp_path, capsys):
+    run, _ = trained_run
+    assert bts_test.main(_eval_list_argv(nyu_data, run)) == 0  # latest ckpt-N + bts_config.json
+    assert "Evaluated 3 images" in capsys.readouterr().out
+    lines = _run_expecting_error(_eval_list_argv(nyu_data, run, "--bts_size", "256"), capsys)
+    assert len(lines) == 1 and lines[0].startswith("bts_test.py: error: --bts_size is 256, but ")
+    assert str(run / "bts_config.json") in lines[0] and "records bts_size 128" in lines[0]
+    # A flag set in an argument file is as explicit as one on the command line.
+    arguments = tmp_path / "arguments.txt"
+    arguments.write_text("--encoder densenet121_bts\n")
+    lines = _run_expecting_error([str(arguments), *_eval_list_argv(nyu_data, run)], capsys)
+    assert len(lines) == 1 and "--encoder is densenet121_bts" in lines[0]
+    assert "records encoder densenet_tiny" in lines[0]

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import bts_model
 import bts_export as export_model
+from tiny_run import save_run_folder
 
 HEIGHT, WIDTH = 64, 96
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -17,8 +18,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 def _tiny_model(dataset: str):
     # Same tiny encoder as tests/conftest.py's tiny_config; module scope needs its own copy.
-    config = bts_model.BtsConfig(
-        dataset=dataset, bts_size=128,
+    config = bts_model.BtsConfig.for_dataset(dataset, bts_size=128,
         densenet=bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
                                           block_config=(1, 1, 1, 1), bn_size=2))
     tf.keras.utils.set_random_seed(1)
@@ -133,12 +133,13 @@ def test_tolerances_are_one_png_step_for_float32_and_fraction_of_range_otherwise
 
 
 def test_cli_writes_report_and_exits_nonzero_on_parity_failure(tmp_path, monkeypatch, capsys):
-    nyu_model = _tiny_model("nyu")
-    monkeypatch.setattr(export_model, "build_export_model", lambda args: nyu_model)
+    run = tmp_path / "run"  # a run folder alone: its bts_config.json says how to build the model
+    save_run_folder(run, "nyu")
     # A zero tolerance must turn the (non-zero) fp16 difference into a failure with exit code 1.
     monkeypatch.setattr(export_model, "tolerance_m", lambda fmt, dataset: 0.0)
-    argv = ["--dataset", "nyu", "--export_dir", str(tmp_path), "--formats", "tflite_fp16",
-            "--input_height", "64", "--input_width", "96", "--parity_images", "1"]
+    argv = ["--dataset", "nyu", "--checkpoint_path", str(run), "--export_dir", str(tmp_path),
+            "--formats", "tflite_fp16", "--input_height", "64", "--input_width", "96",
+            "--parity_images", "1"]
     assert export_model.main(argv) == 1
     captured = capsys.readouterr()
     assert "| tflite_fp16 |" in captured.out and "tflite_fp16 export differs" in captured.err
@@ -148,6 +149,11 @@ def test_cli_writes_report_and_exits_nonzero_on_parity_failure(tmp_path, monkeyp
     assert result["format"] == "tflite_fp16" and result["passed"] is False
     assert 0.0 < result["max_abs_diff_m"] < 0.2  # fp16 weights: small but non-zero change
     assert os.path.exists(tmp_path / "bts_fp16.tflite")
+    # A flag that contradicts the folder's config is one line naming both values.
+    assert export_model.main(argv + ["--bts_size", "256"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: --bts_size is 256, but ") and "bts_config.json" in err[-1]
+    assert "records bts_size 128" in err[-1] and "Traceback" not in "\n".join(err)
 
 
 def test_cli_rejects_unknown_format_and_missing_export_dir(tmp_path, capsys):

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Depth outputs: uint16 PNG convention, colormap range, .npy, point clouds, atomic writes."""
+"""Image and depth files: uint16 PNG convention, readers, colormap, .npy, point clouds, atomic writes."""
 import os
 
 import numpy as np
@@ -33,6 +33,12 @@ def test_uint16_values_beyond_range_clip_never_wrap():
     np.testing.assert_array_equal(kitti, [20480, 65533, 65535, 65535])
 
 
+def test_ground_truth_is_rounded_where_predictions_are_truncated():
+    depth = np.array([0.0, 0.0004, 0.0006, 1.2346, 70.0])
+    np.testing.assert_array_equal(image_io.ground_truth_to_uint16(depth, 1000.0), [0, 0, 1, 1235, 65535])
+    np.testing.assert_array_equal(image_io.depth_to_uint16(depth, 1000.0), [0, 0, 0, 1234, 65535])
+
+
 def test_quantize_depth_equals_the_png_read_back(tmp_path):
     depth = np.random.default_rng(0).uniform(0, 80, (6, 7)).astype(np.float32)
     path = str(tmp_path / "k.png")
@@ -53,6 +59,45 @@ def test_colormap_uses_a_fixed_range_and_black_for_invalid(tmp_path):
     assert not rgb_a[0, 2].any() and not rgb_a[1, 0].any()  # 0 and NaN are black
     assert rgb_a[0, 0].any() and not np.array_equal(rgb_a[0, 0], rgb_a[0, 1])
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "a.png")), rgb_a)
+
+
+def test_colormap_is_matplotlibs_and_tensorboard_uses_the_same_colours():
+    import tensorflow as tf
+    from matplotlib import colormaps
+
+    from utils import visualization
+
+    depth = np.linspace(0.0, 12.0, 97, dtype=np.float32).reshape(1, 97)
+    depth[0, 0] = np.nan
+    valid = np.isfinite(depth) & (depth > 0)
+    for name in ("plasma_r", "magma"):
+        rgb = image_io.colorize_depth(depth, 10.0, name)
+        # reference: matplotlib's own lookup of depth / max_depth, clipped to [0, 1]
+        reference = (colormaps[name](np.clip(depth / np.float32(10.0), 0, 1))[..., :3] * 255.0
+                     + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(rgb[valid], reference[valid])
+        assert not rgb[~valid].any()
+        logged = visualization.colorize(tf.constant(depth[None, ..., None]), 10.0, name)
+        np.testing.assert_array_equal(np.round(logged.numpy()[0] * 255.0).astype(np.uint8), rgb)
+
+
+def test_readers_decode_and_reject_bad_files_with_one_line_naming_the_file(tmp_path):
+    from utils.io import DataError
+
+    rgb = np.random.default_rng(2).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(image_io.load_image(str(tmp_path / "rgb.png")), rgb)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "d8.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" * 10)
+    cases = [(lambda: image_io.read_depth_png(str(tmp_path / "d8.png"), 1000.0),
+              "d8.png: expected a 16-bit"),
+             (lambda: image_io.load_image(str(tmp_path / "bad.jpg")),
+              "bad.jpg: unreadable or corrupt image"),
+             (lambda: image_io.load_image(str(tmp_path / "none.jpg")), "file not found:")]
+    for call, expected in cases:
+        with pytest.raises(DataError) as err:
+            call()
+        assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 def test_npy_round_trip_in_metres(tmp_path):

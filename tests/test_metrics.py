@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from utils import metrics
-from utils.datasets import kb_crop_offsets
+from utils.datasets import kb_crop_offsets, paste_kb_crop
 
 
 def _reference_errors(gt, pred):
-    """Independent float64 reference of spec §6.2."""
+    """Independent float64 reference of the formulas in design §6.2."""
     gt = np.asarray(gt, np.float64)
     pred = np.asarray(pred, np.float64)
     ratio = np.maximum(gt / pred, pred / gt)
@@ -94,12 +94,12 @@ def test_valid_mask_bounds_are_strict():
 
 def test_kb_crop_prediction_is_pasted_at_bottom_centre_offsets():
     pred = np.arange(352 * 1216, dtype=np.float32).reshape(352, 1216) + 1
-    canvas = metrics.paste_kb_crop(pred, 375, 1242)
+    canvas = paste_kb_crop(pred, 375, 1242)
     assert kb_crop_offsets(375, 1242) == (23, 13)
     np.testing.assert_array_equal(canvas[23:375, 13:1229], pred)
     assert canvas.sum() == pred.sum()  # zeros everywhere else
     with pytest.raises(ValueError, match="352"):
-        metrics.paste_kb_crop(np.ones((10, 10)), 375, 1242)
+        paste_kb_crop(np.ones((10, 10)), 375, 1242)
 
 
 def test_kitti_paste_happens_after_clipping_like_eval_with_pngs():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bts_model
+from tools.convert_pytorch_checkpoint import pytorch_key_for
 from utils.datasets import KITTI_FOCAL_NORMALISER
 
 
@@ -142,7 +143,7 @@ def test_batchnorm_epsilons_follow_pt(full_model):
 
 def test_every_weight_maps_to_a_unique_pytorch_key(full_model):
     model = full_model
-    keys = [bts_model.pytorch_key_for(w.path) for w in model.weights]
+    keys = [pytorch_key_for(w.path) for w in model.weights]
     assert len(keys) == len(set(keys))
     assert "encoder.base_model.denseblock3.denselayer36.conv2.weight" in keys
     assert "decoder.daspp_24.atrous_conv.aconv_sequence.4.weight" in keys
@@ -166,9 +167,9 @@ def test_same_weights_run_at_several_input_sizes(tiny_config):
 
 
 def test_kitti_depth_scales_with_focal_and_nyu_ignores_it(tiny_config):
-    import dataclasses
 
-    kitti = bts_model.build_bts_model(dataclasses.replace(tiny_config, dataset="kitti"))
+    kitti = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset(
+        "kitti", densenet=tiny_config.densenet, bts_size=tiny_config.bts_size))
     base = kitti(_inputs(1, 64, 96, focal=KITTI_FOCAL_NORMALISER)).numpy()
     double = kitti(_inputs(1, 64, 96, focal=2 * KITTI_FOCAL_NORMALISER)).numpy()
     np.testing.assert_allclose(double, 2 * base, rtol=1e-6)
@@ -179,9 +180,9 @@ def test_kitti_depth_scales_with_focal_and_nyu_ignores_it(tiny_config):
 
 
 def test_focal_scaling_is_per_sample(tiny_config):
-    import dataclasses
 
-    kitti = bts_model.build_bts_model(dataclasses.replace(tiny_config, dataset="kitti"))
+    kitti = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset(
+        "kitti", densenet=tiny_config.densenet, bts_size=tiny_config.bts_size))
     inputs = _inputs(2, 64, 96)
     inputs["image"][1] = inputs["image"][0]
     inputs["focal"] = np.array([700.0, 1400.0], dtype="float32")

@@ -24,7 +24,7 @@ import bts_test
 from tools import eval_with_pngs
 from utils import image_io
 import bts_trainer as trainer_lib
-from utils.arguments import parse_args
+from utils.arguments import model_config, parse_args
 from tools.synthetic_data import generate_dataset
 from tiny_run import TINY, train_argv
 
@@ -48,7 +48,7 @@ def _write_gt(path, height, width, seed):
 def weights(tmp_path_factory):
     args = parse_args(groups=("model",), argv=TINY + ["--dataset", "nyu"])
     path = str(tmp_path_factory.mktemp("models") / "nyu.weights.h5")
-    bts_model.build_bts_model(bts_model.BtsConfig.from_args(args)).save_weights(path)
+    bts_model.build_bts_model(model_config(args)).save_weights(path)
     return path
 
 

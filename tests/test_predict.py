@@ -1,5 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""DepthPredictor: any-size images, padding map-back, KB crop paste-back, focal, loading errors."""
+"""DepthPredictor: any-size images, padding map-back, KB crop paste-back, focal, LPG maps;
+load_model: self-describing checkpoints, flag conflicts, loading errors."""
+import dataclasses
 import logging
 import threading
 
@@ -7,17 +9,17 @@ import numpy as np
 import pytest
 
 import bts_model
-from utils.arguments import parse_args
+from bts_predict import DepthPredictor, load_model, padding_to_multiple
+from tiny_run import save_run_folder
 from utils.checkpoints import CheckpointError
-from bts_predict import DepthPredictor, padding_to_multiple
+from utils.configs import ConfigError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _tiny(dataset, **kwargs):
-    config = bts_model.BtsConfig(
-        dataset=dataset, bts_size=128,
+    config = bts_model.BtsConfig.for_dataset(dataset, bts_size=128,
         densenet=bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
                                           block_config=(1, 1, 1, 1), bn_size=2), **kwargs)
     return bts_model.build_bts_model(config)
@@ -46,11 +48,6 @@ def _direct(model, image_uint8, focal=518.8579):
     """Reference: the model called on the ImageNet-normalised image, no predictor involved."""
     x = ((image_uint8.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD)[None]
     return model({"image": x, "focal": np.array([focal], np.float32)}, training=False).numpy()[0, ..., 0]
-
-
-def _args(*flags):
-    return parse_args(groups=("model", "data", "eval", "test"),
-                      argv=["--encoder", "densenet_tiny", "--bts_size", "128", *flags])
 
 
 def test_padding_to_multiple_of_32_is_centred():
@@ -142,36 +139,81 @@ def test_bad_images_are_rejected_with_a_clear_message(nyu):
         nyu.predict_image(np.zeros((8, 8, 5), np.uint8))
 
 
-def test_from_args_needs_a_checkpoint_unless_untrained_is_allowed(caplog):
+def _flags(dataset="nyu", **fields):
+    """The BtsConfig the tiny flags (--encoder densenet_tiny --bts_size 128) describe."""
+    return bts_model.BtsConfig.for_dataset(dataset, **{"encoder": "densenet_tiny",
+                                                       "bts_size": 128, **fields})
+
+
+def test_load_model_needs_a_checkpoint_unless_untrained_is_allowed(caplog):
     with pytest.raises(CheckpointError, match="checkpoint_path"):
-        DepthPredictor.from_args(_args())
+        load_model("", _flags())
     with caplog.at_level(logging.WARNING):
-        predictor = DepthPredictor.from_args(_args(), allow_untrained=True)
+        model, config = load_model("", _flags(), allow_untrained=True)
     assert "UNTRAINED" in caplog.text
-    assert predictor.model.count_params() == _tiny("nyu").count_params()  # built from the flags
+    assert config == _flags()
+    assert model.count_params() == _tiny("nyu").count_params()  # built from the flags
 
 
-def test_from_args_loads_weights_and_rejects_another_architecture(tmp_path, nyu_model):
-    weights = str(tmp_path / "tiny.weights.h5")
+def test_load_model_loads_weights_and_rejects_another_architecture(tmp_path, nyu_model):
+    weights = str(tmp_path / "tiny.weights.h5")  # no bts_config.json beside it: the flags count
     nyu_model.save_weights(weights)
-    loaded = DepthPredictor.from_args(_args("--checkpoint_path", weights))
+    loaded = DepthPredictor(load_model(weights, _flags())[0], "nyu")
     image = _image(32, 64, seed=8)
     np.testing.assert_allclose(loaded.predict_image(image), _direct(nyu_model, image), rtol=1e-5,
                                atol=1e-5)
     with pytest.raises(CheckpointError, match="does not fit"):
-        DepthPredictor.from_args(_args("--checkpoint_path", weights, "--bts_size", "256"))
+        load_model(weights, _flags(bts_size=256))
     with pytest.raises(CheckpointError, match="does not exist"):
-        DepthPredictor.from_args(_args("--checkpoint_path", str(tmp_path / "none.weights.h5")))
+        load_model(str(tmp_path / "none.weights.h5"), _flags())
+
+
+def test_run_folder_rebuilds_its_model_from_its_config_not_the_default_flags(tmp_path):
+    run = tmp_path / "run"
+    saved, saved_config = save_run_folder(run, "nyu", seed=2)
+    defaults = bts_model.BtsConfig.for_dataset("nyu")  # densenet161_bts, nf 512
+    for path in (run, run / "ckpt-1"):
+        model, config = load_model(str(path), defaults)
+        assert config == saved_config and model.count_params() == saved.count_params()
+    image = _image(32, 64, seed=1)
+    np.testing.assert_array_equal(DepthPredictor(model, "nyu").predict_image(image),
+                                  DepthPredictor(saved, "nyu").predict_image(image))
+    # Explicit flags must agree with the folder's config; agreeing ones are fine.
+    load_model(str(run), _flags(), explicit={"encoder", "bts_size", "max_depth"})
+    with pytest.raises(ConfigError) as conflict:
+        load_model(str(run), _flags(bts_size=256), explicit={"bts_size"})
+    message = conflict.value.as_flag_error()
+    assert conflict.value.field == "bts_size" and message.startswith("--bts_size is 256, but ")
+    assert str(run / "bts_config.json") in message and "records bts_size 128" in message
+    with pytest.raises(ConfigError, match="records max_depth 10") as conflict:
+        load_model(str(run), _flags(max_depth=8.0), explicit={"max_depth"})
+    with pytest.raises(ConfigError, match="other dataset") as conflict:  # NYU model, KITTI data
+        load_model(str(run), _flags("kitti"))
+    assert conflict.value.field == "dataset"
 
 
 def test_keras_file_with_fixed_input_size_is_relaxed_to_any_size(tmp_path):
     fixed = _tiny("nyu", input_height=32, input_width=64)
     path = str(tmp_path / "fixed.keras")
     fixed.save(path)
-    predictor = DepthPredictor.from_args(_args("--checkpoint_path", path))
+    model, config = load_model(path, bts_model.BtsConfig.for_dataset("nyu"))
+    assert config == dataclasses.replace(bts_model.model_config_of(fixed), input_height=None,
+                                         input_width=None)
+    predictor = DepthPredictor(model, "nyu")
     image = _image(64, 96, seed=9)
     assert predictor.predict_image(image).shape == (64, 96)
     np.testing.assert_allclose(predictor.predict_image(image[:32, :64]),
                                _direct(fixed, image[:32, :64]), rtol=1e-5, atol=1e-5)
-    with pytest.raises(CheckpointError, match="other dataset"):
-        DepthPredictor.from_args(_args("--checkpoint_path", path, "--dataset", "kitti"))
+    with pytest.raises(ConfigError, match="other dataset"):
+        load_model(path, _flags("kitti"))
+    with pytest.raises(ConfigError, match="its saved config.* records encoder densenet_tiny"):
+        load_model(path, _flags(encoder="resnet50"), explicit={"encoder"})
+
+
+def test_with_maps_gives_the_lpg_maps_placed_like_the_depth(kitti):
+    image = _image(375, 1242, seed=11)
+    depth, maps = kitti.predict_image(image, 721.5, with_maps=True)
+    np.testing.assert_allclose(depth, kitti.predict_image(image, 721.5), rtol=1e-5, atol=1e-5)
+    assert set(maps) == set(bts_model.LPG_MAP_LAYERS)
+    for value in maps.values():  # pasted back into the full frame at the KB-crop offsets
+        assert value.shape == (375, 1242) and not value[:23].any() and not value[:, :13].any()

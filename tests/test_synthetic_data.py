@@ -8,6 +8,7 @@ import pytest
 
 import bts_dataloader as dl
 from tools import synthetic_data as sd
+from utils import image_io
 
 
 def world_points_from_depth(scene, depth):
@@ -52,10 +53,10 @@ def test_nyu_layout_lists_and_depth_png_in_millimetres(tmp_path):
     assert test[1].split()[:2] == ["bedroom/rgb_00001.jpg", "bedroom/sync_depth_00001.png"]
     assert os.path.isfile(os.path.join(paths["data_path_eval"], "bedroom", "rgb_00001.jpg"))
     samples = dl.read_filenames_file(paths["train_filenames"], paths["data_path"], paths["gt_path"])
-    depth = dl.load_depth(samples[0].depth_path, "nyu")
+    depth = image_io.read_depth_png(samples[0].depth_path, image_io.depth_scale("nyu"))
     rendered = sd.render_frame("nyu", 48, 64, (1, 0, 0))["depth"]
     np.testing.assert_allclose(depth, rendered, atol=0.5e-3 + 1e-6)  # rounded to the millimetre
-    assert dl.load_image(samples[0].rgb_path).shape == (48, 64, 3)
+    assert image_io.load_image(samples[0].rgb_path).shape == (48, 64, 3)
 
 
 def test_real_size_nyu_list_carries_the_upstream_focal(tmp_path):
@@ -73,7 +74,7 @@ def test_kitti_layout_sparse_ground_truth_and_frames_without_it(tmp_path):
     assert train[0][1] == f"{date}_drive_0001_sync/proj_depth/groundtruth/image_02/0000000000.png"
     assert float(train[0][2]) == pytest.approx(sd.KITTI_FOCALS[date] * 120 / 1242, abs=1e-4)
     samples = dl.read_filenames_file(paths["train_filenames"], paths["data_path"], paths["gt_path"])
-    depth = dl.load_depth(samples[0].depth_path, "kitti")
+    depth = image_io.read_depth_png(samples[0].depth_path, image_io.depth_scale("kitti"))
     dense = sd.render_frame("kitti", 40, 120, (2, 3, 0), sd.KITTI_FOCALS[date])["depth"]
     valid = depth > 0
     assert 0.05 < valid.mean() < 0.4 and not valid[:12].any()  # sparse, nothing in the top rows

@@ -17,6 +17,7 @@ import bts_losses
 import bts_model
 from bts_main import parse_train_args
 import bts_trainer as trainer_lib
+from utils.arguments import frozen_first_blocks, train_config
 from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,13 +47,15 @@ _argv = train_argv
 
 
 def _trainer(data, log_dir, *extra, **kwargs):
-    return trainer_lib.Trainer(parse_train_args(_argv(data, log_dir, *extra)), **kwargs)
+    return trainer_lib.Trainer(train_config(parse_train_args(_argv(data, log_dir, *extra))), **kwargs)
 
 
 # ------------------------------------------------------------------ recipe pieces
 def test_polynomial_schedule_at_start_middle_and_end():
-    args = parse_train_args(["--filenames_file", "x", "--learning_rate", "1e-4"])
-    schedule = trainer_lib.learning_rate_schedule(args, total_steps=100)
+    config = train_config(parse_train_args(["--filenames_file", "x", "--learning_rate", "1e-4"]))
+    assert config.final_learning_rate == pytest.approx(1e-5)  # --end_learning_rate -1: 0.1 x lr
+    schedule = trainer_lib.learning_rate_schedule(config.learning_rate, config.final_learning_rate,
+                                                  total_steps=100)
     expected = lambda step: (1e-4 - 1e-5) * (1 - step / 100) ** 0.9 + 1e-5  # noqa: E731
     for step in (0, 50, 100, 150):
         assert float(schedule(step)) == pytest.approx(expected(min(step, 100)), rel=1e-5)
@@ -62,7 +65,7 @@ def test_polynomial_schedule_at_start_middle_and_end():
 def test_default_freezing_is_stem_conv_and_encoder_bn_affine(tiny_config):
     model = bts_model.build_bts_model(tiny_config)
     args = parse_train_args(["--filenames_file", "x", "--fix_first_conv_blocks"])
-    frozen = set(trainer_lib.apply_freezing(model, args))
+    frozen = set(trainer_lib.apply_freezing(model, args.encoder, frozen_first_blocks(args)))
     trainable = {v.path for v in model.trainable_variables}
     assert "encoder.conv0/kernel" in frozen and "encoder.norm5/gamma" in frozen
     assert "encoder.denseblock1.denselayer1.conv2/kernel" in frozen
@@ -76,8 +79,8 @@ def test_weight_decay_applies_to_encoder_only(tiny_config):
     model = bts_model.build_bts_model(tiny_config)
     args = parse_train_args(["--filenames_file", "x", "--weight_decay", "0.5",
                              "--learning_rate", "0.1", "--end_learning_rate", "0.1"])
-    trainer_lib.apply_freezing(model, args)
-    optimizer = trainer_lib.make_optimizer(args, model, total_steps=10)
+    trainer_lib.apply_freezing(model, args.encoder, frozen_first_blocks(args))
+    optimizer = trainer_lib.make_optimizer(train_config(args), model, total_steps=10)
     encoder_var = model.get_layer("encoder.denseblock1.denselayer1.conv1").kernel
     decoder_var = model.get_layer("conv5").kernel
     before = {v.path: v.numpy().copy() for v in (encoder_var, decoder_var)}
@@ -89,7 +92,7 @@ def test_weight_decay_applies_to_encoder_only(tiny_config):
 
 def test_validation_split_holds_out_whole_scenes(nyu_data):
     args = parse_train_args(_argv(nyu_data, "/tmp/unused", "--validation_split", "0.34"))
-    train, val = trainer_lib.select_samples(args)
+    train, val = trainer_lib.select_samples(train_config(args))
     train_scenes = {trainer_lib.scene_of(s, "nyu") for s in train}
     val_scenes = {trainer_lib.scene_of(s, "nyu") for s in val}
     assert len(val_scenes) == 1 and not train_scenes & val_scenes and len(train) + len(val) == 6
@@ -203,16 +206,18 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import bts_losses
 from bts_main import parse_train_args
 import bts_trainer as T
+from utils.arguments import train_config
 
 def trainer(choice):
-    t = T.Trainer(parse_train_args(sys.argv[1:] + ["--distribution_strategy", choice, "--model_name", choice]))
+    argv = sys.argv[1:] + ["--distribution_strategy", choice, "--model_name", choice]
+    t = T.Trainer(train_config(parse_train_args(argv)))
     t.restore_or_init()
     return t
 
 # One device, by hand: each replica's shard forwarded on its own (BN batch statistics are per
 # replica, as in PT's DDP), the silog statistics pooled over the global batch.
 single = trainer("default")
-batch = next(iter(T.epoch_dataset(single.args, single.train_samples, 0, 0, 3, single.samples_per_step)))
+batch = next(iter(T.epoch_dataset(single.config.data, single.train_samples, 0, 0, 3, single.samples_per_step)))
 stats = 0
 for i in range(2):
     depth = single.model({"image": batch["image"][i:i + 1], "focal": batch["focal"][i:i + 1]}, training=True)
@@ -220,7 +225,7 @@ for i in range(2):
 reference = float(bts_losses.silog_from_statistics(stats))
 mirrored = trainer("mirrored")
 dist = next(iter(mirrored.strategy.experimental_distribute_dataset(
-    T.epoch_dataset(mirrored.args, mirrored.train_samples, 0, 0, 3, mirrored.samples_per_step))))
+    T.epoch_dataset(mirrored.config.data, mirrored.train_samples, 0, 0, 3, mirrored.samples_per_step))))
 loss = float(mirrored.steps.train_step(dist)[0])
 print("LOSSES", reference, loss, mirrored.strategy.num_replicas_in_sync)
 """

@@ -18,6 +18,11 @@ import bts_convert_data
 import bts_main
 from tools.synthetic_data import generate_dataset
 
+try:  # Optuna's log handler binds to sys.stderr when first imported: the session's, not a closed capsys's
+    import optuna  # noqa: F401
+except ImportError:  # the tuner is optional (requirements-tune.txt)
+    pass
+
 
 @pytest.fixture(scope="module")
 def nyu(tmp_path_factory):
@@ -113,12 +118,13 @@ def test_shards_without_manifest_are_counted(nyu, tmp_path, capsys):
 
 def test_shards_straight_run_equals_interrupted_and_resumed_run(nyu, tmp_path, caplog):
     import bts_trainer as trainer_lib
+    from utils.arguments import train_config
 
     # batch 1: 6 steps per epoch, so the resume skips 3 batches mid-epoch and then crosses an epoch.
     argv = ["--tfrecord_path", nyu["prefix"], "--num_steps", "8", "--batch_size", "1",
             "--do_random_rotate"]
     assert bts_main.main(_argv(tmp_path / "straight", *argv)) == 0
-    first = trainer_lib.Trainer(bts_main.parse_train_args(_argv(tmp_path / "resumed", *argv)))
+    first = trainer_lib.Trainer(train_config(bts_main.parse_train_args(_argv(tmp_path / "resumed", *argv))))
     first.train(stop_at=3)  # an interruption after step 3 (what Ctrl-C does: save, stop)
     with caplog.at_level(logging.INFO, logger="bts.train"):
         assert bts_main.main(_argv(tmp_path / "resumed", *argv)) == 0

@@ -85,6 +85,14 @@ def test_strategy_flags_that_cannot_be_honoured_are_one_line_errors(data, tmp_pa
     assert not os.path.exists(tmp_path / "run")  # refused before anything was written
 
 
+def test_online_eval_without_an_evaluation_list_is_one_line(data, tmp_path, capsys):
+    rc = bts_main.main(_argv(data, tmp_path, "--num_steps", "1", "--do_online_eval"))
+    lines = _error_lines(capsys.readouterr().err)
+    assert rc == 1 and lines == ["bts_main.py: error: --do_online_eval needs --filenames_file_eval "
+                                 "or --validation_split"], lines
+    assert not os.path.exists(tmp_path / "run")
+
+
 @pytest.mark.parametrize("strategy", ["mirrored", "auto"])
 def test_num_cpu_devices_trains_that_many_replicas_on_cpu(data, tmp_path, strategy):
     if tf.config.list_physical_devices("GPU"):

@@ -8,6 +8,7 @@ Each test goes through the path a user takes: ``bts_main.main`` to train, ``bts_
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -24,6 +25,9 @@ from bts_main import parse_train_args
 import bts_trainer as trainer_lib
 from bts_predict import DepthPredictor
 from tiny_run import TINY, train_argv
+from utils import checkpoints
+from utils.arguments import argument_file_text, model_config, train_config
+from utils.configs import MODEL_CONFIG_NAME, BtsConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,12 +78,14 @@ def _one_error_line(capsys, prefix):
     return lines[0]
 
 
+TRAINED = ("--num_steps", "4", "--save_freq", "2", "--eval_freq", "2", "--keep_checkpoints", "5",
+           "--validation_split", "0.34", "--learning_rate", "1e-3")
+
+
 @pytest.fixture(scope="module")
 def trained_run(frames, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("runs")
-    rc = bts_main.main(_train_argv(frames, log_dir, "--num_steps", "4", "--save_freq", "2",
-                                   "--eval_freq", "2", "--keep_checkpoints", "5",
-                                   "--validation_split", "0.34", "--learning_rate", "1e-3"))
+    rc = bts_main.main(_train_argv(frames, log_dir, *TRAINED))
     assert rc == 0
     return log_dir / "run"
 
@@ -122,6 +128,50 @@ def test_checkpoint_missing_model_variables_is_a_one_line_error(frames, tmp_path
     assert not glob.glob(str(tmp_path / "out" / "**" / "*.npy"), recursive=True)
 
 
+# ------------------------------------------------------------------ self-describing checkpoints
+def test_run_folder_and_best_carry_the_model_config_the_flags_describe(frames, trained_run):
+    args = parse_train_args(_train_argv(frames, trained_run.parent, *TRAINED))
+    expected = model_config(args)
+    assert expected.encoder == "densenet_tiny" and expected.bts_size == 128 and expected.max_depth == 10
+    saved = trained_run / MODEL_CONFIG_NAME
+    assert saved.exists() and (trained_run / "ckpt-4.index").exists()
+    assert BtsConfig.from_json(saved.read_text()) == expected
+    # every form a user passes as --checkpoint_path finds it: ckpt-N, the folder, model.keras, best/
+    assert (trained_run / "best" / MODEL_CONFIG_NAME).exists()
+    for form in ("ckpt-2", "ckpt-4", "", "model.keras", "best"):
+        assert checkpoints.read_model_config(str(trained_run / form)) == expected, form
+    assert bts_model.model_config_of(keras.saving.load_model(str(trained_run / "model.keras"))) == expected
+    # arguments.txt is the script's rendering of its flags and replays to them
+    assert (trained_run / "arguments.txt").read_text() == argument_file_text(args)
+    assert vars(parse_train_args([str(trained_run / "arguments.txt")])) == vars(args)
+
+
+@pytest.mark.parametrize("flag, value, saved", [("--encoder", "mobilenetv2", "encoder densenet_tiny"),
+                                                ("--bts_size", "256", "bts_size 128"),
+                                                ("--max_depth", "20", "max_depth 10")])
+def test_resuming_with_another_model_is_one_line(frames, trained_run, tmp_path, capsys, flag, value,
+                                                 saved):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = sorted(os.listdir(run))
+    assert bts_main.main(_train_argv(frames, tmp_path, *TRAINED, flag, value)) == 1
+    line = _one_error_line(capsys, "bts_main.py: error:")
+    assert line == (f"bts_main.py: error: {flag} {value} does not match the run folder's {saved} "
+                    f"({run / MODEL_CONFIG_NAME})"), line
+    assert sorted(os.listdir(run)) == before
+
+
+def test_a_run_folder_without_model_config_resumes_and_gains_one(frames, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    os.remove(run / MODEL_CONFIG_NAME)  # as folders written before bts_config.json existed
+    argv = _train_argv(frames, tmp_path, *TRAINED)
+    argv[argv.index("--num_steps") + 1] = "5"
+    assert bts_main.main(argv) == 0
+    assert (run / "ckpt-5.index").exists()
+    assert checkpoints.read_model_config(str(run / "ckpt-5")) == model_config(parse_train_args(argv))
+
+
 # ------------------------------------------------------------------ item 4: preprocessing travels
 def test_keras_file_carries_its_preprocessing_and_rejects_a_conflicting_encoder(
         frames, trained_run, tmp_path, capsys):
@@ -142,10 +192,10 @@ def test_keras_file_carries_its_preprocessing_and_rejects_a_conflicting_encoder(
 # ------------------------------------------------------------------ items 5, 7: initialisation
 _WEIGHTS_DIGEST = """
 import hashlib, sys
-sys.path.insert(0, {root!r})
 from bts_main import parse_train_args
 from bts_trainer import Trainer
-trainer = Trainer(parse_train_args(sys.argv[1:]))
+from utils.arguments import train_config
+trainer = Trainer(train_config(parse_train_args(sys.argv[1:])))
 trainer.restore_or_init()
 digest = hashlib.sha256()
 for variable in trainer.model.weights:
@@ -158,9 +208,9 @@ def test_seed_reproduces_initial_weights_in_separate_processes(frames, tmp_path)
     def digest(seed):
         argv = _train_argv(frames, tmp_path / f"s{seed}", "--num_steps", "1")
         argv[argv.index("--seed") + 1] = str(seed)
-        out = subprocess.run([sys.executable, "-c", _WEIGHTS_DIGEST.format(root=ROOT), *argv],
+        out = subprocess.run([sys.executable, "-c", _WEIGHTS_DIGEST, *argv],
                              capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "PYTHONHASHSEED": "random"})
+                             env={**os.environ, "PYTHONHASHSEED": "random", "PYTHONPATH": ROOT})
         assert out.returncode == 0, out.stderr[-2000:]
         return next(line for line in out.stdout.splitlines() if line.startswith("DIGEST"))
 
@@ -218,7 +268,8 @@ def test_accumulated_micro_batches_give_the_large_batch_loss_and_gradient(frames
                 layer.trainable = False
         optimizer = keras.optimizers.SGD(0.0)
         optimizer.build(model.trainable_variables)
-        return model, trainer_lib.StepFunctions(tf.distribute.get_strategy(), model, optimizer, args)
+        return model, trainer_lib.StepFunctions(tf.distribute.get_strategy(), model, optimizer,
+                                                train_config(args))
 
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.5, 9.0, (4, 64, 96, 1)).astype(np.float32)

@@ -1,6 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """bts_tune.py: Optuna study over short training runs validated on held-out scenes."""
-import argparse
 import json
 import os
 import sqlite3
@@ -9,7 +8,7 @@ import optuna
 import pytest
 
 import bts_tune
-from utils.arguments import parse_args
+from utils.arguments import parse_args, train_config
 from tools.synthetic_data import generate_dataset
 
 
@@ -121,17 +120,23 @@ def test_search_space_file_overrides_drops_and_rejects_entries(tmp_path):
         bts_tune.load_search_space(str(path))
 
 
-def test_tuned_values_map_onto_training_arguments():
-    args = argparse.Namespace(learning_rate=1e-4, end_learning_rate=-1.0, degree=2.5, do_random_rotate=False,
-                              batch_size=4, study_name="s", do_online_eval=True, filenames_file_eval="test.txt",
-                              objective_metric="d1", best_metric="silog", model_name="m", retrain=False)
-    run = bts_tune.trial_args(args, {"learning_rate": 2e-4, "end_lr_ratio": 0.05, "degree": 0.0,
-                                     "batch_size": 2}, number=4)
+def test_tuned_values_map_onto_the_trial_config_and_its_argument_file(tmp_path):
+    args = bts_tune.parse_tune_args(["--filenames_file", "train.txt", "--validation_split", "0.5",
+                                     "--do_online_eval", "--filenames_file_eval", "test.txt",
+                                     "--degree", "2.5", "--study_name", "s", "--objective_metric", "d1"])
+    base = train_config(args)
+    run = bts_tune.trial_config(base, args, {"learning_rate": 2e-4, "end_lr_ratio": 0.05, "degree": 0.0,
+                                             "batch_size": 2}, number=4)
     assert run.learning_rate == 2e-4 and run.end_learning_rate == pytest.approx(1e-5)
-    assert run.degree == 0.0 and not run.do_random_rotate and run.batch_size == 2
-    assert run.model_name == "s_trial4" and run.best_metric == "d1"
-    assert not run.do_online_eval and run.filenames_file_eval == ""
-    assert args.learning_rate == 1e-4  # the base arguments are not modified
+    assert run.data.degree == 0.0 and not run.data.do_random_rotate and run.batch_size == 2
+    assert run.model_name == "s_trial4" and run.best_metric == "d1" and run.retrain
+    assert not run.do_online_eval and run.eval_data.filenames_file == ""
+    assert base.learning_rate == 1e-4 and base.data.degree == 2.5  # the study's config is not modified
+    # The trial's arguments.txt replays to the trial's values.
+    (tmp_path / "arguments.txt").write_text(run.argument_text)
+    replay = parse_args(bts_tune.TUNE_GROUPS, [str(tmp_path / "arguments.txt")])
+    assert replay.learning_rate == 2e-4 and replay.batch_size == 2 and replay.model_name == "s_trial4"
+    assert not replay.do_online_eval and not replay.do_random_rotate and replay.filenames_file_eval == ""
     assert bts_tune.direction_of("d1") == "maximize" and bts_tune.direction_of("silog") == "minimize"
 
 

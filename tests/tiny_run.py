@@ -13,3 +13,21 @@ def train_argv(data, log_dir, *extra) -> List[str]:
             "--input_width", "96", "--batch_size", "2", "--seed", "3", "--log_directory",
             str(log_dir), "--model_name", "run", "--log_freq", "1000", "--save_freq", "1000",
             "--adam_eps", "1e-3", *map(str, extra)]
+
+
+def save_run_folder(folder, dataset: str = "nyu", seed: int = 0):
+    """A tiny model saved the way training leaves a run folder: ``ckpt-1`` (model variables,
+    with the ``checkpoint`` index file) and ``bts_config.json``. Returns (model, config)."""
+    import keras
+    import tensorflow as tf
+
+    import bts_model
+    from utils.checkpoints import write_model_config
+
+    config = bts_model.BtsConfig.for_dataset(dataset, encoder="densenet_tiny", bts_size=128)
+    keras.utils.set_random_seed(seed)
+    model = bts_model.build_bts_model(config)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(folder), max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=1)
+    write_model_config(str(folder), config)
+    return model, config

@@ -1,12 +1,12 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Convert an official BTS PyTorch checkpoint (model zoo ``model`` file, ``.pth``, ``.tar``) to Keras.
 
-    python tools/convert_pytorch_checkpoint.py --pytorch_checkpoint models/bts_nyu_v2_pytorch_densenet161/model \
+    python -m tools.convert_pytorch_checkpoint --pytorch_checkpoint models/bts_nyu_v2_pytorch_densenet161/model \
         --encoder densenet161_bts --dataset nyu --output_path models/bts_nyu_v2_pytorch_densenet161/model.keras
 
 The source is a dict with key ``model`` (what the official training script saves) or a bare state
 dict, keys with or without the ``module.`` prefix of DataParallel/DDP. The mapping is strict: every
-Keras weight gets exactly one source tensor (name from ``bts_model.pytorch_key_for``), every source
+Keras weight gets exactly one source tensor (name from :func:`pytorch_key_for`), every source
 tensor is used exactly once except the BN ``num_batches_tracked`` counters, and shapes must agree;
 otherwise a one-line error lists the missing, unexpected and mismatched keys and nothing is written.
 Conv kernels go (out, in, kh, kw) → (kh, kw, in, out); BN weight/bias/running_mean/running_var →
@@ -26,19 +26,16 @@ import logging
 import os
 import sys
 import uuid
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.pretrained import ENCODER_PREFIX, mismatch_report, preview_names
 
 LOG = logging.getLogger("convert_pytorch_checkpoint")
 
 MODULE_PREFIX = "module."
 SKIPPED_SUFFIX = ".num_batches_tracked"  # BN step counters: no Keras counterpart
-TORCH_INSTALL_HINT = ("pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
-                      "(CPU build; only the converters need it)")
 # numpy objects that official training checkpoints may pickle next to the tensors (e.g. the
 # best-eval step counters); allowed in addition to torch's own weights-only set.
 _NUMPY_GLOBAL_NAMES = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
@@ -55,12 +52,12 @@ class ConversionError(ValueError):
 # --------------------------------------------------------------------------------------------
 def import_torch():
     """``torch``, or a one-line ConversionError telling how to install the CPU build."""
+    from utils.optional import MissingRequirement, import_optional
+
     try:
-        import torch
-    except ImportError:
-        raise ConversionError(f"PyTorch is needed to read .pth files but is not installed: "
-                              f"{TORCH_INSTALL_HINT}") from None
-    return torch
+        return import_optional("torch", "requirements-convert.txt")
+    except MissingRequirement as err:
+        raise ConversionError(f"reading .pth files needs PyTorch: {err}") from None
 
 
 def _numpy_safe_globals() -> List[tuple]:
@@ -110,7 +107,7 @@ def extract_state_dict(obj, source: str = "checkpoint") -> Dict[str, np.ndarray]
                               f"(found {type(obj).__name__})")
     not_tensors = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ConversionError(f"{source} is not a state dict: entries {_preview(not_tensors)} are "
+        raise ConversionError(f"{source} is not a state dict: entries {preview_names(not_tensors)} are "
                               "not tensors (expected a bare state dict or a dict with key 'model')")
     state = {}
     for key, tensor in obj.items():
@@ -128,14 +125,56 @@ def read_state_dict(path: str) -> Dict[str, np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------------
+# Keras ↔ PyTorch names (the map lives here, in the converter, not in the model)
+# --------------------------------------------------------------------------------------------
+# Keras layer path (``/``-joined, sub-layers included) → PT module path. Encoder layers
+# ``encoder.X`` map to ``encoder.base_model.X`` (torchvision ``features`` names, unchanged).
+PT_NAME_TABLE: Dict[str, str] = {
+    "upconv5/conv": "decoder.upconv5.conv", "bn5": "decoder.bn5", "conv5": "decoder.conv5.0",
+    "upconv4/conv": "decoder.upconv4.conv", "bn4": "decoder.bn4", "conv4": "decoder.conv4.0",
+    "bn4_2": "decoder.bn4_2",
+    **{f"daspp_{r}/{k}": f"decoder.daspp_{r}.atrous_conv.{v}"
+       for r in (3, 6, 12, 18, 24)
+       for k, v in (("first_bn", "first_bn"), ("conv1x1", "aconv_sequence.1"),
+                    ("bn", "aconv_sequence.2"), ("conv3x3", "aconv_sequence.4"))
+       if not (r == 3 and k == "first_bn")},
+    "daspp_conv": "decoder.daspp_conv.0",
+    "upconv3/conv": "decoder.upconv3.conv", "bn3": "decoder.bn3", "conv3": "decoder.conv3.0",
+    "upconv2/conv": "decoder.upconv2.conv", "bn2": "decoder.bn2", "conv2": "decoder.conv2.0",
+    "upconv1/conv": "decoder.upconv1.conv", "conv1": "decoder.conv1.0",
+    "get_depth": "decoder.get_depth.0",
+    # reduction heads: sub-layers inter_{i}_{o} → reduc.inter_{i}_{o}.0, handled by the rule below
+}
+PT_ENCODER_PREFIX = "encoder.base_model."  # PT BTS: the torchvision ``features`` module
+_REDUCTION_HEADS = ("reduc8x8", "reduc4x4", "reduc2x2", "reduc1x1")
+_VARIABLE_SUFFIX = {"kernel": "weight", "gamma": "weight", "beta": "bias",
+                    "moving_mean": "running_mean", "moving_variance": "running_var"}
+
+
+def pytorch_module_for(layer_path: str) -> str:
+    """PT module path of the Keras layer path ``layer_path`` (e.g. ``daspp_6/conv1x1``)."""
+    if layer_path.startswith(ENCODER_PREFIX):
+        return PT_ENCODER_PREFIX + layer_path[len(ENCODER_PREFIX):]
+    if layer_path in PT_NAME_TABLE:
+        return PT_NAME_TABLE[layer_path]
+    head, _, sub = layer_path.partition("/")
+    if head in _REDUCTION_HEADS and sub:
+        if sub.startswith("inter_") or sub == "final":
+            return f"decoder.{head}.reduc.{sub}.0"
+        if sub == "plane_params":
+            return f"decoder.{head}.reduc.plane_params"
+    raise KeyError(f"no PyTorch module is known for Keras layer {layer_path!r}")
+
+
+def pytorch_key_for(variable_path: str) -> str:
+    """PT state-dict key (without ``module.``) of a Keras variable path such as ``bn5/gamma``."""
+    layer_path, _, leaf = variable_path.rpartition("/")
+    return f"{pytorch_module_for(layer_path)}.{_VARIABLE_SUFFIX[leaf]}"
+
+
+# --------------------------------------------------------------------------------------------
 # Strict mapping
 # --------------------------------------------------------------------------------------------
-def _preview(names: Iterable[str], limit: int = 8) -> str:
-    names = sorted(names)
-    more = f" … and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
 def torch_to_keras(array: np.ndarray) -> np.ndarray:
     """Conv kernel (out, in, kh, kw) → (kh, kw, in, out); vectors unchanged."""
     return np.transpose(array, (2, 3, 1, 0)) if array.ndim == 4 else array
@@ -147,20 +186,16 @@ def is_skipped_key(key: str) -> bool:
 
 
 def assign_state_dict(model, state: Mapping[str, np.ndarray],
-                      key_for: Optional[Callable[[str], str]] = None,
+                      key_for: Callable[[str], str] = pytorch_key_for,
                       ignore: Callable[[str], bool] = is_skipped_key,
                       source: str = "checkpoint") -> int:
     """Copy ``state`` (PT key → array) into every weight of ``model``; returns the count.
 
     ``key_for(variable_path)`` names the source key of each Keras weight (default
-    ``bts_model.pytorch_key_for``). Every weight must find its key with a compatible shape and
+    :func:`pytorch_key_for`). Every weight must find its key with a compatible shape and
     every source key not ``ignore``d must be used exactly once; otherwise ConversionError lists
     the missing, unexpected and mismatched keys and no weight is changed.
     """
-    if key_for is None:
-        import bts_model
-
-        key_for = bts_model.pytorch_key_for
     plan, missing, mismatched, users = [], [], [], {}
     for variable in model.weights:
         try:
@@ -180,18 +215,10 @@ def assign_state_dict(model, state: Mapping[str, np.ndarray],
         plan.append((variable, value))
     shared = [f"{key} ← {', '.join(paths)}" for key, paths in users.items() if len(paths) > 1]
     unexpected = [k for k in state if k not in users and not ignore(k)]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_preview(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_preview(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches ({len(mismatched)}): {_preview(mismatched, 4)}")
-    if shared:
-        problems.append(f"keys used twice: {_preview(shared, 4)}")
+    problems = mismatch_report(missing, unexpected, mismatched, shared)
     if problems:
         raise ConversionError(f"{source} does not match this model (check --encoder, --bts_size): "
-                              + "; ".join(problems))
+                              + problems)
     for variable, value in plan:
         variable.assign(value.astype(variable.dtype))
     return len(plan)
@@ -246,7 +273,7 @@ def default_output_path(source_path: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from utils.arguments import parse_args
+    from utils.arguments import model_config, parse_args
     from utils.pretrained import source_checkpoint_validator
 
     args = parse_args(groups=("model", "weights"), argv=argv,
@@ -259,15 +286,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.encoder not in bts_model.DENSENET_CONFIGS:  # the official zoo's encoders we have
             raise ConversionError(f"--encoder {args.encoder!r}: official PyTorch BTS checkpoints "
                                   f"convert only to {', '.join(bts_model.DENSENET_CONFIGS)}")
-        sizes = {} if args.bts_size is None else {"bts_size": args.bts_size}  # None: encoder's nf
-        config = bts_model.BtsConfig(encoder=args.encoder, dataset=args.dataset,
-                                     max_depth=args.max_depth, **sizes)
+        config = model_config(args)
         count = convert_checkpoint(args.pytorch_checkpoint, output, config)
     except (ConversionError, ValueError, OSError) as err:  # ConversionError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(f"converted {args.pytorch_checkpoint} → {output} ({count} weights, encoder {args.encoder}, "
-          f"dataset {args.dataset}, max_depth {config.resolved_max_depth():g})")
+          f"dataset {args.dataset}, max_depth {config.max_depth:g})")
     return 0
 
 

@@ -1,13 +1,13 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Convert torchvision ImageNet DenseNet weights into the encoder weights file used for training.
 
-    python tools/convert_torchvision_densenet.py --pytorch_checkpoint models/downloads/densenet161-8d451a50.pth \
+    python -m tools.convert_torchvision_densenet --pytorch_checkpoint models/downloads/densenet161-8d451a50.pth \
         --encoder densenet161_bts            # → ./models/densenet161_imagenet/weights.h5
 
 Source: a torchvision DenseNet state dict (``features.*`` and ``classifier.*``). Old files such as
 ``densenet161-8d451a50.pth`` name the dense-layer modules ``norm.1``/``conv.2`` instead of
 ``norm1``/``conv2``; both spellings are accepted. ``features.X`` becomes the Keras encoder layer
-``encoder.X`` (the PT BTS encoder is torchvision's ``features`` module, spec §1.2), conv kernels are
+``encoder.X`` (the PT BTS encoder is torchvision's ``features`` module, design §1.2), conv kernels are
 transposed to (kh, kw, in, out), and the ImageNet classifier is dropped. The mapping is strict
 (every encoder weight set exactly once, every ``features`` tensor used, shapes checked). Training
 loads the file with ``utils.pretrained.load_encoder_weights`` (``--pretrained_model``).
@@ -22,18 +22,13 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tools.convert_pytorch_checkpoint import (ConversionError, assign_state_dict,  # noqa: E402
+from tools.convert_pytorch_checkpoint import (PT_ENCODER_PREFIX, ConversionError, assign_state_dict,
                                               is_skipped_key, read_state_dict)
-from utils.pretrained import (default_encoder_weights_path, save_encoder_weights,  # noqa: E402
-                              source_checkpoint_validator)
+from utils.pretrained import default_encoder_weights_path, save_encoder_weights, source_checkpoint_validator
 
 LOG = logging.getLogger("convert_torchvision_densenet")
 
-TORCHVISION_PREFIX = "features."
-BTS_ENCODER_PREFIX = "encoder.base_model."  # PT BTS names of the same modules
+TORCHVISION_PREFIX = "features."  # PT BTS names the same modules PT_ENCODER_PREFIX + ...
 CLASSIFIER_PREFIX = "classifier."
 # Old torchvision names: denselayerN.norm.1 → denselayerN.norm1 (also relu, conv; 1 or 2).
 _OLD_LAYER_NAME = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
@@ -58,7 +53,7 @@ def torchvision_to_bts_names(state: Mapping[str, np.ndarray]) -> Dict[str, np.nd
         if not key.startswith(TORCHVISION_PREFIX):
             foreign.append(key)
             continue
-        renamed[BTS_ENCODER_PREFIX + key[len(TORCHVISION_PREFIX):]] = value
+        renamed[PT_ENCODER_PREFIX + key[len(TORCHVISION_PREFIX):]] = value
     if foreign:
         raise ConversionError(f"not a torchvision DenseNet state dict: keys outside 'features.' "
                               f"and 'classifier.': {', '.join(sorted(foreign)[:8])}")

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Download a public Google-Drive file, resumably (used for the NYU ``sync.zip``, spec §7.1).
+"""Download a public Google-Drive file, resumably (used for the NYU ``sync.zip``, design §7.1).
 
     python -m tools.download_from_gdrive FILE_ID DEST
 

@@ -1,10 +1,10 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Evaluate a folder of raw uint16 PNG depth predictions against ground truth (spec §6.2–6.3).
+"""Evaluate a folder of raw uint16 PNG depth predictions against ground truth (design §6.2, §6.3).
 
-    python tools/eval_with_pngs.py --pred_path result_bts_nyu_v2/raw/ \
+    python -m tools.eval_with_pngs --pred_path result_bts_nyu_v2/raw/ \
         --gt_path dataset/nyu_depth_v2/official_splits/test/ --dataset nyu \
         --min_depth_eval 1e-3 --max_depth_eval 10 --eigen_crop
-    python tools/eval_with_pngs.py --pred_path result_bts_eigen_v2/raw/ \
+    python -m tools.eval_with_pngs --pred_path result_bts_eigen_v2/raw/ \
         --gt_path dataset/kitti/data_depth_annotated/ --dataset kitti \
         --min_depth_eval 1e-3 --max_depth_eval 80 --garg_crop --do_kb_crop
 
@@ -13,57 +13,25 @@ the published numbers): PNGs found by walking ``--pred_path`` in directory order
 ``cmap`` or ``gt`` skipped, GT paths recovered from the names (NYU ``{scene}_rgb_{id}.png`` →
 ``{gt_path}/{scene}/sync_depth_{id}.png``; KITTI ``{date_drive}_{frame}.png`` →
 ``{gt_path}/{date_drive}/proj_depth/groundtruth/image_02/{frame}.png``), missing GT counted and
-skipped, metrics per image in float32 and averaged in file order (``utils.metrics``). On the same
+skipped, metrics per image in float32 and averaged in file order (``utils.metrics``). The name
+conventions live in ``utils.paths``, shared with ``bts_test.py``. On the same
 predictions it gives exactly the numbers of ``bts_test.py``'s in-process evaluation.
 """
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
 import sys
 from typing import List, Optional, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from utils import metrics
+from utils.arguments import parse_args
+from utils.datasets import get_dataset_facts
+from utils.image_io import read_depth_png
+from utils.paths import find_prediction_pngs, gt_path_for
 
-if __package__ in (None, ""):  # run as a script: import from the repository root, not tools/
-    _HERE = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-    sys.path.insert(0, os.path.dirname(_HERE))
-
-from utils import metrics  # noqa: E402
-from utils.arguments import parse_args  # noqa: E402
-from utils.datasets import get_dataset_facts  # noqa: E402
-
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first (lazy) import
 LOGGER = logging.getLogger("eval_with_pngs")
-SKIPPED_NAME_PARTS = ("cmap", "gt")  # visualisations and GT copies written next to predictions
-
-
-def find_prediction_pngs(pred_path: str) -> List[Tuple[str, str]]:
-    """(official name, file path) of every prediction PNG under ``pred_path``, in the official
-    walk order; the name is what the GT mapping reads (flat folders: the file name)."""
-    import tensorflow as tf
-
-    walk = tf.io.gfile.walk if "://" in pred_path else os.walk
-    found = []
-    for root, _, filenames in walk(pred_path):
-        for filename in fnmatch.filter(filenames, "*.png"):
-            if any(part in filename for part in SKIPPED_NAME_PARTS):
-                continue
-            found.append((os.path.join(root.replace(pred_path, ""), filename),
-                          os.path.join(root, filename)))
-    return found
-
-
-def gt_path_for(pred_name: str, gt_root: str, dataset: str) -> str:
-    """The ground-truth PNG a prediction name designates (the official name mapping)."""
-    stem = pred_name.split(".")[0]
-    frame = stem.split("_")[-1]
-    if dataset == "kitti":
-        drive = stem.replace("_" + frame, "")
-        return os.path.join(gt_root, drive, "proj_depth/groundtruth/image_02", frame + ".png")
-    scene = stem.replace("_rgb_" + frame, "")
-    return os.path.join(gt_root, scene, "sync_depth_" + frame + ".png")
 
 
 def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float,
@@ -72,9 +40,6 @@ def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float
                     ) -> Tuple[List[str], List[Optional[dict]], List[str]]:
     """(evaluated names, per-image metrics (None: no valid pixel), names whose GT is missing)."""
     import tensorflow as tf
-
-    import bts_dataloader
-    from utils.image_io import read_depth_png
 
     if not tf.io.gfile.isdir(pred_path):
         raise FileNotFoundError(f"--pred_path {pred_path!r} is not a folder")
@@ -90,7 +55,7 @@ def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float
             missing.append(name)
             continue
         pred = read_depth_png(pred_file, scale)
-        gt = bts_dataloader.load_depth(gt_file, dataset)
+        gt = read_depth_png(gt_file, scale)
         per_image.append(metrics.evaluate_image(gt, pred, min_depth, max_depth, dataset,
                                                 eigen_crop=eigen_crop, garg_crop=garg_crop,
                                                 do_kb_crop=do_kb_crop))

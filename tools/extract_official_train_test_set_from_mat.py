@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Extract the official NYU Depth V2 train/test split from ``nyu_depth_v2_labeled.mat`` (spec §7.1).
+"""Extract the official NYU Depth V2 train/test split from ``nyu_depth_v2_labeled.mat`` (design §7.1).
 
-    python tools/extract_official_train_test_set_from_mat.py nyu_depth_v2_labeled.mat splits.mat OUT
+    python -m tools.extract_official_train_test_set_from_mat nyu_depth_v2_labeled.mat splits.mat OUT
            [TEST_LIST]
 
 Reads, with h5py (the labeled file is MATLAB v7.3 = HDF5): ``images`` (N, 3, 640, 480) uint8,
@@ -25,12 +25,11 @@ import sys
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.datasets import get_dataset_facts  # noqa: E402
+from utils.datasets import get_dataset_facts
+from utils.image_io import encode_image, ground_truth_to_uint16
+from utils.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +71,14 @@ def frame_rgb(images, index: int) -> np.ndarray:
 def frame_depth_mm(raw_depths, index: int) -> np.ndarray:
     """(480, 640) uint16 millimetres of frame ``index``."""
     depth_m = np.asarray(raw_depths[index], np.float64).T  # (W, H) -> (H, W)
-    scale = get_dataset_facts("nyu").depth_scale
-    return np.clip(np.round(depth_m * scale), 0, 65535).astype(np.uint16)
+    return ground_truth_to_uint16(depth_m, get_dataset_facts("nyu").depth_scale)
 
 
 def _save(image: np.ndarray, path: str, **kwargs) -> None:
-    tmp = f"{path}.part"
-    Image.fromarray(image).save(tmp, format="JPEG" if path.endswith(".jpg") else "PNG", **kwargs)
-    os.replace(tmp, path)
+    """Local write through a ``.part`` file (no TensorFlow start-up for plain files)."""
+    with open(f"{path}.part", "wb") as handle:
+        handle.write(encode_image(image, path, **kwargs))
+    os.replace(f"{path}.part", path)
 
 
 def extract(mat_path: str, splits_path: str, output_dir: str,
@@ -126,9 +125,10 @@ def extract(mat_path: str, splits_path: str, output_dir: str,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, int]:
+    require("scipy", "requirements-mat.txt", "extract_official_train_test_set_from_mat.py")
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) not in (3, 4) or any(a.startswith("-") for a in argv):
-        raise SystemExit("usage: python tools/extract_official_train_test_set_from_mat.py "
+        raise SystemExit("usage: python -m tools.extract_official_train_test_set_from_mat "
                          "nyu_depth_v2_labeled.mat splits.mat OUTPUT_DIR [TEST_LIST]")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     counts = extract(*argv)

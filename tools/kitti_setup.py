@@ -1,14 +1,16 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""KITTI set-up steps after the downloads (spec §7), used by ``init_kitti_files.sh``.
+"""KITTI set-up steps after the downloads (design §7.2), used by ``init_kitti_files.sh``.
 
     python -m tools.kitti_setup urls OUT_FILE LIST [LIST ...]   archive URLs for the drives of the lists
-    python -m tools.kitti_setup unpack DEST ZIP [ZIP ...]       extract image_02 frames / calibration
+    python -m tools.kitti_setup unpack DEST ZIP [ZIP ...]       extract image_02 frames / maps, calibration
     python -m tools.kitti_setup merge GT_ROOT                   train/ + val/ -> GT_ROOT/<drive>/
 
 The raw-data archive list is derived from the Eigen filenames files themselves (every drive a
 list names, plus the calibration archive of each date), instead of a hand-kept URL file. Unpacking
 keeps only the left colour camera (``image_02``) and the calibration files, as upstream, and skips
-files already extracted with the right size, so it is idempotent and resumable.
+files already extracted with the right size, so it is idempotent and resumable. The same unpacking
+serves the annotated-depth archive (its ``image_02`` maps kept, ``image_03`` dropped) and the
+raw-data archives.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # Shell helpers shared by init_densenet_161.sh and init_bts_pretrained.sh (sourced, not run).
 # Expects to be sourced from the repository root with `set -euo pipefail` active.
 
-TORCH_VERSION="2.13.0"                                  # as in requirements-dev.txt
+TORCH_VERSION="2.13.0"                                  # as in requirements-convert.txt
 TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"  # CPU-only wheels: no CUDA download
 # Where models and downloads go (relative to the repository root unless absolute).
 MODELS_DIR="${BTS_MODELS_DIR:-models}"

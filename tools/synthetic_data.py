@@ -29,10 +29,11 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from utils.datasets import get_dataset_facts
+from utils.image_io import ground_truth_to_uint16, save_image
+from utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ NYU_SCENE_TYPES = ("bathroom", "bedroom", "bookstore", "classroom", "dining_room
                    "living_room", "office")
 NYU_FRAMES_PER_SCENE = 4
 NYU_REFERENCE_WIDTH = 640
-# KITTI recording dates and their left-colour-camera focal lengths (spec §5.1).
+# KITTI recording dates and their left-colour-camera focal lengths (design §5.1).
 KITTI_FOCALS = {
     "2011_09_26": 721.5377,
     "2011_09_28": 707.0493,
@@ -251,22 +252,11 @@ def render_frame(dataset: str, height: int, width: int, seed: Tuple[int, ...],
 
 def encode_depth(depth_m: np.ndarray, dataset: str) -> np.ndarray:
     """Metres -> uint16 PNG values (NYU x1000, KITTI x256), rounded; 0 stays 0."""
-    scale = get_dataset_facts(dataset).depth_scale
-    return np.clip(np.round(depth_m * scale), 0, 65535).astype(np.uint16)
-
-
-def _save(image: np.ndarray, path: str, **kwargs) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    Image.fromarray(image).save(tmp, format="JPEG" if path.endswith(".jpg") else "PNG", **kwargs)
-    os.replace(tmp, path)
+    return ground_truth_to_uint16(depth_m, get_dataset_facts(dataset).depth_scale)
 
 
 def _write_list(path: str, lines: List[str]) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _generate_nyu(output: str, num_train: int, num_test: int, height: int, width: int,
@@ -280,15 +270,16 @@ def _generate_nyu(output: str, num_train: int, num_test: int, height: int, width
         scene = f"{scene_type}_{i // NYU_FRAMES_PER_SCENE:04d}"
         frame = render_frame("nyu", height, width, (seed, 0, i))
         name = f"{i % NYU_FRAMES_PER_SCENE:05d}"
-        _save(frame["rgb"], os.path.join(train_root, scene, f"rgb_{name}.jpg"), quality=95)
-        _save(encode_depth(frame["depth"], "nyu"), os.path.join(train_root, scene, f"sync_depth_{name}.png"))
+        save_image(os.path.join(train_root, scene, f"rgb_{name}.jpg"), frame["rgb"], quality=95)
+        save_image(os.path.join(train_root, scene, f"sync_depth_{name}.png"), encode_depth(frame["depth"], "nyu"))
         train_lines.append(f"/{scene}/rgb_{name}.jpg /{scene}/sync_depth_{name}.png {focal:.4f}")
     for i in tqdm(range(num_test), desc="nyu test", leave=False):
         scene_type = NYU_SCENE_TYPES[i % len(NYU_SCENE_TYPES)]
         frame = render_frame("nyu", height, width, (seed, 1, i))
         name = f"{i:05d}"
-        _save(frame["rgb"], os.path.join(test_root, scene_type, f"rgb_{name}.jpg"), quality=95)
-        _save(encode_depth(frame["depth"], "nyu"), os.path.join(test_root, scene_type, f"sync_depth_{name}.png"))
+        save_image(os.path.join(test_root, scene_type, f"rgb_{name}.jpg"), frame["rgb"], quality=95)
+        save_image(os.path.join(test_root, scene_type, f"sync_depth_{name}.png"),
+                   encode_depth(frame["depth"], "nyu"))
         test_lines.append(f"{scene_type}/rgb_{name}.jpg {scene_type}/sync_depth_{name}.png {focal:.4f}")
     paths = {
         "train_filenames": os.path.join(output, "nyudepthv2_train_files_with_gt.txt"),
@@ -323,14 +314,14 @@ def _generate_kitti(output: str, num_train: int, num_test: int, height: int, wid
             frame = render_frame("kitti", height, width, (seed, 2 if split == "test" else 3, i),
                                  KITTI_FOCALS[date])
             rgb_rel = f"{date}/{drive}/image_02/data/{name}"
-            _save(frame["rgb"], os.path.join(output, rgb_rel))
+            save_image(os.path.join(output, rgb_rel), frame["rgb"])
             focal = KITTI_FOCALS[date] * width / KITTI_REFERENCE_WIDTH
             if split == "test" and i % KITTI_NO_GT_EVERY == KITTI_NO_GT_EVERY - 1:
                 lines[split].append(f"{rgb_rel} None {focal:.4f}")
                 continue
             gt_rel = f"{drive}/proj_depth/groundtruth/image_02/{name}"
             rng = np.random.default_rng([seed, 4, i, int(split == "test")])
-            _save(encode_depth(sparse_lidar(frame["depth"], rng), "kitti"), os.path.join(gt_root, gt_rel))
+            save_image(os.path.join(gt_root, gt_rel), encode_depth(sparse_lidar(frame["depth"], rng), "kitti"))
             lines[split].append(f"{rgb_rel} {gt_rel} {focal:.4f}")
     paths = {
         "train_filenames": os.path.join(output, "eigen_train_files_with_gt.txt"),

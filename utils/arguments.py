@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """The one command-line / argument-file parser shared by every script.
 
-Usage rules (as upstream TF2, spec §8):
+Usage rules (as the upstream TF2 port, design §8.1):
 
 * ``python bts_main.py arguments_train_nyu.txt --batch_size 2``: if the first argument does not
   start with ``-`` it is an argument file; flags after it override the file.
@@ -17,15 +17,19 @@ Every flag is declared once, here, in a named group. A script asks for the group
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import math
 import os
 import shlex
 import sys
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
+from utils.configs import (DISTRIBUTION_STRATEGIES, PRECISIONS, BtsConfig, EvalConfig, PipelineConfig,
+                           TrainConfig)
 from utils.datasets import DATASETS, get_dataset_facts
-from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES
+from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, encoder_facts
 
 ENCODERS_HELP = f"one of: {', '.join(ENCODER_NAMES)} (docs/encoders.md)"
 
@@ -43,7 +47,7 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--input_width", type=int, default=None, help="network input width (multiple of 32)")
     group.add_argument("--checkpoint_path", type=str, default="",
                        help="weights to load: a .keras/.weights.h5 file or a run folder")
-    group.add_argument("--mixed_precision", type=str, default="none", choices=["none", "bf16", "fp16"],
+    group.add_argument("--mixed_precision", type=str, default="none", choices=list(PRECISIONS),
                        help="compute dtype policy (loss, LPG and final depth stay float32); on a "
                             "CPU bf16 only pays with AMX/AVX512-BF16 (docs/performance.md)")
 
@@ -90,7 +94,7 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
 
 def _add_distribute(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--distribution_strategy", type=str, default="auto",
-                       choices=["auto", "default", "mirrored", "multi_worker", "tpu"])
+                       choices=list(DISTRIBUTION_STRATEGIES))
     group.add_argument("--num_gpus", type=int, default=1,
                        help="GPUs for MirroredStrategy (auto/mirrored; more than are visible is an error)")
     group.add_argument("--num_cpu_devices", type=int, default=1,
@@ -118,6 +122,10 @@ def _add_eval(group: argparse._ArgumentGroup) -> None:
                        help="write the online-eval TensorBoard scalars to {this}/{model_name} "
                             "(default: the run's summaries/)")
     group.add_argument("--best_metric", type=str, default="silog", help="metric that picks the best checkpoint")
+    group.add_argument("--no_quantize_eval", action="store_true",
+                       help="score the float32 depth as predicted; by default predictions are "
+                            "quantised to the 16-bit PNG grid first, as bts_test.py's saved PNGs "
+                            "hold them (online validation and bts_test.py both)")
 
 
 def _add_test(group: argparse._ArgumentGroup) -> None:
@@ -402,6 +410,29 @@ def check_numeric_flags(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
+class ParsedArgs(argparse.Namespace):
+    """The Namespace ``parse_args`` returns: the flags, plus (in a slot, so ``vars()``, equality
+    and argument files see only the flags) which of them the user set; see :func:`explicit_flags`."""
+
+    __slots__ = ("_explicit",)
+
+
+def _explicit_destinations(groups: Iterable[str], argv: Sequence[str]) -> FrozenSet[str]:
+    """Destinations that ``argv`` (argument files already expanded) sets: a second parse with
+    every default suppressed, so only the flags that were given land in the namespace."""
+    probe = build_parser(groups)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = probe.parse_known_args(argv)
+    return frozenset(vars(given))
+
+
+def explicit_flags(args: argparse.Namespace) -> FrozenSet[str]:
+    """Flag destinations the user gave on the command line or in an argument file (not defaults,
+    not values filled in later); empty for a Namespace that ``parse_args`` did not make."""
+    return getattr(args, "_explicit", frozenset())
+
+
 def parse_args(
     groups: Iterable[str],
     argv: Optional[Sequence[str]] = None,
@@ -412,18 +443,21 @@ def parse_args(
     """Parse ``argv`` (default ``sys.argv[1:]``) for a script using ``groups``.
 
     ``validate(parser, args)`` may reject impossible combinations with ``parser.error``.
+    :func:`explicit_flags` of the result tells which flags were given.
     """
+    groups = tuple(groups)
     parser = build_parser(groups, description=description, prog=prog)
     try:
         argv = expand_argv(sys.argv[1:] if argv is None else argv)
     except ArgumentFileError as err:
         parser.error(str(err))
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(argv, namespace=ParsedArgs())
     if unknown:
         flag = next((tok for tok in unknown if tok.startswith("-")), unknown[0])
         if flag.startswith("-"):
             parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
         parser.error(f"unexpected argument {flag!r}")
+    args._explicit = _explicit_destinations(groups, argv)
     args = resolve_dataset_defaults(args)
     problem = check_numeric_flags(args)
     if problem:
@@ -433,13 +467,22 @@ def parse_args(
     return args
 
 
-def write_argument_file(args: argparse.Namespace, path: str) -> None:
-    """Write ``args`` as an argument file that ``parse_args`` reads back to the same values.
+def write_argument_file(args: Union[argparse.Namespace, Mapping[str, Any]], path: str) -> None:
+    """Write :func:`argument_file_text` of ``args`` to ``path``.
 
     Written atomically (temp file + rename) through ``tf.io.gfile`` so ``gs://`` works too.
     """
+    from utils.io import atomic_write_text  # local import: keeps this module TF-free
+
+    atomic_write_text(path, argument_file_text(args))
+
+
+def argument_file_text(args: Union[argparse.Namespace, Mapping[str, Any]]) -> str:
+    """``args`` (a Namespace or a flag -> value mapping) as an argument file that ``parse_args``
+    reads back to the same values: one sorted ``--flag value`` per line, unset flags left out."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     lines = ["# resolved arguments, replay with: python SCRIPT.py THIS_FILE"]
-    for name, value in sorted(vars(args).items()):
+    for name, value in sorted(values.items()):
         if value is None or value is False:
             continue
         if value is True:
@@ -449,11 +492,110 @@ def write_argument_file(args: argparse.Namespace, path: str) -> None:
                 lines.append(f"--{name} " + " ".join(shlex.quote(str(v)) for v in value))
         else:
             lines.append(f"--{name} {shlex.quote(str(value))}")
-    from utils.io import atomic_write_text  # local import: keeps this module TF-free
-
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def default_output_directory(args: argparse.Namespace) -> str:
     """``result_{model_name}`` as upstream when --output_directory is empty."""
     return args.output_directory or os.path.join(".", f"result_{args.model_name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The edge: parsed arguments -> typed configs (utils/configs.py). Only the CLI scripts call these;
+# nothing below them reads a Namespace.
+# ---------------------------------------------------------------------------------------------
+def model_config(args: argparse.Namespace, **overrides) -> BtsConfig:
+    """The BtsConfig the flags describe (any input size; ``overrides`` replace fields)."""
+    values = dict(encoder=getattr(args, "encoder", DEFAULT_ENCODER),
+                  bts_size=getattr(args, "bts_size", None), max_depth=getattr(args, "max_depth", None),
+                  imagenet_weights=getattr(args, "pretrained_model", "") == "imagenet")
+    values.update(overrides)
+    return BtsConfig.for_dataset(getattr(args, "dataset", "nyu"), **values)
+
+
+# BtsConfig fields that a flag of the same name sets (the rest follow --dataset or the encoder).
+MODEL_FLAGS = ("encoder", "bts_size", "max_depth")
+
+
+def explicit_model_fields(args: argparse.Namespace) -> FrozenSet[str]:
+    """The BtsConfig fields the user set with a flag: a checkpoint's saved config must agree with
+    these, and replaces the defaults of the others (bts_predict.load_model)."""
+    return frozenset(MODEL_FLAGS) & explicit_flags(args)
+
+
+def frozen_first_blocks(args: argparse.Namespace) -> int:
+    """How many first conv blocks --fix_first_conv_block(s) freeze: 0, 1 or 2."""
+    if getattr(args, "fix_first_conv_blocks", False):
+        return 2
+    return 1 if getattr(args, "fix_first_conv_block", False) else 0
+
+
+def pipeline_config(args: argparse.Namespace, split: str = "train", *,
+                    normalization: Optional[str] = None, **overrides) -> PipelineConfig:
+    """The PipelineConfig of ``split`` ('train': the training lists/shards and --batch_size;
+    'eval': the *_eval lists, batch 1). ``normalization`` defaults to --encoder's."""
+    facts = get_dataset_facts(args.dataset)
+    suffix = "_eval" if split == "eval" else ""
+    degree = getattr(args, "degree", None)
+    values = dict(
+        facts=facts,
+        normalization=normalization or encoder_facts(getattr(args, "encoder", DEFAULT_ENCODER)).normalization,
+        input_height=int(getattr(args, "input_height", None) or facts.train_input_size[0]),
+        input_width=int(getattr(args, "input_width", None) or facts.train_input_size[1]),
+        batch_size=int(getattr(args, "batch_size", 1) or 1) if split == "train" else 1,
+        filenames_file=getattr(args, "filenames_file" + suffix, "") or "",
+        data_path=getattr(args, "data_path" + suffix, "") or "",
+        gt_path=getattr(args, "gt_path" + suffix, "") or "",
+        tfrecord_path=(getattr(args, "tfrecord_path", "") or "") if split == "train" else "",
+        do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
+        do_random_rotate=bool(getattr(args, "do_random_rotate", False)),
+        degree=float(facts.rotation_degree if degree is None else degree),
+        seed=getattr(args, "seed", None),
+        deterministic=bool(getattr(args, "deterministic", False)),
+        num_threads=int(getattr(args, "num_threads", -1) if getattr(args, "num_threads", -1) is not None
+                        else -1),
+    )
+    values.update(overrides)
+    return PipelineConfig(**values)
+
+
+def eval_config(args: argparse.Namespace, **overrides) -> EvalConfig:
+    """The evaluation protocol the flags describe (dataset, depth range, crops)."""
+    facts = get_dataset_facts(args.dataset)
+    min_depth = getattr(args, "min_depth_eval", None)
+    max_depth = getattr(args, "max_depth_eval", None)
+    values = dict(dataset=args.dataset,
+                  min_depth_eval=float(facts.min_depth_eval if min_depth is None else min_depth),
+                  max_depth_eval=float(facts.max_depth_eval if max_depth is None else max_depth),
+                  eigen_crop=bool(getattr(args, "eigen_crop", False)),
+                  garg_crop=bool(getattr(args, "garg_crop", False)),
+                  do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
+                  quantize=not getattr(args, "no_quantize_eval", False))
+    values.update(overrides)
+    return EvalConfig(**values)
+
+
+# TrainConfig fields that are not plain flags of the same name (built from several flags).
+_TRAIN_BUILT = ("model", "data", "evaluation", "eval_data", "first_blocks", "argument_text")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of ``bts_main.py``'s flags (any script with its groups): the model, the
+    training split, online validation, the recipe, and ``arguments.txt`` rendered from ``args``.
+
+    The evaluation pipeline exists with ``--do_online_eval`` or ``--validation_split``; its
+    lists' roots default to the training ones.
+    """
+    model = model_config(args)
+    normalization = encoder_facts(model.encoder).normalization
+    eval_data = None
+    if args.do_online_eval or args.validation_split > 0:
+        eval_data = pipeline_config(args, "eval", normalization=normalization,
+                                    data_path=args.data_path_eval or args.data_path,
+                                    gt_path=args.gt_path_eval or args.gt_path)
+    plain = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if f.name not in _TRAIN_BUILT}
+    return TrainConfig(model=model, data=pipeline_config(args, "train", normalization=normalization),
+                       evaluation=eval_config(args), eval_data=eval_data,
+                       first_blocks=frozen_first_blocks(args), argument_text=argument_file_text(args),
+                       **plain)

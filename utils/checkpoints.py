@@ -7,6 +7,9 @@ Accepted by every script's ``--checkpoint_path``:
 * a TF checkpoint prefix written by training (``.../ckpt-1200``, with ``.index`` beside it);
 * a run folder (``{log_directory}/{model_name}``): its latest training checkpoint, else a
   ``model.keras`` / ``*.weights.h5`` inside it.
+
+Each folder of weights may hold a ``bts_config.json`` saying how to build their model
+(:func:`read_model_config`); ``bts_predict.load_model``, the one model loader, reads it.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from typing import Optional
 
 import keras
 import tensorflow as tf
+
+from utils.configs import MODEL_CONFIG_NAME, BtsConfig, ConfigError
 
 KERAS_SUFFIXES = (".keras", ".weights.h5")
 
@@ -50,6 +55,40 @@ def resolve_checkpoint(path: str) -> str:
         raise CheckpointError(f"no checkpoint found in folder {path!r} (expected ckpt-N, "
                               "model.keras or *.weights.h5)")
     raise CheckpointError(f"checkpoint {path!r} does not exist")
+
+
+def model_config_path(checkpoint: str) -> str:
+    """Where the BtsConfig of ``checkpoint`` lives: ``bts_config.json`` in its folder (a run folder
+    holds one for all its ``ckpt-N``; ``best/`` and a converted model's folder hold their own)."""
+    folder = checkpoint if tf.io.gfile.isdir(checkpoint) else os.path.dirname(checkpoint)
+    return os.path.join(folder, MODEL_CONFIG_NAME)
+
+
+def read_model_config(checkpoint: str) -> Optional[BtsConfig]:
+    """The BtsConfig saved beside ``checkpoint`` (a file, prefix or folder), None if there is none."""
+    path = model_config_path(checkpoint)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path, "r") as handle:
+            text = handle.read()
+    except (tf.errors.OpError, OSError, UnicodeDecodeError) as err:
+        raise damaged_checkpoint(path, err) from None
+    try:
+        return BtsConfig.from_json(text, path)
+    except ConfigError as err:  # a value the model cannot be built with, named by its field
+        raise CheckpointError(f"{path}: {err.field} {err}") from None
+    except (ValueError, TypeError) as err:  # not JSON, unknown fields, a malformed DenseNet shape
+        raise CheckpointError(f"{path}: {err}" if path not in str(err) else str(err)) from None
+
+
+def write_model_config(folder: str, config: BtsConfig) -> str:
+    """Write ``config`` as ``folder/bts_config.json`` (atomically); returns the path."""
+    from utils.io import atomic_write_text
+
+    path = os.path.join(folder, MODEL_CONFIG_NAME)
+    atomic_write_text(path, config.to_json())
+    return path
 
 
 def latest_training_checkpoint(run_dir: str) -> Optional[str]:

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""The one table of dataset facts (spec §1.9, §3, §5, §6.3).
+"""The one table of dataset facts (design §1.9, §3, §5, §6.3).
 
 Every script, the data pipeline, the loss, the model's KITTI focal scaling and the evaluator read
 these values from here, so a depth scale or a crop box is written exactly once.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
-# Mean focal length (px) over the KITTI Eigen training list; PT divides by it (spec §1.9).
+import numpy as np
+
+# Mean focal length (px) over the KITTI Eigen training list; PT divides by it (design §1.9).
 KITTI_FOCAL_NORMALISER = 715.0873
 
 
@@ -74,7 +76,7 @@ DATASETS = {
     ),
 }
 
-# Evaluation crops on the full-size ground truth (spec §6.3).
+# Evaluation crops on the full-size ground truth (design §6.3).
 # NYU Eigen crop as a numpy slice box: rows [45, 471), cols [41, 601) of the 480×640 frame.
 NYU_EIGEN_CROP = (45, 471, 41, 601)
 # KITTI crops as fractions of (H, W): (top, bottom, left, right), truncated with int().
@@ -92,10 +94,27 @@ def get_dataset_facts(name: str) -> DatasetFacts:
         ) from None
 
 
-def kb_crop_offsets(height: int, width: int) -> Tuple[int, int]:
-    """Top/left offsets of the KITTI benchmark crop (bottom-aligned, centred; spec §5.4)."""
+def kb_crop_offsets(height, width) -> Tuple:
+    """Top/left offsets of the KITTI benchmark crop (bottom-aligned, centred; design §5.4).
+
+    ``height``/``width`` are ints or scalar tensors (the data pipeline) of a frame at least the
+    crop size (callers check); then ``(width - 1216) // 2`` is upstream's ``int((w - 1216) / 2)``.
+    """
     crop_h, crop_w = DATASETS["kitti"].kb_crop_size
-    return height - crop_h, int((width - crop_w) / 2)
+    return height - crop_h, (width - crop_w) // 2
+
+
+def paste_kb_crop(crop: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A 352×1216 KB-crop prediction pasted into a zero float32 (height, width) canvas at
+    :func:`kb_crop_offsets` (the predictor's map-back and the evaluator's, design §5.4)."""
+    crop_h, crop_w = np.shape(crop)
+    if (crop_h, crop_w) != DATASETS["kitti"].kb_crop_size:
+        raise ValueError(f"--do_kb_crop expects a {DATASETS['kitti'].kb_crop_size} prediction, got "
+                         f"{(crop_h, crop_w)}")
+    top, left = kb_crop_offsets(height, width)
+    canvas = np.zeros((height, width), dtype=np.float32)
+    canvas[top:top + crop_h, left:left + crop_w] = crop
+    return canvas
 
 
 # Frame size (height, width) that ``default_intrinsics`` describe: NYU's 480×640 Kinect frames and

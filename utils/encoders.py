@@ -22,6 +22,36 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # keras.applications 'caffe' mode, 
 NORMALIZATION_MODES = ("torch", "tf", "caffe", "raw")
 
 DEFAULT_ENCODER = "densenet161_bts"  # the paper's; a saved model's own encoder replaces it
+ENCODER_PREFIX = "encoder."  # every encoder layer/variable name starts with it (freezing, decay, converters)
+
+
+@dataclasses.dataclass(frozen=True)
+class DenseNetConfig:
+    """torchvision-style DenseNet hyper-parameters (any values work, e.g. tiny test encoders)."""
+
+    growth_rate: int = 48
+    num_init_features: int = 96
+    block_config: Tuple[int, ...] = (6, 12, 36, 24)
+    bn_size: int = 4
+
+    def skip_channels(self) -> Tuple[int, int, int, int, int]:
+        """Channels of skip2, skip4, skip8, skip16, dense32."""
+        channels = self.num_init_features
+        taps = [channels, channels]
+        for index, layers in enumerate(self.block_config):
+            channels += layers * self.growth_rate
+            if index != len(self.block_config) - 1:
+                channels //= 2
+                taps.append(channels)
+        return tuple(taps[:4]) + (channels,)
+
+
+DENSENET_CONFIGS: Dict[str, DenseNetConfig] = {
+    "densenet161_bts": DenseNetConfig(48, 96, (6, 12, 36, 24), 4),
+    "densenet121_bts": DenseNetConfig(32, 64, (6, 12, 24, 16), 4),
+    # A smoke-test encoder (seconds to trace; use with --bts_size 128): CLI tests, multi-process runs.
+    "densenet_tiny": DenseNetConfig(8, 16, (1, 1, 1, 1), 2),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,11 +112,3 @@ def normalization_affine(mode: str, input_scale: float = 1.0) -> Tuple[np.ndarra
         return np.full(3, input_scale), np.zeros(3), False
     raise ValueError(f"normalisation mode {mode!r} is unknown; expected one of {NORMALIZATION_MODES}")
 
-
-def denormalize_array(image: np.ndarray, mode: str) -> np.ndarray:
-    """Inverse of the normalisation: encoder input (..., 3) -> RGB in [0, 1] (clipped)."""
-    scale, bias, bgr = normalization_affine(mode)
-    rgb = (np.asarray(image, np.float64) - bias) / scale
-    if bgr:
-        rgb = rgb[..., ::-1]
-    return np.clip(rgb, 0.0, 1.0)

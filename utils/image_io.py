@@ -1,25 +1,28 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Writing and reading depth predictions: raw uint16 PNG, colormapped PNG, .npy, coloured .ply.
+"""Image and depth files: the numpy readers of RGB images and 16-bit depth PNGs (one-line
+``DataError`` naming the file), and the writers of predictions: raw uint16 PNG, colormapped PNG
+(the one colormap rule, also used for TensorBoard), .npy, coloured .ply.
 
 Every writer goes through ``utils.io`` (temporary name + rename), so an interrupted run never
 leaves a half-written file under a final name, on local disks and ``gs://`` alike.
 
-Raw PNG convention (spec §6.1, §6.6): uint16 = depth_m × scale, scale 1000 (NYU) or 256 (KITTI),
+Raw PNG convention (design §6.1): uint16 = depth_m × scale, scale 1000 (NYU) or 256 (KITTI),
 multiplied in float32 and truncated like the official writer (``astype(np.uint16)``); unlike it,
 values at or beyond 65535/scale are clipped to 65535 instead of wrapping, and NaN / negative
 depths become 0 (= invalid in the dataset convention).
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Optional, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from utils.datasets import INTRINSICS_FRAME_SIZE, get_dataset_facts
-from utils.io import atomic_write_bytes
+from utils.io import DataError, atomic_write_bytes, first_line
 
 UINT16_MAX = 65535
 DEFAULT_COLORMAP = "plasma_r"  # perceptual; near = bright yellow, far = dark purple, invalid = black
@@ -39,6 +42,12 @@ def depth_to_uint16(depth_m: np.ndarray, scale: float) -> np.ndarray:
     scaled = np.asarray(depth_m, dtype=np.float32) * np.float32(scale)  # float32, as upstream
     scaled = np.where(np.isnan(scaled) | (scaled < 0), np.float32(0), scaled)
     return np.minimum(scaled, np.float32(UINT16_MAX)).astype(np.uint16)
+
+
+def ground_truth_to_uint16(depth_m: np.ndarray, scale: float) -> np.ndarray:
+    """Dataset ground truth in metres → uint16 PNG values, *rounded* as the upstream NYU
+    extraction does; clipped to [0, 65535], 0 stays 0 (predictions: :func:`depth_to_uint16`)."""
+    return np.clip(np.round(np.asarray(depth_m) * scale), 0, UINT16_MAX).astype(np.uint16)
 
 
 def uint16_to_depth(values: np.ndarray, scale: float) -> np.ndarray:
@@ -66,41 +75,75 @@ def save_depth_png(path: str, depth_m: np.ndarray, scale: float) -> np.ndarray:
     return values
 
 
-def read_png(path: str) -> np.ndarray:
-    """Pixel array of a PNG (uint16 for 16-bit files) via ``tf.io.gfile`` (local or gs://)."""
+def read_file_bytes(path: str) -> bytes:
+    """The bytes of ``path`` (local, gs://, ram://); DataError 'file not found: P' otherwise."""
     import tensorflow as tf
 
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        data = handle.read()
-    with Image.open(io.BytesIO(data)) as image:
-        if image.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(image).astype(np.uint16)
-        return np.asarray(image)
+    try:
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            return handle.read()
+    except tf.errors.NotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except (tf.errors.OpError, OSError) as err:
+        raise DataError(f"cannot read {path}: {first_line(err)}") from None
+
+
+def _open_image(path: str, data: Optional[bytes] = None) -> Image.Image:
+    """Fully decoded Pillow image of ``path`` (or of its ``data`` bytes); DataError if corrupt."""
+    data = read_file_bytes(path) if data is None else data
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: unreadable or corrupt image ({err})") from None
+    return image
+
+
+def load_image(path: str, data: Optional[bytes] = None) -> np.ndarray:
+    """An RGB image file (local or gs://, or its ``data`` bytes) -> (H, W, 3) uint8."""
+    return np.asarray(_open_image(path, data).convert("RGB"), np.uint8)
+
+
+def load_depth_png(path: str, data: Optional[bytes] = None) -> np.ndarray:
+    """A 16-bit single-channel PNG (or its ``data`` bytes) -> (H, W) uint16 raw values."""
+    image = _open_image(path, data)
+    if image.format != "PNG" or image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        raise DataError(f"{path}: expected a 16-bit single-channel PNG depth map, got "
+                        f"{image.format} mode {image.mode} (8-bit PNG?)")
+    return np.asarray(image).astype(np.uint16)
 
 
 def read_depth_png(path: str, scale: float) -> np.ndarray:
-    """(H, W) float32 metres from a raw depth PNG (official reader semantics)."""
-    values = read_png(path)
-    if values.ndim != 2:
-        raise ValueError(f"{path}: expected a single-channel depth PNG, got shape {values.shape}")
-    return uint16_to_depth(values, scale)
+    """(H, W) float32 metres from a raw depth PNG (official reader semantics; 0 = invalid)."""
+    return uint16_to_depth(load_depth_png(path), scale)
 
 
 # -------------------------------------------------------------------------------------------
 # Colormap, npy, RGB
 # -------------------------------------------------------------------------------------------
-def colorize_depth(depth_m: np.ndarray, max_depth: float, cmap: str = DEFAULT_COLORMAP
-                   ) -> np.ndarray:
-    """uint8 RGB (H, W, 3) of depth over the FIXED range [0, max_depth] (comparable images).
-
-    Depths beyond max_depth saturate; invalid pixels (≤ 0, NaN, inf) are black.
-    """
+@functools.lru_cache(maxsize=8)
+def colormap_lut(name: str = DEFAULT_COLORMAP) -> np.ndarray:
+    """(256, 3) uint8 RGB table of a matplotlib colormap: entry i is the colour of i / 255."""
     from matplotlib import colormaps
 
+    lut = (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+    lut.setflags(write=False)  # cached and shared
+    return lut
+
+
+def colorize_depth(depth_m: np.ndarray, max_depth: float, cmap: str = DEFAULT_COLORMAP
+                   ) -> np.ndarray:
+    """uint8 RGB (..., 3) of depth (...) over the FIXED range [0, max_depth] (comparable images).
+
+    The one colormap rule (saved ``cmap/`` PNGs, the demo, TensorBoard): depth / max_depth clipped
+    to [0, 1], table entry floor(x · 256) (the last one for x = 1), as matplotlib indexes its
+    256-entry maps. Depths beyond max_depth saturate; invalid pixels (≤ 0, NaN, inf) are black.
+    """
     depth = np.asarray(depth_m, dtype=np.float32)
     valid = np.isfinite(depth) & (depth > 0)
     normalised = np.clip(np.where(valid, depth, 0) / np.float32(max_depth), 0.0, 1.0)
-    rgb = (colormaps[cmap](normalised)[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    index = np.minimum((normalised * np.float32(256)).astype(np.int32), 255)
+    rgb = colormap_lut(cmap)[index]
     rgb[~valid] = 0
     return rgb
 
@@ -116,6 +159,20 @@ def save_colormap_png(path: str, depth_m: np.ndarray, max_depth: float,
 def save_rgb_png(path: str, image: np.ndarray) -> None:
     """Write a uint8 RGB image as PNG."""
     atomic_write_bytes(path, encode_png(np.asarray(image, dtype=np.uint8)))
+
+
+def encode_image(image: np.ndarray, path: str, **pillow_options) -> bytes:
+    """File bytes of a uint8 RGB or uint16 depth array: JPEG when ``path`` ends with ``.jpg`` or
+    ``.jpeg``, else PNG; ``pillow_options`` go to Pillow's ``save`` (e.g. ``quality=95``)."""
+    buffer = io.BytesIO()
+    kind = "JPEG" if path.lower().endswith((".jpg", ".jpeg")) else "PNG"
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=kind, **pillow_options)
+    return buffer.getvalue()
+
+
+def save_image(path: str, image: np.ndarray, **pillow_options) -> None:
+    """Write :func:`encode_image` of ``image`` to ``path`` atomically."""
+    atomic_write_bytes(path, encode_image(image, path, **pillow_options))
 
 
 def encode_npy(depth_m: np.ndarray) -> bytes:

@@ -2,7 +2,8 @@
 """Atomic file writes through ``tf.io.gfile`` (local paths, ``gs://`` and ``ram://`` alike).
 
 A crash never leaves a half-written file under the final name: data goes to a temporary name in
-the same folder and is renamed into place.
+the same folder and is renamed into place. Also the one-line error types of file I/O:
+``DataError`` (a bad input file, list or record) and ``WriteError``.
 """
 from __future__ import annotations
 
@@ -73,6 +74,16 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class DataError(ValueError):
+    """A bad input list, file or record, described in one line naming the file (and line)."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (TF errors: ``err.message``), or its type's name."""
+    message = getattr(err, "message", None) or str(err)
+    return message.strip().splitlines()[0] if message.strip() else type(err).__name__
 
 
 class WriteError(OSError):

@@ -1,5 +1,5 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-"""Official BTS evaluation metrics, crops and result table (spec §6.2–6.3), in numpy.
+"""Official BTS evaluation metrics, crops and result table (design §6.2, §6.3), in numpy.
 
 The protocol, as the official ``eval_with_pngs.py`` / ``bts_eval.py``:
 
@@ -16,15 +16,15 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from utils.datasets import (DATASETS, KITTI_EIGEN_CROP_FRACTIONS, KITTI_GARG_CROP_FRACTIONS,
-                            NYU_EIGEN_CROP, kb_crop_offsets)
+from utils.datasets import (KITTI_EIGEN_CROP_FRACTIONS, KITTI_GARG_CROP_FRACTIONS, NYU_EIGEN_CROP,
+                            paste_kb_crop)
 
 METRIC_NAMES = ("silog", "abs_rel", "log10", "rms", "sq_rel", "log_rms", "d1", "d2", "d3")
 HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
 
 
 def compute_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
-    """The nine metrics of spec §6.2 over matching 1-D arrays of valid depths (metres, > 0).
+    """The nine metrics of design §6.2 over matching 1-D arrays of valid depths (metres, > 0).
 
     Computed exactly as the official ``eval_with_pngs.py``: in float32 (its depths are float32
     PNG values / scale) with the same numpy operations, and each result rounded to float32 (it
@@ -58,18 +58,6 @@ def clip_prediction(pred: np.ndarray, min_depth: float, max_depth: float) -> np.
     pred[np.isinf(pred)] = max_depth
     pred[np.isnan(pred)] = min_depth
     return pred
-
-
-def paste_kb_crop(pred: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A 352×1216 KB-crop prediction pasted into a zero float32 (height, width) canvas (spec §5.4)."""
-    top, left = kb_crop_offsets(height, width)
-    crop_h, crop_w = np.shape(pred)
-    if (crop_h, crop_w) != DATASETS["kitti"].kb_crop_size:
-        raise ValueError(f"--do_kb_crop expects a {DATASETS['kitti'].kb_crop_size} prediction, got "
-                         f"{(crop_h, crop_w)}")
-    canvas = np.zeros((height, width), dtype=np.float32)
-    canvas[top:top + crop_h, left:left + crop_w] = pred
-    return canvas
 
 
 def eval_crop_mask(height: int, width: int, dataset: str, *, eigen_crop: bool = False,

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """ImageNet encoder weights for training (``--pretrained_model``), without PyTorch.
 
-File format (written by ``tools/convert_torchvision_densenet.py``): an HDF5 file with one dataset
+File format (written by ``python -m tools.convert_torchvision_densenet``): an HDF5 file with one dataset
 per encoder variable, stored under the Keras variable path (``encoder.conv0/kernel``,
 ``encoder.denseblock1.denselayer1.norm1/moving_mean``, ...; ``/`` makes HDF5 groups), already in
 Keras layout, plus root attributes ``format``, ``encoder`` and ``source``. Loading is by name and
@@ -17,10 +17,10 @@ from typing import Dict, Iterable, Mapping
 import h5py
 import numpy as np
 
+from utils.encoders import ENCODER_PREFIX
 from utils.io import atomic_write_bytes
 
 ENCODER_WEIGHTS_FORMAT = "bts-tf encoder weights v1"
-ENCODER_PREFIX = "encoder."  # same as bts_model.ENCODER_PREFIX (kept here so no TF import is needed)
 
 
 class PretrainedWeightsError(ValueError):
@@ -75,7 +75,7 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
             if handle.attrs.get("format") != ENCODER_WEIGHTS_FORMAT:
                 raise PretrainedWeightsError(
                     f"{path!r} is not a bts-tf encoder weights file (no format attribute "
-                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with tools/convert_torchvision_densenet.py")
+                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with python -m tools.convert_torchvision_densenet")
             handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
                               if isinstance(item, h5py.Dataset) else None)
     except OSError as err:
@@ -83,10 +83,33 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
     return arrays
 
 
-def _preview(names: Iterable[str], limit: int = 8) -> str:
+def preview_names(names: Iterable[str], limit: int = 8) -> str:
+    """``a, b, c … and 5 more``: sorted names, cut after ``limit`` (for one-line errors)."""
     names = sorted(names)
     more = f" … and {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
+
+
+def mismatch_report(missing: Iterable[str], unexpected: Iterable[str],
+                    mismatched: Iterable[str], shared: Iterable[str] = ()) -> str:
+    """What keeps a set of weights from fitting a model, in one line ('' when everything fits).
+
+    The wording of every strict weight mapping (both PyTorch converters and
+    :func:`load_encoder_weights`): ``missing keys (N): ...; unexpected keys (N): ...; shape
+    mismatches (N): ...; keys used twice: ...``.
+    """
+    missing, unexpected, mismatched, shared = (list(x) for x in (missing, unexpected, mismatched,
+                                                                  shared))
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {preview_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {preview_names(unexpected)}")
+    if mismatched:
+        problems.append(f"shape mismatches ({len(mismatched)}): {preview_names(mismatched, 4)}")
+    if shared:
+        problems.append(f"keys used twice: {preview_names(shared, 4)}")
+    return "; ".join(problems)
 
 
 def load_encoder_weights(model, path: str) -> int:
@@ -104,16 +127,10 @@ def load_encoder_weights(model, path: str) -> int:
     unexpected = set(arrays) - {v.path for v in variables}
     mismatched = [f"{v.path} {tuple(arrays[v.path].shape)}≠{tuple(v.shape)}"
                   for v in variables if v.path in arrays and tuple(arrays[v.path].shape) != tuple(v.shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing ({len(missing)}): {_preview(missing)}")
-    if unexpected:
-        problems.append(f"unexpected ({len(unexpected)}): {_preview(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatch ({len(mismatched)}): {_preview(mismatched, 4)}")
+    problems = mismatch_report(missing, unexpected, mismatched)
     if problems:
         raise PretrainedWeightsError(
-            f"encoder weights {path!r} do not fit this model (check --encoder): " + "; ".join(problems))
+            f"encoder weights {path!r} do not fit this model (check --encoder): {problems}")
     for variable in variables:
         variable.assign(arrays[variable.path].astype(variable.dtype))
     return len(variables)

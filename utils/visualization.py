@@ -6,31 +6,23 @@ logged at different steps can be compared by eye.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import tensorflow as tf
 
 from utils.encoders import encoder_facts, normalization_affine
+from utils.image_io import colorize_depth
 
 COLORMAP = "magma"
 
 
-@functools.lru_cache(maxsize=4)
-def colormap_lut(name: str = COLORMAP) -> np.ndarray:
-    """(256, 3) float32 RGB table of a matplotlib colormap."""
-    from matplotlib import colormaps
-
-    return colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
-
-
 def colorize(depth: tf.Tensor, max_value: float, name: str = COLORMAP) -> tf.Tensor:
-    """(B, H, W, 1) depth → (B, H, W, 3) float RGB in [0, 1]; 0 (invalid) and ≥ max saturate."""
-    depth = tf.cast(depth, tf.float32)[..., 0]
-    scaled = tf.clip_by_value(depth / max_value, 0.0, 1.0)
-    scaled = tf.where(tf.math.is_finite(scaled), scaled, tf.ones_like(scaled))
-    index = tf.cast(tf.round(scaled * 255.0), tf.int32)
-    return tf.gather(tf.constant(colormap_lut(name)), index)
+    """(B, H, W, 1) depth → (B, H, W, 3) float RGB in [0, 1]; ≥ max saturates, invalid is black.
+
+    The colours of ``utils.image_io.colorize_depth`` (one table, one scaling rule), run eagerly
+    on the host: images are logged from Python, outside any ``tf.function``.
+    """
+    rgb = colorize_depth(np.asarray(depth, dtype=np.float32)[..., 0], max_value, name)
+    return tf.constant(rgb, dtype=tf.float32) / 255.0
 
 
 def denormalize(image: tf.Tensor, encoder: str) -> tf.Tensor:

@@ -5,7 +5,7 @@
 const $ = (id) => document.getElementById(id);
 const main = document.querySelector("main");
 const maxUploadBytes = Number(main.dataset.maxUploadBytes);
-let depthField = null;   // {width, height, values, scale}: the raw PNG, decoded, for the hover
+let depthField = null;   // {width, height, values}: float32 metres (0 = no depth), row major
 let current = null;      // last JSON answer of /api/predict
 let busy = false;
 
@@ -67,13 +67,26 @@ function loadImage(img, url) {
   });
 }
 
+// The server's depth.f32: width × height little-endian float32 metres, row major.
+async function fetchDepth(url, width, height) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const buffer = await response.arrayBuffer();
+  if (buffer.byteLength !== 4 * width * height) {
+    throw new Error(`depth has ${buffer.byteLength} bytes, expected ${4 * width * height}`);
+  }
+  const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+  if (littleEndian) return new Float32Array(buffer);
+  const view = new DataView(buffer), values = new Float32Array(width * height);
+  for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(4 * i, true);
+  return values;
+}
+
 async function showResult(result) {
   current = result;
   const urls = result.urls;
-  const depthResponse = await fetch(urls.png);
-  if (!depthResponse.ok) throw new Error(await errorMessage(depthResponse));
-  const decoded = await decodePng16(await depthResponse.arrayBuffer());
-  depthField = { ...decoded, scale: result.depth_scale };
+  const values = await fetchDepth(urls.float32, result.width, result.height);
+  depthField = { width: result.width, height: result.height, values };
   await Promise.all([loadImage($("input-image"), urls.input), loadImage($("depth-image"), urls.colormap),
                      loadImage($("legend-image"), `/legend/${result.model}.png`)]);
   $("legend-max").textContent = `${result.max_depth} m (far)`;
@@ -109,9 +122,9 @@ function readout(event) {
   const y = Math.floor((event.clientY - rect.top) / rect.height * depthField.height);
   if (x < 0 || y < 0 || x >= depthField.width || y >= depthField.height) return;
   const value = depthField.values[y * depthField.width + x];
-  $("hover-readout").textContent = value === 0
-    ? `(${x}, ${y}): no depth`
-    : `(${x}, ${y}): ${(value / depthField.scale).toFixed(3)} m`;
+  $("hover-readout").textContent = value > 0  // false for 0 and NaN
+    ? `(${x}, ${y}): ${value.toFixed(3)} m`
+    : `(${x}, ${y}): no depth`;
 }
 
 function setUp() {

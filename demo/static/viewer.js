@@ -1,12 +1,12 @@
 // Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
-// A small point-cloud viewer in plain WebGL (no library): back-projects the decoded depth with the
+// A small point-cloud viewer in plain WebGL (no library): back-projects the float32 depth with the
 // intrinsics the server reports (x = (u - cx) z / fx, y = (v - cy) z / fy), coloured by the input.
 "use strict";
 
 const MAX_POINTS = 250000;
 
 function buildPoints(field, colourImage, k) {
-  const { width, height, values, scale } = field;
+  const { width, height, values } = field;  // values: float32 metres
   const step = Math.max(1, Math.ceil(Math.sqrt((width * height) / MAX_POINTS)));
   const canvas = document.createElement("canvas");
   canvas.width = width; canvas.height = height;
@@ -17,9 +17,8 @@ function buildPoints(field, colourImage, k) {
   let zSum = 0;
   for (let v = 0; v < height; v += step) {
     for (let u = 0; u < width; u += step) {
-      const value = values[v * width + u];
-      if (value === 0) continue;
-      const z = value / scale;
+      const z = values[v * width + u];
+      if (!(z > 0)) continue;  // 0 (no depth) or NaN
       positions.push((u - k.cx) * z / k.fx, -(v - k.cy) * z / k.fy, -z);  // y up, camera looks at -z
       const i = 4 * (v * width + u);
       colours.push(rgb[i] / 255, rgb[i + 1] / 255, rgb[i + 2] / 255);
