@@ -236,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
         samples = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
         report = convert(samples, args.tfrecord_path, args.num_shards, args.num_workers, args.strict)
     except DataError as err:
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {err.as_flag_error()}") from None
     _log_problems("missing files", report.missing)
     _log_problems("unreadable files", report.invalid)
     print(f"wrote {report.written} records from {len(samples)} lines to {len(report.shards)} shards "

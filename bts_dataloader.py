@@ -146,7 +146,7 @@ def parse_filenames_line(text: str, line_number: int, source: str, data_path: st
 def read_filenames_file(path: str, data_path: str = "", gt_path: str = "") -> List[Sample]:
     """Read an upstream filenames file (local or ``gs://``) into Samples (design §5.1)."""
     if not path:
-        raise DataError("no filenames file given (--filenames_file is empty)")
+        raise DataError("is empty: no list of samples to read", "filenames_file")
     try:
         with tf.io.gfile.GFile(path, "r") as handle:
             text = handle.read()
@@ -599,18 +599,18 @@ def find_shards(tfrecord_path: str) -> List[str]:
             files = [tfrecord_path]
     files = [f for f in files if not f.endswith(MANIFEST_SUFFIX)]  # a glob like dir/* matches it
     if not files:
-        raise DataError(f"--tfrecord_path {tfrecord_path}: no TFRecord shards found "
-                        f"(looked for {tfrecord_path}-*-of-*{TFRECORD_SUFFIX} or a glob)")
+        raise DataError(f"{tfrecord_path}: no TFRecord shards found "
+                        f"(looked for {tfrecord_path}-*-of-*{TFRECORD_SUFFIX} or a glob)", "tfrecord_path")
     totals = {m.group(2) for m in (SHARD_PATTERN.search(f) for f in files) if m}
     if len(totals) > 1:
-        raise DataError(f"--tfrecord_path {tfrecord_path}: shards of different runs are mixed "
-                        f"(-of-{', -of-'.join(sorted(totals))}); delete the stale ones")
+        raise DataError(f"{tfrecord_path}: shards of different runs are mixed "
+                        f"(-of-{', -of-'.join(sorted(totals))}); delete the stale ones", "tfrecord_path")
     if totals and len(files) < int(next(iter(totals))) and not any(ch in tfrecord_path for ch in "*?["):
         # A prefix means the whole set; a glob may pick a subset on purpose.
         total = int(next(iter(totals)))
         absent = sorted(set(shard_name(tfrecord_path, i, total) for i in range(total)) - set(files))
-        raise DataError(f"--tfrecord_path {tfrecord_path}: {len(files)} of {total} shards found, "
-                        f"{absent[0]} is missing (copy it, or convert again)")
+        raise DataError(f"{tfrecord_path}: {len(files)} of {total} shards found, "
+                        f"{absent[0]} is missing (copy it, or convert again)", "tfrecord_path")
     return sorted(files)
 
 

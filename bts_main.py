@@ -62,7 +62,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as err:  # a setting that cannot work, named by its flag
         print(f"bts_main.py: error: {err.as_flag_error()}", file=sys.stderr)
         return 1
-    except (TrainingError, CheckpointError, DataError) as err:
+    except DataError as err:  # a bad list, file or shard set (named by its flag when it is one)
+        print(f"bts_main.py: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
+    except (TrainingError, CheckpointError) as err:
         print(f"bts_main.py: error: {err}", file=sys.stderr)
         return 1
     except tf.errors.UnavailableError as err:  # a MultiWorkerMirroredStrategy peer died

@@ -322,9 +322,9 @@ def keras_backbone_encoder(image, arch: str, backbone: KerasBackbone,
             if weights is None:
                 raise
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"--pretrained_model {weights}: could not load the {arch} weights "
-                             f"({reason}); place the file in ~/.keras/models/ or train from "
-                             "random initialisation") from None
+            raise ConfigError("pretrained_model", f"{weights}: could not load the {arch} weights "
+                              f"({reason}); place the file in ~/.keras/models/ or train from "
+                              "random initialisation") from None
     _rename_backbone_layers(model)
     features = {}
     for key, tap in zip(FEATURE_NAMES, backbone.taps):

@@ -551,7 +551,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as err:  # a flag that contradicts the checkpoint, named as the flag
         print(f"bts_test.py: error: {err.as_flag_error()}", file=sys.stderr)
         return 1
-    except (CheckpointError, bts_dataloader.DataError, OutputError, OSError, ValueError) as err:
+    except bts_dataloader.DataError as err:
+        print(f"bts_test.py: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
+    except (CheckpointError, OutputError, OSError, ValueError) as err:
         print(f"bts_test.py: error: {err}", file=sys.stderr)
         return 1
     except tf.errors.OpError as err:

@@ -208,7 +208,7 @@ def prepare_run_folder(run_dir: str) -> List[str]:
     except WriteError as err:
         raise ConfigError("log_directory", str(err)) from None
     removed = []
-    for folder in (run_dir, os.path.join(run_dir, "best")):
+    for folder in (run_dir, os.path.join(run_dir, checkpoints.BEST_DIR)):
         if not tf.io.gfile.isdir(folder):
             continue
         for name in tf.io.gfile.listdir(folder):
@@ -631,7 +631,7 @@ class Trainer:
         if not self.chief:
             return
         if self.config.argument_text:
-            arguments_file = os.path.join(self.run_dir, "arguments.txt")
+            arguments_file = os.path.join(self.run_dir, checkpoints.ARGUMENTS_FILE)
             try:
                 atomic_write_text(arguments_file, self.config.argument_text)
             except write_errors() as err:
@@ -646,7 +646,7 @@ class Trainer:
             raise self._write_failed(os.path.join(folder, MODEL_CONFIG_NAME), err) from None
 
     def _best_path(self) -> str:
-        return os.path.join(self.run_dir, "best", "best_metrics.json")
+        return os.path.join(self.run_dir, checkpoints.BEST_DIR, checkpoints.BEST_METRICS_FILE)
 
     def _load_best(self) -> None:
         if tf.io.gfile.exists(self._best_path()):
@@ -661,7 +661,7 @@ class Trainer:
         self.best[name] = metrics[name]
         if not self.chief:
             return
-        folder = os.path.join(self.run_dir, "best")
+        folder = os.path.join(self.run_dir, checkpoints.BEST_DIR)
         path = os.path.join(folder, f"model-best_{name}.weights.h5")
         self._assert_finite_weights(path)
         self._write_model_config(folder)  # first: best/ never holds weights it cannot describe
@@ -676,7 +676,7 @@ class Trainer:
     def save_final_model(self) -> Optional[str]:
         if not self.chief:
             return None
-        path = os.path.join(self.run_dir, "model.keras")
+        path = os.path.join(self.run_dir, checkpoints.MODEL_FILE)
         self._assert_finite_weights(path)
         try:
             atomic_write(path, self.model.save)

@@ -448,7 +448,10 @@ def main(argv: Optional[Sequence[str]] = None, pruner=None) -> int:
 
     try:
         study = run_study(args, pruner)
-    except (TuneError, CheckpointError, DataError) as err:
+    except DataError as err:
+        print(f"bts_tune.py: error: {err.as_flag_error()}", file=sys.stderr)
+        return 1
+    except (TuneError, CheckpointError) as err:
         print(f"bts_tune.py: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,16 +17,16 @@ import numpy as np
 
 import bts_model
 from utils.datasets import get_dataset_facts
+from utils.encoders import DEFAULT_ENCODER
 from utils.io import atomic_write_text
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 
 POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
-# The tiny encoder of the test-suite (tests/conftest.py) for --quick runs.
-TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
-                                         block_config=(1, 1, 1, 1), bn_size=2)
-TINY_BTS_SIZE = 128
+# --quick runs use the registered smoke-test encoder at the smallest decoder width (the test
+# suite's tiny model, tests/conftest.py).
+QUICK_ENCODER, QUICK_BTS_SIZE = "densenet_tiny", 128
 QUICK_SIZE = (64, 96)
 
 NYU_TEST_IMAGES = 654
@@ -48,8 +48,8 @@ class Case:
 
 def model_config(dataset: str, quick: bool) -> "bts_model.BtsConfig":
     """DenseNet-161 BTS for ``dataset``, or the tiny encoder for --quick runs."""
-    return bts_model.BtsConfig.for_dataset(dataset, densenet=TINY_DENSENET if quick else None,
-                               bts_size=TINY_BTS_SIZE if quick else 512)
+    return bts_model.BtsConfig.for_dataset(dataset, encoder=QUICK_ENCODER if quick else DEFAULT_ENCODER,
+                                           bts_size=QUICK_BTS_SIZE if quick else 512)
 
 
 def build_model(case: Case, quick: bool) -> keras.Model:

@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import tiny_model_config
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 JAX_CHILD = r"""
@@ -22,7 +24,7 @@ from benchmarks import common, gpu_check_jax
 from bts_losses import silog_loss
 
 work = sys.argv[1]
-config = bts_model.BtsConfig.for_dataset("kitti", densenet=common.TINY_DENSENET, bts_size=128)
+config = common.model_config("kitti", quick=True)  # the tests' tiny model: the weights must fit
 model = bts_model.build_bts_model(config)
 model.load_weights(os.path.join(work, "tf.weights.h5"))
 data = np.load(os.path.join(work, "inputs.npz"))
@@ -43,11 +45,9 @@ def test_jax_backend_reproduces_tensorflow_depth_and_loss(tmp_path):
     import keras
 
     import bts_model
-    from benchmarks import common
     from bts_losses import silog_loss
 
-    config = bts_model.BtsConfig.for_dataset("kitti", densenet=common.TINY_DENSENET, bts_size=128)
-    model = bts_model.build_bts_model(config)
+    model = bts_model.build_bts_model(tiny_model_config("kitti"))
     rng = np.random.default_rng(3)
     for layer in model.layers:  # non-trivial BN statistics, so inference BN is really exercised
         if isinstance(layer, keras.layers.BatchNormalization):

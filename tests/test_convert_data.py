@@ -9,13 +9,6 @@ import tensorflow as tf
 import bts_convert_data
 import bts_dataloader as dl
 from bts_dataloader import DataError
-from tools.synthetic_data import generate_dataset
-
-
-@pytest.fixture(scope="module")
-def kitti_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kitti")
-    return generate_dataset("kitti", str(root), num_train=7, num_test=4, height=24, width=40, seed=5)
 
 
 @pytest.fixture(scope="module")

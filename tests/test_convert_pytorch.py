@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import bts_model
+from conftest import TINY_BTS_SIZE, TINY_DENSENET, tiny_model_config
 from tools import convert_pytorch_checkpoint as cpc
 from tools import convert_torchvision_densenet as ctd
 from utils.checkpoints import load_model_weights
@@ -26,9 +27,6 @@ from utils.pretrained import PretrainedWeightsError, load_encoder_weights
 torch = pytest.importorskip("torch")  # optional dependency: installed in CI (requirements-dev)
 F = torch.nn.functional
 
-TINY_DENSENET = bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
-                                         block_config=(1, 1, 1, 1), bn_size=2)
-TINY_NF = 128
 HEIGHT, WIDTH = 64, 96
 KITTI_FOCAL_NORMALISER = 715.0873
 BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
@@ -270,10 +268,6 @@ def reference_bts_forward(sd, image_nchw, focal, cfg, nf, max_depth, kitti):
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
-def tiny_bts_config(dataset="nyu"):
-    return bts_model.BtsConfig.for_dataset(dataset, densenet=TINY_DENSENET, bts_size=TINY_NF)
-
-
 def random_inputs(batch=2, seed=1, height=HEIGHT, width=WIDTH):
     rng = np.random.default_rng(seed)
     image = rng.standard_normal((batch, height, width, 3)).astype(np.float32)
@@ -291,12 +285,12 @@ def keras_predict(model, image, focal):
 
 @pytest.fixture(scope="module")
 def tiny_state():
-    return random_state_dict(official_shapes(TINY_DENSENET, TINY_NF), seed=0)
+    return random_state_dict(official_shapes(TINY_DENSENET, TINY_BTS_SIZE), seed=0)
 
 
 @pytest.fixture(scope="module")
 def tiny_nyu_model(tiny_state):
-    model = bts_model.build_bts_model(tiny_bts_config("nyu"))
+    model = bts_model.build_bts_model(tiny_model_config("nyu"))
     cpc.assign_state_dict(model, cpc.extract_state_dict({"model": tiny_state}))
     return model
 
@@ -331,9 +325,9 @@ def test_densenet161_model_maps_onto_exactly_the_official_keys_and_shapes():
 
 
 def test_every_source_tensor_lands_once_in_its_weight_with_keras_layout():
-    shapes = official_shapes(TINY_DENSENET, TINY_NF)
+    shapes = official_shapes(TINY_DENSENET, TINY_BTS_SIZE)
     state = patterned_state_dict(shapes)
-    model = bts_model.build_bts_model(tiny_bts_config())
+    model = bts_model.build_bts_model(tiny_model_config())
     assert cpc.assign_state_dict(model, cpc.extract_state_dict(state)) == len(model.weights)
     found = {}
     for variable in model.weights:
@@ -372,20 +366,20 @@ def test_converted_layers_equal_source_weights_applied_by_hand(tiny_nyu_model, t
     want = _nhwc(F.conv2d(_nchw(image), sd["encoder.base_model.conv0.weight"], stride=2, padding=3))
     np.testing.assert_allclose(got, want, atol=2e-5)
     # BN in inference mode (decoder eps 1.1e-5)
-    x = rng.standard_normal((1, 4, 6, TINY_NF)).astype(np.float32)
+    x = rng.standard_normal((1, 4, 6, TINY_BTS_SIZE)).astype(np.float32)
     got = np.asarray(model.get_layer("bn5")(x, training=False))
     np.testing.assert_allclose(got, _nhwc(_bn(sd, _nchw(x), "decoder.bn5", 1.1e-5)), atol=2e-5)
     # dilated conv: DASPP rate 12 3x3 (padding = dilation = 12)
-    x = rng.standard_normal((1, 8, 12, TINY_NF // 2)).astype(np.float32)
+    x = rng.standard_normal((1, 8, 12, TINY_BTS_SIZE // 2)).astype(np.float32)
     got = np.asarray(model.get_layer("daspp_12").conv3x3(x))
     want = F.conv2d(_nchw(x), sd["decoder.daspp_12.atrous_conv.aconv_sequence.4.weight"],
                     padding=12, dilation=12)
     np.testing.assert_allclose(got, _nhwc(want), atol=2e-5)
     # LPG head: reduction chain + plane head (reduc4x4) followed by the LPG layer (r = 4)
-    x = rng.standard_normal((1, 4, 6, TINY_NF // 4)).astype(np.float32)
+    x = rng.standard_normal((1, 4, 6, TINY_BTS_SIZE // 4)).astype(np.float32)
     plane = model.get_layer("reduc4x4")(x)
     got = np.asarray(model.get_layer("lpg4x4")(plane))
-    want_plane = reference_reduction(sd, _nchw(x), "decoder.reduc4x4", TINY_NF // 4, TINY_NF // 8,
+    want_plane = reference_reduction(sd, _nchw(x), "decoder.reduc4x4", TINY_BTS_SIZE // 4, TINY_BTS_SIZE // 8,
                                      False, 10.0)
     np.testing.assert_allclose(np.asarray(plane), _nhwc(want_plane), atol=1e-5)
     np.testing.assert_allclose(got, _nhwc(reference_lpg(want_plane, 4)), rtol=1e-4, atol=1e-4)
@@ -397,13 +391,13 @@ def test_converted_layers_equal_source_weights_applied_by_hand(tiny_nyu_model, t
 @pytest.mark.parametrize("dataset", ["nyu", "kitti"])
 def test_converted_model_matches_reference_pytorch_forward(dataset, tiny_state):
     max_depth = 10.0 if dataset == "nyu" else 80.0
-    model = bts_model.build_bts_model(tiny_bts_config(dataset))
+    model = bts_model.build_bts_model(tiny_model_config(dataset))
     cpc.assign_state_dict(model, cpc.extract_state_dict(
         {f"module.{k}": v for k, v in tiny_state.items()}))
     image, focal = random_inputs()
     outputs = bts_model.build_lpg_maps_model(model)({"image": image, "focal": focal}, training=False)
     want = reference_bts_forward(float64_state(tiny_state), _nchw(image),
-                                 torch.from_numpy(focal).double(), TINY_DENSENET, TINY_NF,
+                                 torch.from_numpy(focal).double(), TINY_DENSENET, TINY_BTS_SIZE,
                                  max_depth, kitti=dataset == "kitti")
     depth = np.asarray(outputs["depth"])
     assert depth.shape == (2, HEIGHT, WIDTH, 1)
@@ -420,7 +414,7 @@ def test_converted_model_matches_reference_pytorch_forward(dataset, tiny_state):
 def test_missing_key_is_a_one_line_error_naming_it(tiny_state):
     state = cpc.extract_state_dict(tiny_state)
     del state["decoder.bn3.running_var"]
-    model = bts_model.build_bts_model(tiny_bts_config())
+    model = bts_model.build_bts_model(tiny_model_config())
     before = [np.asarray(v.numpy()) for v in model.weights]
     with pytest.raises(cpc.ConversionError) as info:
         cpc.assign_state_dict(model, state)
@@ -435,7 +429,7 @@ def test_extra_key_and_wrong_shape_are_reported(tiny_state):
     state["decoder.bn9.weight"] = np.ones(3, np.float32)
     state["decoder.conv1.0.weight"] = np.ones((8, 13, 3, 3), np.float32)
     with pytest.raises(cpc.ConversionError) as info:
-        cpc.assign_state_dict(bts_model.build_bts_model(tiny_bts_config()), state)
+        cpc.assign_state_dict(bts_model.build_bts_model(tiny_model_config()), state)
     message = str(info.value)
     assert "\n" not in message
     assert "unexpected keys (1): decoder.bn9.weight" in message
@@ -446,7 +440,7 @@ def test_num_batches_tracked_is_the_only_tolerated_leftover(tiny_state):
     state = cpc.extract_state_dict(tiny_state)
     # tiny: 13 encoder BN (norm0, 2 per dense layer, 3 transitions, norm5) + 14 decoder BN
     assert sum(k.endswith("num_batches_tracked") for k in state) == 27
-    model = bts_model.build_bts_model(tiny_bts_config())
+    model = bts_model.build_bts_model(tiny_model_config())
     assert cpc.assign_state_dict(model, state) == len(model.weights)
 
 
@@ -463,7 +457,7 @@ def test_module_prefix_and_checkpoint_dict_forms_are_equivalent(tmp_path, tiny_s
     for key in bare:
         np.testing.assert_array_equal(loaded[key], bare[key])
     with pytest.raises(cpc.ConversionError, match="both with and without"):
-        cpc.extract_state_dict({**tiny_state, "module.decoder.bn5.weight": torch.ones(TINY_NF)})
+        cpc.extract_state_dict({**tiny_state, "module.decoder.bn5.weight": torch.ones(TINY_BTS_SIZE)})
 
 
 def test_unreadable_or_foreign_files_give_one_line_errors(tmp_path):
@@ -498,7 +492,7 @@ def test_converted_model_round_trips_through_saved_file(tmp_path, suffix, tiny_n
     assert sorted(os.listdir(tmp_path)) == [f"model{suffix}"]  # no temp file left behind
     image, focal = random_inputs(batch=1)
     want = keras_predict(tiny_nyu_model, image, focal)
-    fresh = bts_model.build_bts_model(tiny_bts_config())
+    fresh = bts_model.build_bts_model(tiny_model_config())
     assert load_model_weights(fresh, path) == path
     np.testing.assert_array_equal(keras_predict(fresh, image, focal), want)
     if suffix == ".keras":
@@ -541,7 +535,7 @@ def test_torchvision_weights_give_reference_encoder_features(tmp_path, old_names
     source, target = tmp_path / "densenet.pth", str(tmp_path / "imagenet" / "weights.h5")
     torch.save(state, source)
     count = ctd.convert_file(str(source), target, "tiny", densenet_config=TINY_DENSENET)
-    model = bts_model.build_bts_model(tiny_bts_config())
+    model = bts_model.build_bts_model(tiny_model_config())
     assert load_encoder_weights(model, target) == count == len(bts_model.encoder_weights(model))
     taps = ["encoder.relu0", "encoder.pool0", "encoder.transition1.pool",
             "encoder.transition2.pool", "encoder.relu5"]
@@ -562,7 +556,7 @@ def test_encoder_weights_file_rejects_another_architecture(tmp_path):
     torch.save(torchvision_state(False), source)
     ctd.convert_file(str(source), target, "tiny", densenet_config=TINY_DENSENET)
     other = bts_model.BtsConfig(densenet=bts_model.DenseNetConfig(12, 16, (1, 1, 1, 1), 2),
-                                bts_size=TINY_NF)
+                                bts_size=TINY_BTS_SIZE)
     model = bts_model.build_bts_model(other)
     with pytest.raises(PretrainedWeightsError, match="shape mismatch") as info:
         load_encoder_weights(model, target)

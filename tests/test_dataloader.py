@@ -14,7 +14,6 @@ from PIL import Image
 import bts_convert_data
 import bts_dataloader as dl
 from bts_dataloader import DataError
-from tools.synthetic_data import generate_dataset
 from utils import image_io
 from utils.configs import PipelineConfig
 from utils.datasets import get_dataset_facts
@@ -56,12 +55,6 @@ def in_map(fn, *args):
     data = tf.data.Dataset.from_tensors(tuple(tf.convert_to_tensor(a) for a in args)).map(
         lambda *xs: fn(*xs))
     return next(iter(data))
-
-
-@pytest.fixture(scope="module")
-def nyu_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nyu")
-    return generate_dataset("nyu", str(root), num_train=5, num_test=3, height=96, width=128, seed=3)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,14 +20,13 @@ from demo import uploads
 from utils.datasets import get_dataset_facts
 from demo.app import DemoLimits, create_app
 from utils.image_io import read_ply
-from tiny_run import save_run_folder
+from tiny_run import TINY, save_run_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
-TINY_FLAGS = ["--encoder", "densenet_tiny", "--bts_size", "128"]
 
 
 # -------------------------------------------------------------------------------------------
@@ -447,7 +446,7 @@ def test_cli_rejects_a_kitti_pair_and_a_missing_checkpoint(capsys, tmp_path):
         bts_demo.main(["--dataset", "kitti", "--checkpoint_path", "a.keras",
                        "--checkpoint_path_kitti", "b.keras"])
     assert "--checkpoint_path_kitti" in capsys.readouterr().err
-    assert bts_demo.main([*TINY_FLAGS, "--checkpoint_path", str(tmp_path / "nope.keras")]) == 1
+    assert bts_demo.main([*TINY, "--checkpoint_path", str(tmp_path / "nope.keras")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -455,7 +454,7 @@ def test_cli_allow_untrained_serves_a_random_model_behind_a_banner(monkeypatch):
     served = {}
     monkeypatch.setattr(bts_demo, "serve", lambda app, host, port: served.update(
         app=app, host=host, port=port))
-    assert bts_demo.main([*TINY_FLAGS, "--allow_untrained"]) == 0
+    assert bts_demo.main([*TINY, "--allow_untrained"]) == 0
     assert (served["host"], served["port"]) == ("127.0.0.1", 5000)  # loopback by default
     page = served["app"].test_client().get("/").get_data(as_text=True)
     assert 'id="untrained-banner"' in page

@@ -10,23 +10,11 @@ from PIL import Image
 
 import bts_model
 import bts_test
+from conftest import write_random_depth, write_random_rgb
+from tiny_run import TINY
 from tools import eval_with_pngs
 from utils import metrics
 from utils.arguments import model_config, parse_args
-
-TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
-
-
-def _write_rgb(path, height, width, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)).save(path)
-
-
-def _write_gt(path, height, width, scale, max_m, seed, density=1.0):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    depth_m = rng.uniform(0, max_m * 1.1, (height, width)) * (rng.random((height, width)) < density)
-    Image.fromarray((depth_m * scale).astype(np.uint16)).save(path)
 
 
 @pytest.fixture(scope="module")
@@ -40,21 +28,6 @@ def weights(tmp_path_factory):
         paths[dataset] = str(folder / f"{dataset}.weights.h5")
         model.save_weights(paths[dataset])
     return paths
-
-
-@pytest.fixture(scope="module")
-def nyu_data(tmp_path_factory):
-    """NYU layout: 3 samples with GT in two scenes and one line without GT."""
-    root = tmp_path_factory.mktemp("nyu")
-    lines = []
-    for i, scene in enumerate(["bathroom", "bathroom", "living_room"], start=1):
-        _write_rgb(str(root / scene / f"rgb_{i:05d}.jpg"), 64, 96, seed=i)
-        _write_gt(str(root / scene / f"sync_depth_{i:05d}.png"), 64, 96, 1000.0, 10.0, seed=10 + i)
-        lines.append(f"{scene}/rgb_{i:05d}.jpg {scene}/sync_depth_{i:05d}.png 518.8579")
-    _write_rgb(str(root / "office" / "rgb_00004.jpg"), 64, 96, seed=4)
-    lines.append("office/rgb_00004.jpg None 518.8579")
-    (root / "list.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 def _read_csv(path):
@@ -81,12 +54,12 @@ def _png(path):
     return np.asarray(Image.open(path)).astype(np.float32)
 
 
-def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, nyu_data, weights,
+def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, nyu_eval_list, weights,
                                                                     capsys):
     out, csv_test, csv_pngs = tmp_path / "out", tmp_path / "test.csv", tmp_path / "pngs.csv"
     rc = bts_test.main(TINY + [
-        "--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_data), "--gt_path",
-        str(nyu_data), "--filenames_file", str(nyu_data / "list.txt"), "--checkpoint_path",
+        "--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_eval_list), "--gt_path",
+        str(nyu_eval_list), "--filenames_file", str(nyu_eval_list / "list.txt"), "--checkpoint_path",
         weights["nyu"], "--output_directory", str(out), "--eigen_crop", "--save_png",
         "--save_cmap", "--save_npy", "--metrics_csv", str(csv_test)])
     printed = capsys.readouterr().out
@@ -101,7 +74,7 @@ def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, ny
     assert npy.shape == raw.shape == (64, 96)
     np.testing.assert_array_equal(raw, np.floor(npy * np.float32(1000)))
 
-    rc = eval_with_pngs.main(["--pred_path", str(out / "raw"), "--gt_path", str(nyu_data),
+    rc = eval_with_pngs.main(["--pred_path", str(out / "raw"), "--gt_path", str(nyu_eval_list),
                               "--dataset", "nyu", "--eigen_crop", "--max_depth_eval", "10",
                               "--metrics_csv", str(csv_pngs)])
     printed = capsys.readouterr().out
@@ -113,7 +86,7 @@ def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, ny
                                 ("living_room/rgb_00003.jpg", "living_room_rgb_00003.png")):
         for name in metrics.METRIC_NAMES:  # same predictions, same protocol: identical values
             assert in_process[list_name][name] == offline[png_name][name]
-        gt = _png(nyu_data / list_name.split("/")[0] / f"sync_depth_{list_name[-9:-4]}.png") / 1000
+        gt = _png(nyu_eval_list / list_name.split("/")[0] / f"sync_depth_{list_name[-9:-4]}.png") / 1000
         pred = _png(out / "raw" / png_name) / 1000
         reference = _reference_metrics(gt, pred, (45, 471, 41, 601), 1e-3, 10.0)
         for name, value in reference.items():
@@ -125,14 +98,14 @@ def test_nyu_list_evaluation_matches_eval_with_pngs_and_a_reference(tmp_path, ny
 def test_kitti_prediction_on_kb_crop_is_pasted_back_then_garg_cropped(tmp_path, weights, capsys):
     data, gt_root = tmp_path / "kitti", tmp_path / "kitti_gt"
     drive, frame = "2011_09_26_drive_0002_sync", "0000000069"
-    _write_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / f"{frame}.png"), 375, 1242, 1)
+    write_random_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / f"{frame}.png"), 375, 1242, 1)
     gt_file = gt_root / drive / "proj_depth" / "groundtruth" / "image_02" / f"{frame}.png"
-    _write_gt(str(gt_file), 375, 1242, 256.0, 80.0, seed=2, density=0.3)
+    write_random_depth(str(gt_file), 375, 1242, 256.0, 80.0, seed=2, density=0.3)
     (tmp_path / "eigen.txt").write_text(
         f"2011_09_26/{drive}/image_02/data/{frame}.png {drive}/proj_depth/groundtruth/image_02/"
         f"{frame}.png 721.5377\n2011_09_26/{drive}/image_02/data/{frame}.png None 721.5377\n"
         .replace(f"{frame}.png None", "0000000070.png None"))
-    _write_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / "0000000070.png"), 375, 1242, 3)
+    write_random_rgb(str(data / "2011_09_26" / drive / "image_02" / "data" / "0000000070.png"), 375, 1242, 3)
     out, csv_test, csv_pngs = tmp_path / "out", tmp_path / "t.csv", tmp_path / "p.csv"
     rc = bts_test.main(TINY + [
         "--mode", "test", "--dataset", "kitti", "--data_path", str(data), "--gt_path", str(gt_root),
@@ -159,8 +132,8 @@ def test_kitti_prediction_on_kb_crop_is_pasted_back_then_garg_cropped(tmp_path, 
 
 def test_image_path_predicts_any_size_with_all_outputs(tmp_path, weights, capsys):
     photos = tmp_path / "photos"
-    _write_rgb(str(photos / "a.png"), 37, 53, seed=1)
-    _write_rgb(str(photos / "sub" / "b.jpg"), 64, 80, seed=2)
+    write_random_rgb(str(photos / "a.png"), 37, 53, seed=1)
+    write_random_rgb(str(photos / "sub" / "b.jpg"), 64, 80, seed=2)
     out = tmp_path / "out"
     rc = bts_test.main(TINY + [
         "--dataset", "nyu", "--checkpoint_path", weights["nyu"], "--image_path", str(photos),
@@ -187,7 +160,7 @@ def test_bad_inputs_give_one_clear_line_and_no_partial_files(tmp_path, weights, 
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "a_broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    _write_rgb(str(photos / "b.png"), 32, 32, seed=3)
+    write_random_rgb(str(photos / "b.png"), 32, 32, seed=3)
     out = tmp_path / "out"
     common = TINY + ["--dataset", "nyu", "--image_path", str(photos), "--save_png",
                      "--output_directory", str(out)]
@@ -211,9 +184,9 @@ def test_bad_inputs_give_one_clear_line_and_no_partial_files(tmp_path, weights, 
 
 
 def test_image_inputs_expand_folders_and_list_files_with_focal(tmp_path):
-    _write_rgb(str(tmp_path / "f" / "x.png"), 8, 8, seed=1)
-    _write_rgb(str(tmp_path / "f" / "deep" / "y.jpg"), 8, 8, seed=2)
-    _write_rgb(str(tmp_path / "g" / "x.jpg"), 8, 8, seed=3)
+    write_random_rgb(str(tmp_path / "f" / "x.png"), 8, 8, seed=1)
+    write_random_rgb(str(tmp_path / "f" / "deep" / "y.jpg"), 8, 8, seed=2)
+    write_random_rgb(str(tmp_path / "g" / "x.jpg"), 8, 8, seed=3)
     (tmp_path / "f" / "notes.md").write_text("not an image")
     (tmp_path / "list.txt").write_text(f"# comment\nf/x.png 600.5\n{tmp_path / 'f' / 'deep' / 'y.jpg'}\n")
     items = bts_test.collect_images([str(tmp_path / "f")])
@@ -231,43 +204,37 @@ def test_image_inputs_expand_folders_and_list_files_with_focal(tmp_path):
 # One evaluation loop, self-describing run folders
 # -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, nyu_data):
-    """``bts_main.py`` with the tiny flags: two steps, online validation of nyu_data's list (Eigen
-    crop) at steps 0 and 2, the best weights in best/. Returns (run folder, best record)."""
+def trained_run(tmp_path_factory, plane_data_480x640, nyu_eval_list):
+    """``bts_main.py`` with the tiny flags on the plane frames: two steps, online validation of
+    nyu_eval_list (Eigen crop) at steps 0 and 2, the best weights in best/. Returns (run folder,
+    best record)."""
     import json
 
     import bts_main
     from tiny_run import train_argv
 
-    frames = tmp_path_factory.mktemp("train_frames")
-    lines = []
-    for i in range(2):
-        _write_rgb(str(frames / "scene" / f"rgb_{i}.jpg"), 480, 640, seed=40 + i)
-        _write_gt(str(frames / "scene" / f"depth_{i}.png"), 480, 640, 1000.0, 10.0, seed=50 + i)
-        lines.append(f"/scene/rgb_{i}.jpg /scene/depth_{i}.png 518.8579")
-    (frames / "train.txt").write_text("\n".join(lines) + "\n")
     logs = tmp_path_factory.mktemp("logs")
     assert bts_main.main(train_argv(
-        frames, logs, "--num_steps", "2", "--do_online_eval", "--eval_freq", "2", "--eigen_crop",
-        "--filenames_file_eval", nyu_data / "list.txt", "--data_path_eval", nyu_data,
-        "--gt_path_eval", nyu_data)) == 0
+        plane_data_480x640, logs, "--num_steps", "2", "--do_online_eval", "--eval_freq", "2", "--eigen_crop",
+        "--filenames_file_eval", nyu_eval_list / "list.txt", "--data_path_eval", nyu_eval_list,
+        "--gt_path_eval", nyu_eval_list)) == 0
     with open(logs / "run" / "best" / "best_metrics.json") as handle:
         return logs / "run", json.load(handle)["silog"]
 
 
-def _eval_list_argv(nyu_data, checkpoint, *extra):
-    """bts_test.py on nyu_data's list with no --encoder/--bts_size: the checkpoint says."""
-    return ["--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_data), "--gt_path",
-            str(nyu_data), "--filenames_file", str(nyu_data / "list.txt"), "--eigen_crop",
+def _eval_list_argv(nyu_eval_list, checkpoint, *extra):
+    """bts_test.py on nyu_eval_list's list with no --encoder/--bts_size: the checkpoint says."""
+    return ["--mode", "test", "--dataset", "nyu", "--data_path", str(nyu_eval_list), "--gt_path",
+            str(nyu_eval_list), "--filenames_file", str(nyu_eval_list / "list.txt"), "--eigen_crop",
             "--checkpoint_path", str(checkpoint), *map(str, extra)]
 
 
 def test_bts_test_reports_the_online_validation_numbers_of_the_same_weights(
-        trained_run, nyu_data, tmp_path, capsys):
+        trained_run, nyu_eval_list, tmp_path, capsys):
     run, best = trained_run
     capsys.readouterr()
     csv_path = tmp_path / "metrics.csv"
-    assert bts_test.main(_eval_list_argv(nyu_data, run / "best", "--metrics_csv", csv_path)) == 0
+    assert bts_test.main(_eval_list_argv(nyu_eval_list, run / "best", "--metrics_csv", csv_path)) == 0
     printed = capsys.readouterr().out
     assert "metrics on predictions quantised to the 16-bit PNG grid (1/1000 m)" in printed
     assert metrics.format_result_table(best["metrics"]) in printed  # the table, as printed
@@ -275,23 +242,23 @@ def test_bts_test_reports_the_online_validation_numbers_of_the_same_weights(
     for name in metrics.METRIC_NAMES:  # and the full-precision values: identical
         assert float(mean[name]) == best["metrics"][name], name
     # Quantisation is a choice, and printed: off, the float32 depth scores differently.
-    assert bts_test.main(_eval_list_argv(nyu_data, run / "best", "--no_quantize_eval",
+    assert bts_test.main(_eval_list_argv(nyu_eval_list, run / "best", "--no_quantize_eval",
                                          "--metrics_csv", tmp_path / "float.csv")) == 0
     assert "metrics on float32 predictions, not quantised" in capsys.readouterr().out
     assert float(_read_csv(tmp_path / "float.csv")["mean"]["rms"]) != best["metrics"]["rms"]
 
 
 def test_run_folder_alone_is_enough_and_a_contradicting_flag_is_one_line(
-        trained_run, nyu_data, tmp_path, capsys):
+        trained_run, nyu_eval_list, tmp_path, capsys):
     run, _ = trained_run
-    assert bts_test.main(_eval_list_argv(nyu_data, run)) == 0  # latest ckpt-N + bts_config.json
+    assert bts_test.main(_eval_list_argv(nyu_eval_list, run)) == 0  # latest ckpt-N + bts_config.json
     assert "Evaluated 3 images" in capsys.readouterr().out
-    lines = _run_expecting_error(_eval_list_argv(nyu_data, run, "--bts_size", "256"), capsys)
+    lines = _run_expecting_error(_eval_list_argv(nyu_eval_list, run, "--bts_size", "256"), capsys)
     assert len(lines) == 1 and lines[0].startswith("bts_test.py: error: --bts_size is 256, but ")
     assert str(run / "bts_config.json") in lines[0] and "records bts_size 128" in lines[0]
     # A flag set in an argument file is as explicit as one on the command line.
     arguments = tmp_path / "arguments.txt"
     arguments.write_text("--encoder densenet121_bts\n")
-    lines = _run_expecting_error([str(arguments), *_eval_list_argv(nyu_data, run)], capsys)
+    lines = _run_expecting_error([str(arguments), *_eval_list_argv(nyu_eval_list, run)], capsys)
     assert len(lines) == 1 and "--encoder is densenet121_bts" in lines[0]
     assert "records encoder densenet_tiny" in lines[0]

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import bts_model
 import bts_export as export_model
+from conftest import tiny_model_config
 from tiny_run import save_run_folder
 
 HEIGHT, WIDTH = 64, 96
@@ -17,12 +18,8 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _tiny_model(dataset: str):
-    # Same tiny encoder as tests/conftest.py's tiny_config; module scope needs its own copy.
-    config = bts_model.BtsConfig.for_dataset(dataset, bts_size=128,
-        densenet=bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
-                                          block_config=(1, 1, 1, 1), bn_size=2))
     tf.keras.utils.set_random_seed(1)
-    return bts_model.build_bts_model(config)
+    return bts_model.build_bts_model(tiny_model_config(dataset))
 
 
 def _numpy_normalise(image_u8: np.ndarray) -> np.ndarray:

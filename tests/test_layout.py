@@ -89,3 +89,12 @@ def test_the_model_imports_neither_data_nor_cli_and_the_loader_no_model():
 def test_every_top_level_module_is_on_the_floor_plan():
     names = {os.path.splitext(os.path.basename(p))[0] for p in _project_files()}
     assert names == CORE | ORCHESTRATION | CLIS, names ^ (CORE | ORCHESTRATION | CLIS)
+
+
+def test_nothing_below_the_scripts_reads_an_argparse_namespace():
+    """Configs are built at the edge (utils/arguments.py); core and orchestration take them."""
+    below = [os.path.join(ROOT, f"{name}.py") for name in sorted(CORE | ORCHESTRATION)]
+    below += [p for p in _project_files("utils") if not p.endswith("arguments.py")]
+    bad = [os.path.relpath(p, ROOT) for p in below
+           if "argparse" in {n for n, _ in _top_level_names(p)}]
+    assert not bad, f"import argparse below the scripts: {bad}"

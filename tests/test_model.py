@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bts_model
+from conftest import tiny_model_config
 from tools.convert_pytorch_checkpoint import pytorch_key_for
 from utils.datasets import KITTI_FOCAL_NORMALISER
 
@@ -167,9 +168,7 @@ def test_same_weights_run_at_several_input_sizes(tiny_config):
 
 
 def test_kitti_depth_scales_with_focal_and_nyu_ignores_it(tiny_config):
-
-    kitti = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset(
-        "kitti", densenet=tiny_config.densenet, bts_size=tiny_config.bts_size))
+    kitti = bts_model.build_bts_model(tiny_model_config("kitti"))
     base = kitti(_inputs(1, 64, 96, focal=KITTI_FOCAL_NORMALISER)).numpy()
     double = kitti(_inputs(1, 64, 96, focal=2 * KITTI_FOCAL_NORMALISER)).numpy()
     np.testing.assert_allclose(double, 2 * base, rtol=1e-6)
@@ -180,9 +179,7 @@ def test_kitti_depth_scales_with_focal_and_nyu_ignores_it(tiny_config):
 
 
 def test_focal_scaling_is_per_sample(tiny_config):
-
-    kitti = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset(
-        "kitti", densenet=tiny_config.densenet, bts_size=tiny_config.bts_size))
+    kitti = bts_model.build_bts_model(tiny_model_config("kitti"))
     inputs = _inputs(2, 64, 96)
     inputs["image"][1] = inputs["image"][0]
     inputs["focal"] = np.array([700.0, 1400.0], dtype="float32")

@@ -15,7 +15,6 @@ import subprocess
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import bts_convert_data
 import bts_main
@@ -25,7 +24,7 @@ from tools import eval_with_pngs
 from utils import image_io
 import bts_trainer as trainer_lib
 from utils.arguments import model_config, parse_args
-from tools.synthetic_data import generate_dataset
+from conftest import write_random_depth, write_random_rgb
 from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,17 +32,6 @@ NO_SPACE = "No space left on device"
 
 
 # ------------------------------------------------------------------ fixtures
-def _write_rgb(path, height, width, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), np.uint8)).save(path)
-
-
-def _write_gt(path, height, width, seed):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    depth_mm = np.random.default_rng(seed).uniform(500, 9000, (height, width))
-    Image.fromarray(depth_mm.astype(np.uint16)).save(path)
-
-
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     args = parse_args(groups=("model",), argv=TINY + ["--dataset", "nyu"])
@@ -53,13 +41,14 @@ def weights(tmp_path_factory):
 
 
 def _nyu_list(root, count=6, broken_line=None):
-    """A NYU-layout test list of ``count`` 64×96 frames with GT; ``broken_line``'s JPEG is garbage."""
+    """A NYU-layout test list of ``count`` 64×96 frames with GT; ``broken_line``'s JPEG is garbage.
+    Written per test into its tmp_path: these tests break or overwrite files."""
     lines = []
     for i in range(1, count + 1):
         scene = "bathroom" if i % 2 else "kitchen"
         rgb = root / scene / f"rgb_{i:05d}.jpg"
-        _write_rgb(str(rgb), 64, 96, seed=i)
-        _write_gt(str(root / scene / f"sync_depth_{i:05d}.png"), 64, 96, seed=10 + i)
+        write_random_rgb(str(rgb), 64, 96, seed=i)
+        write_random_depth(str(root / scene / f"sync_depth_{i:05d}.png"), 64, 96, 1000.0, 10.0, seed=10 + i)
         if i == broken_line:
             rgb.write_bytes(b"\xff\xd8\xff not really a jpeg")
         lines.append(f"{scene}/rgb_{i:05d}.jpg {scene}/sync_depth_{i:05d}.png 518.8579")
@@ -221,7 +210,7 @@ def test_full_disk_while_predicting_names_the_file_and_the_cause(tmp_path, weigh
                                                                  capsys):
     photos = tmp_path / "photos"
     for i in range(4):  # 64×96 float32 .npy: 24.7 kB each, the 40 kB disk holds one
-        _write_rgb(str(photos / f"p{i}.png"), 64, 96, seed=i)
+        write_random_rgb(str(photos / f"p{i}.png"), 64, 96, seed=i)
     disk = small_disk(40 * 1024)
     rc = bts_test.main(TINY + ["--dataset", "nyu", "--checkpoint_path", weights, "--image_path",
                                str(photos), "--save_npy", "--output_directory",
@@ -251,13 +240,13 @@ def test_eval_with_pngs_refuses_an_existing_metrics_csv_unless_overwrite(tmp_pat
     assert table.read_text().startswith("name,")
 
 
-def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, capsys):
+def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, nyu_data_480x640,
+                                                          capsys):
     """demo.sh's evaluation (arguments_test_synthetic.txt --save_png --save_cmap --overwrite)
     runs again into the folder of its first run, as a rerun of ./demo.sh does."""
     demo = open(os.path.join(ROOT, "demo.sh")).read()
     assert "--save_png --save_cmap --overwrite" in demo
-    data = generate_dataset("nyu", str(tmp_path / "demo_data"), num_train=1, num_test=2,
-                            height=480, width=640, seed=0)
+    data = nyu_data_480x640  # its 2 test frames
     argv = [os.path.join(ROOT, "arguments_test_synthetic.txt"), *TINY, "--checkpoint_path",
             weights, "--data_path", data["data_path_eval"], "--gt_path", data["gt_path_eval"],
             "--filenames_file", data["test_filenames"], "--output_directory",
@@ -270,28 +259,15 @@ def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, cap
 
 
 # ------------------------------------------------------------------ training run folder
-@pytest.fixture(scope="module")
-def frames(tmp_path_factory):
-    """4 NYU-layout frames (480×640, 2 scenes) and a training list."""
-    root = tmp_path_factory.mktemp("frames")
-    lines = []
-    for i in range(4):
-        scene = f"scene_{i % 2}"
-        _write_rgb(str(root / scene / f"rgb_{i:05d}.jpg"), 480, 640, seed=i)
-        _write_gt(str(root / scene / f"sync_depth_{i:05d}.png"), 480, 640, seed=20 + i)
-        lines.append(f"/{scene}/rgb_{i:05d}.jpg /{scene}/sync_depth_{i:05d}.png 518.8579")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
 _train_argv = train_argv
 
 
 @pytest.fixture(scope="module")
-def trained_run(frames, tmp_path_factory):
+def trained_run(plane_data_480x640, tmp_path_factory):
     """A run folder after one step: ckpt-1 and model.keras."""
     log_dir = tmp_path_factory.mktemp("trained")
-    assert bts_main.main(_train_argv(frames, log_dir, "--num_steps", "1", "--save_freq", "1")) == 0
+    argv = _train_argv(plane_data_480x640, log_dir, "--num_steps", "1", "--save_freq", "1")
+    assert bts_main.main(argv) == 0
     return log_dir / "run"
 
 
@@ -305,8 +281,8 @@ def _truncate(path):
     open(path, "wb").write(data[:len(data) // 2])
 
 
-def test_unwritable_log_directory_is_one_line_before_any_work(frames, tmp_path, monkeypatch,
-                                                               capsys):
+def test_unwritable_log_directory_is_one_line_before_any_work(plane_data_480x640, tmp_path,
+                                                               monkeypatch, capsys):
     blocker = tmp_path / "a_file"  # a folder under a file: unwritable even for root
     blocker.write_text("x")
 
@@ -314,14 +290,15 @@ def test_unwritable_log_directory_is_one_line_before_any_work(frames, tmp_path, 
         raise AssertionError("the model was built before the run folder was checked")
 
     monkeypatch.setattr(trainer_lib.bts_model, "build_bts_model", no_model)
-    rc = bts_main.main(_train_argv(frames, blocker / "logs", "--num_steps", "1"))
+    rc = bts_main.main(_train_argv(plane_data_480x640, blocker / "logs", "--num_steps", "1"))
     lines = _error_lines(capsys, "bts_main.py: error:")
     assert rc == 1 and len(lines) == 1, lines
     assert f"--log_directory run folder {str(blocker / 'logs' / 'run')!r} is not writable" in lines[0]
     assert blocker.read_text() == "x"
 
 
-def test_stale_temporary_checkpoint_folders_are_removed_at_start_up(trained_run, frames, tmp_path):
+def test_stale_temporary_checkpoint_folders_are_removed_at_start_up(trained_run, plane_data_480x640,
+                                                                    tmp_path):
     run = _copy_run(trained_run, tmp_path)
     stale = [run / "ckpt-2_temp", run / f"checkpoint.tmp{'0' * 31}f",  # TF's names
              run / ".tmp-0a1b2c3d-model.keras", run / "best" / ".tmp-0a1b2c3d-best.weights.h5"]
@@ -333,13 +310,13 @@ def test_stale_temporary_checkpoint_folders_are_removed_at_start_up(trained_run,
     kept = [run / "ckpt-notes_temp", run / "notes.tmp"]  # not a temporary name of a save
     for path in kept:
         path.write_text("mine")
-    assert bts_main.main(_train_argv(frames, run.parent, "--num_steps", "1")) == 0
+    assert bts_main.main(_train_argv(plane_data_480x640, run.parent, "--num_steps", "1")) == 0
     assert [p for p in stale if p.exists()] == [] and all(p.read_text() == "mine" for p in kept)
     assert tf.train.latest_checkpoint(str(run)).endswith("ckpt-1")
 
 
-def test_full_disk_during_a_save_keeps_the_earlier_checkpoints(frames, tmp_path, small_disk,
-                                                               monkeypatch, capsys):
+def test_full_disk_during_a_save_keeps_the_earlier_checkpoints(plane_data_480x640, tmp_path,
+                                                               small_disk, monkeypatch, capsys):
     disk = small_disk(64 << 20)
     original = trainer_lib.Trainer.save_checkpoint
 
@@ -349,7 +326,8 @@ def test_full_disk_during_a_save_keeps_the_earlier_checkpoints(frames, tmp_path,
         return path
 
     monkeypatch.setattr(trainer_lib.Trainer, "save_checkpoint", save_then_fill)
-    rc = bts_main.main(_train_argv(frames, disk.path, "--num_steps", "2", "--save_freq", "1"))
+    rc = bts_main.main(_train_argv(plane_data_480x640, disk.path, "--num_steps", "2",
+                                   "--save_freq", "1"))
     lines = _error_lines(capsys, "bts_main.py: error:")
     run = disk.path / "run"
     assert rc == 1 and len(lines) == 1, lines
@@ -364,7 +342,8 @@ def test_full_disk_during_a_save_keeps_the_earlier_checkpoints(frames, tmp_path,
 
 
 @pytest.mark.parametrize("case", ["resume", "checkpoint_path", "keras"])
-def test_truncated_checkpoint_is_one_line_naming_it(trained_run, frames, tmp_path, capsys, case):
+def test_truncated_checkpoint_is_one_line_naming_it(trained_run, plane_data_480x640, tmp_path, capsys,
+                                                    case):
     source = _copy_run(trained_run, tmp_path)
     if case == "keras":
         damaged = source / "model.keras"
@@ -373,11 +352,11 @@ def test_truncated_checkpoint_is_one_line_naming_it(trained_run, frames, tmp_pat
         damaged = source / "ckpt-1"
         _truncate(str(damaged) + ".data-00000-of-00001")
     if case == "resume":  # the run folder's latest checkpoint is the resume source
-        argv = _train_argv(frames, source.parent, "--num_steps", "2")
+        argv = _train_argv(plane_data_480x640, source.parent, "--num_steps", "2")
         run = source
     else:
-        argv = _train_argv(frames, tmp_path, "--num_steps", "2", "--model_name", "fresh",
-                           "--checkpoint_path", damaged)
+        argv = _train_argv(plane_data_480x640, tmp_path, "--num_steps", "2", "--model_name",
+                           "fresh", "--checkpoint_path", damaged)
         run = tmp_path / "fresh"
     rc = bts_main.main(argv)
     lines = _error_lines(capsys, "bts_main.py: error:")
@@ -387,9 +366,8 @@ def test_truncated_checkpoint_is_one_line_naming_it(trained_run, frames, tmp_pat
 
 
 # ------------------------------------------------------------------ bts_convert_data.py
-def test_converter_on_an_unwritable_output_is_one_line_before_any_work(tmp_path):
-    data = generate_dataset("kitti", str(tmp_path / "kitti"), num_train=2, num_test=1, height=24,
-                            width=40, seed=5)
+def test_converter_on_an_unwritable_output_is_one_line_before_any_work(tmp_path, kitti_data):
+    data = kitti_data
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     with pytest.raises(SystemExit) as stopped:

@@ -10,6 +10,7 @@ import pytest
 
 import bts_model
 from bts_predict import DepthPredictor, load_model, padding_to_multiple
+from conftest import tiny_model_config
 from tiny_run import save_run_folder
 from utils.checkpoints import CheckpointError
 from utils.configs import ConfigError
@@ -19,10 +20,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def _tiny(dataset, **kwargs):
-    config = bts_model.BtsConfig.for_dataset(dataset, bts_size=128,
-        densenet=bts_model.DenseNetConfig(growth_rate=8, num_init_features=16,
-                                          block_config=(1, 1, 1, 1), bn_size=2), **kwargs)
-    return bts_model.build_bts_model(config)
+    return bts_model.build_bts_model(tiny_model_config(dataset, **kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -139,33 +137,27 @@ def test_bad_images_are_rejected_with_a_clear_message(nyu):
         nyu.predict_image(np.zeros((8, 8, 5), np.uint8))
 
 
-def _flags(dataset="nyu", **fields):
-    """The BtsConfig the tiny flags (--encoder densenet_tiny --bts_size 128) describe."""
-    return bts_model.BtsConfig.for_dataset(dataset, **{"encoder": "densenet_tiny",
-                                                       "bts_size": 128, **fields})
-
-
 def test_load_model_needs_a_checkpoint_unless_untrained_is_allowed(caplog):
     with pytest.raises(CheckpointError, match="checkpoint_path"):
-        load_model("", _flags())
+        load_model("", tiny_model_config())
     with caplog.at_level(logging.WARNING):
-        model, config = load_model("", _flags(), allow_untrained=True)
+        model, config = load_model("", tiny_model_config(), allow_untrained=True)
     assert "UNTRAINED" in caplog.text
-    assert config == _flags()
+    assert config == tiny_model_config()
     assert model.count_params() == _tiny("nyu").count_params()  # built from the flags
 
 
 def test_load_model_loads_weights_and_rejects_another_architecture(tmp_path, nyu_model):
     weights = str(tmp_path / "tiny.weights.h5")  # no bts_config.json beside it: the flags count
     nyu_model.save_weights(weights)
-    loaded = DepthPredictor(load_model(weights, _flags())[0], "nyu")
+    loaded = DepthPredictor(load_model(weights, tiny_model_config())[0], "nyu")
     image = _image(32, 64, seed=8)
     np.testing.assert_allclose(loaded.predict_image(image), _direct(nyu_model, image), rtol=1e-5,
                                atol=1e-5)
     with pytest.raises(CheckpointError, match="does not fit"):
-        load_model(weights, _flags(bts_size=256))
+        load_model(weights, tiny_model_config(bts_size=256))
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(str(tmp_path / "none.weights.h5"), _flags())
+        load_model(str(tmp_path / "none.weights.h5"), tiny_model_config())
 
 
 def test_run_folder_rebuilds_its_model_from_its_config_not_the_default_flags(tmp_path):
@@ -179,16 +171,16 @@ def test_run_folder_rebuilds_its_model_from_its_config_not_the_default_flags(tmp
     np.testing.assert_array_equal(DepthPredictor(model, "nyu").predict_image(image),
                                   DepthPredictor(saved, "nyu").predict_image(image))
     # Explicit flags must agree with the folder's config; agreeing ones are fine.
-    load_model(str(run), _flags(), explicit={"encoder", "bts_size", "max_depth"})
+    load_model(str(run), tiny_model_config(), explicit={"encoder", "bts_size", "max_depth"})
     with pytest.raises(ConfigError) as conflict:
-        load_model(str(run), _flags(bts_size=256), explicit={"bts_size"})
+        load_model(str(run), tiny_model_config(bts_size=256), explicit={"bts_size"})
     message = conflict.value.as_flag_error()
     assert conflict.value.field == "bts_size" and message.startswith("--bts_size is 256, but ")
     assert str(run / "bts_config.json") in message and "records bts_size 128" in message
     with pytest.raises(ConfigError, match="records max_depth 10") as conflict:
-        load_model(str(run), _flags(max_depth=8.0), explicit={"max_depth"})
+        load_model(str(run), tiny_model_config(max_depth=8.0), explicit={"max_depth"})
     with pytest.raises(ConfigError, match="other dataset") as conflict:  # NYU model, KITTI data
-        load_model(str(run), _flags("kitti"))
+        load_model(str(run), tiny_model_config("kitti"))
     assert conflict.value.field == "dataset"
 
 
@@ -205,9 +197,9 @@ def test_keras_file_with_fixed_input_size_is_relaxed_to_any_size(tmp_path):
     np.testing.assert_allclose(predictor.predict_image(image[:32, :64]),
                                _direct(fixed, image[:32, :64]), rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="other dataset"):
-        load_model(path, _flags("kitti"))
+        load_model(path, tiny_model_config("kitti"))
     with pytest.raises(ConfigError, match="its saved config.* records encoder densenet_tiny"):
-        load_model(path, _flags(encoder="resnet50"), explicit={"encoder"})
+        load_model(path, tiny_model_config(encoder="resnet50"), explicit={"encoder"})
 
 
 def test_with_maps_gives_the_lpg_maps_placed_like_the_depth(kitti):

@@ -11,7 +11,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import bts_losses
 import bts_model
@@ -21,26 +20,6 @@ from utils.arguments import frozen_first_blocks, train_config
 from tiny_run import train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def nyu_data(tmp_path_factory):
-    """6 NYU-layout frames (480×640, 3 scenes): a tilted plane whose depth follows the row."""
-    root = tmp_path_factory.mktemp("nyu")
-    lines = []
-    yy, xx = np.mgrid[0:480, 0:640]
-    for scene in range(3):
-        os.makedirs(root / f"scene_{scene}")
-        for index in range(2):
-            depth = 1.0 + 6.0 * yy / 480 + 0.5 * scene + 0.3 * index
-            rgb = np.stack([np.clip(255 - 30 * depth, 0, 255), (xx // 16 % 2) * 200,
-                            (yy // 16 % 2) * 120 + 20 * scene], -1).astype(np.uint8)
-            Image.fromarray(rgb).save(root / f"scene_{scene}/rgb_{index:05d}.jpg", quality=95)
-            Image.fromarray((depth * 1000).astype(np.uint16)).save(
-                root / f"scene_{scene}/sync_depth_{index:05d}.png")
-            lines.append(f"/scene_{scene}/rgb_{index:05d}.jpg /scene_{scene}/sync_depth_{index:05d}.png 518.8579")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 _argv = train_argv
@@ -90,8 +69,8 @@ def test_weight_decay_applies_to_encoder_only(tiny_config):
     np.testing.assert_array_equal(decoder_var.numpy(), before[decoder_var.path])
 
 
-def test_validation_split_holds_out_whole_scenes(nyu_data):
-    args = parse_train_args(_argv(nyu_data, "/tmp/unused", "--validation_split", "0.34"))
+def test_validation_split_holds_out_whole_scenes(plane_data_480x640):
+    args = parse_train_args(_argv(plane_data_480x640, "/tmp/unused", "--validation_split", "0.34"))
     train, val = trainer_lib.select_samples(train_config(args))
     train_scenes = {trainer_lib.scene_of(s, "nyu") for s in train}
     val_scenes = {trainer_lib.scene_of(s, "nyu") for s in val}
@@ -99,8 +78,8 @@ def test_validation_split_holds_out_whole_scenes(nyu_data):
 
 
 # ------------------------------------------------------------------ learning and resume
-def test_loss_falls_when_overfitting_and_frozen_weights_do_not_change(nyu_data, tmp_path):
-    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "90", "--learning_rate", "1e-3")
+def test_loss_falls_when_overfitting_and_frozen_weights_do_not_change(plane_data_480x640, tmp_path):
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_steps", "90", "--learning_rate", "1e-3")
     frozen = {v.path: v.numpy().copy() for v in trainer.model.weights if v.path in trainer.frozen}
     losses = []
     trainer.report = None
@@ -122,12 +101,12 @@ def test_loss_falls_when_overfitting_and_frozen_weights_do_not_change(nyu_data, 
             np.testing.assert_array_equal(variable.numpy(), frozen[variable.path], variable.path)
 
 
-def test_straight_run_equals_interrupted_and_resumed_run(nyu_data, tmp_path):
-    straight = _trainer(nyu_data, tmp_path / "a", "--num_steps", "6", "--do_random_rotate")
+def test_straight_run_equals_interrupted_and_resumed_run(plane_data_480x640, tmp_path):
+    straight = _trainer(plane_data_480x640, tmp_path / "a", "--num_steps", "6", "--do_random_rotate")
     straight.train()
-    first = _trainer(nyu_data, tmp_path / "b", "--num_steps", "6", "--do_random_rotate")
+    first = _trainer(plane_data_480x640, tmp_path / "b", "--num_steps", "6", "--do_random_rotate")
     first.train(stop_at=3)
-    resumed = _trainer(nyu_data, tmp_path / "b", "--num_steps", "6", "--do_random_rotate")
+    resumed = _trainer(plane_data_480x640, tmp_path / "b", "--num_steps", "6", "--do_random_rotate")
     assert "resumed" in resumed.restore_or_init() and resumed.step == 3
     resumed.train()
     assert resumed.step == 6
@@ -135,13 +114,13 @@ def test_straight_run_equals_interrupted_and_resumed_run(nyu_data, tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
 
 
-def test_nan_loss_stops_with_message_and_writes_no_checkpoint(nyu_data, tmp_path):
+def test_nan_loss_stops_with_message_and_writes_no_checkpoint(plane_data_480x640, tmp_path):
     def nan_after_two(stats, variance_focus):
         loss = bts_losses.silog_from_statistics(stats, variance_focus)
         return tf.where(holder[0].iterations >= 2, tf.constant(float("nan")), loss)
 
     holder = []
-    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "6", "--save_freq", "1", loss_fn=nan_after_two)
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_steps", "6", "--save_freq", "1", loss_fn=nan_after_two)
     holder.append(trainer.optimizer)
     with pytest.raises(trainer_lib.TrainingError, match=r"loss became nan at step 3.*ckpt-2"):
         trainer.train()
@@ -149,8 +128,8 @@ def test_nan_loss_stops_with_message_and_writes_no_checkpoint(nyu_data, tmp_path
     assert names == ["ckpt-1.index", "ckpt-2.index"]
 
 
-def test_tensorboard_events_hold_scalars_and_depth_images(nyu_data, tmp_path):
-    _trainer(nyu_data, tmp_path, "--num_steps", "2", "--log_freq", "1").train()
+def test_tensorboard_events_hold_scalars_and_depth_images(plane_data_480x640, tmp_path):
+    _trainer(plane_data_480x640, tmp_path, "--num_steps", "2", "--log_freq", "1").train()
     tags = set()
     for path in glob.glob(str(tmp_path / "run" / "summaries" / "events.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -163,8 +142,8 @@ def test_tensorboard_events_hold_scalars_and_depth_images(nyu_data, tmp_path):
             "lpg8x8", "lpg4x4", "lpg2x2", "reduc1x1"} <= tags
 
 
-def test_gradient_accumulation_runs_and_counts_optimizer_steps(nyu_data, tmp_path):
-    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "2", "--batch_size", "1",
+def test_gradient_accumulation_runs_and_counts_optimizer_steps(plane_data_480x640, tmp_path):
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_steps", "2", "--batch_size", "1",
                        "--gradient_accumulation_steps", "2")
     result = trainer.train()
     assert trainer.step == 2 and np.isfinite(result["loss"])
@@ -179,8 +158,8 @@ def _run_main(argv, **kwargs):
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_continues_from_saved_step(nyu_data, tmp_path):
-    argv = _argv(nyu_data, tmp_path, "--num_steps", "40", "--save_freq", "2")
+def test_kill_9_then_rerun_continues_from_saved_step(plane_data_480x640, tmp_path):
+    argv = _argv(plane_data_480x640, tmp_path, "--num_steps", "40", "--save_freq", "2")
     proc = _run_main(argv)
     deadline = time.time() + 240
     while time.time() < deadline and not glob.glob(str(tmp_path / "run" / "ckpt-4.index")):
@@ -232,11 +211,11 @@ print("LOSSES", reference, loss, mirrored.strategy.num_replicas_in_sync)
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_on_two_cpus_matches_single_device_first_loss(nyu_data, tmp_path):
+def test_mirrored_strategy_on_two_cpus_matches_single_device_first_loss(plane_data_480x640, tmp_path):
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED_SCRIPT)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, str(script), *_argv(nyu_data, tmp_path, "--num_steps", "1")],
+    out = subprocess.run([sys.executable, str(script), *_argv(plane_data_480x640, tmp_path, "--num_steps", "1")],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     line = [row for row in out.stdout.splitlines() if row.startswith("LOSSES")]
     assert line, out.stdout + out.stderr
@@ -246,7 +225,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device_first_loss(nyu_data
 
 
 @pytest.mark.slow
-def test_two_process_multi_worker_run_trains(nyu_data, tmp_path):
+def test_two_process_multi_worker_run_trains(plane_data_480x640, tmp_path):
     import json
     import socket
 
@@ -262,7 +241,7 @@ def test_two_process_multi_worker_run_trains(nyu_data, tmp_path):
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         procs.append(subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "bts_main.py"),
-             *_argv(nyu_data, tmp_path, "--num_steps", "3", "--save_freq", "3")],
+             *_argv(plane_data_480x640, tmp_path, "--num_steps", "3", "--save_freq", "3")],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     for proc, out in zip(procs, outputs):
@@ -273,8 +252,8 @@ def test_two_process_multi_worker_run_trains(nyu_data, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["bf16", "fp16"])
-def test_mixed_precision_step_keeps_loss_and_depth_in_float32(nyu_data, tmp_path, policy):
-    trainer = _trainer(nyu_data, tmp_path, "--num_steps", "1", "--mixed_precision", policy)
+def test_mixed_precision_step_keeps_loss_and_depth_in_float32(plane_data_480x640, tmp_path, policy):
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_steps", "1", "--mixed_precision", policy)
     try:
         assert trainer.model.output.dtype == "float32"
         assert trainer.model.get_layer("conv5").compute_dtype == {"bf16": "bfloat16", "fp16": "float16"}[policy]
@@ -286,8 +265,8 @@ def test_mixed_precision_step_keeps_loss_and_depth_in_float32(nyu_data, tmp_path
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_before_exiting(nyu_data, tmp_path):
-    proc = _run_main(_argv(nyu_data, tmp_path, "--num_steps", "400"))
+def test_ctrl_c_saves_a_checkpoint_before_exiting(plane_data_480x640, tmp_path):
+    proc = _run_main(_argv(plane_data_480x640, tmp_path, "--num_steps", "400"))
     deadline = time.time() + 240
     summaries = tmp_path / "run" / "arguments.txt"
     while time.time() < deadline and not summaries.exists():

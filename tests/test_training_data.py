@@ -16,7 +16,7 @@ from PIL import Image
 
 import bts_convert_data
 import bts_main
-from tools.synthetic_data import generate_dataset
+from tiny_run import TINY
 
 try:  # Optuna's log handler binds to sys.stderr when first imported: the session's, not a closed capsys's
     import optuna  # noqa: F401
@@ -25,23 +25,22 @@ except ImportError:  # the tuner is optional (requirements-tune.txt)
 
 
 @pytest.fixture(scope="module")
-def nyu(tmp_path_factory):
-    """6 synthetic NYU frames (96x128, 2 scenes), their list, and 2 shards made by the converter CLI."""
-    root = tmp_path_factory.mktemp("nyu_data")
-    paths = generate_dataset("nyu", str(root / "data"), num_train=6, num_test=0, height=96,
-                             width=128, seed=1)
-    prefix = str(root / "shards" / "nyu-train")
+def nyu(synthetic_dataset, tmp_path_factory):
+    """6 rendered NYU frames (96x128, 2 scenes; the counts below rely on 6), their list, and 2
+    shards made by the converter CLI. Tests that break frames copy them first."""
+    paths = synthetic_dataset("nyu", 6, 0, 96, 128, seed=1)
+    prefix = str(tmp_path_factory.mktemp("nyu_shards") / "nyu-train")
     report = bts_convert_data.main(["--dataset", "nyu", "--data_path", paths["data_path"],
                                     "--gt_path", paths["gt_path"],
                                     "--filenames_file", paths["train_filenames"],
                                     "--tfrecord_path", prefix, "--num_shards", "2",
                                     "--num_workers", "1"])
     assert report.written == 6
-    return {**paths, "prefix": prefix, "root": root}
+    return {**paths, "prefix": prefix}
 
 
 def _argv(log_dir, *extra):
-    return ["--dataset", "nyu", "--encoder", "densenet_tiny", "--bts_size", "128",
+    return ["--dataset", "nyu", *TINY,
             "--input_height", "64", "--input_width", "96", "--batch_size", "2", "--seed", "3",
             "--log_directory", str(log_dir), "--model_name", "run", "--log_freq", "1000",
             "--save_freq", "1000", "--adam_eps", "1e-3", *map(str, extra)]
@@ -252,7 +251,7 @@ def test_bad_training_sample_stops_with_one_line_and_keeps_checkpoints(nyu, trai
 
 # ------------------------------------------------------------------ bts_tune.py
 def _tune_argv(tmp_path, listing, data_root, *extra):
-    return ["--dataset", "nyu", "--encoder", "densenet_tiny", "--bts_size", "128",
+    return ["--dataset", "nyu", *TINY,
             "--data_path", str(data_root), "--gt_path", str(data_root), "--filenames_file",
             str(listing), "--input_height", "64", "--input_width", "96", "--num_steps", "30",
             "--batch_size", "2", "--eval_freq", "1000", "--log_freq", "1000", "--save_freq", "1000",

@@ -14,38 +14,20 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import bts_main
 import bts_trainer as trainer_lib
-from tiny_run import train_argv
+from tiny_run import TINY, train_argv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_SIZE = (70, 100)  # neither side a multiple of 32: online eval must pad as bts_test.py does
 
 
-def _frame(root, name, height, width, offset):
-    """A tilted plane (depth follows the row) and an RGB image that shows it."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    depth = 1.0 + 6.0 * yy / height + offset
-    rgb = np.stack([np.clip(255 - 30 * depth, 0, 255), (xx // 16 % 2) * 200,
-                    (yy // 16 % 2) * 120 + 40 * offset], -1).astype(np.uint8)
-    os.makedirs(os.path.dirname(root / name), exist_ok=True)
-    Image.fromarray(rgb).save(root / f"{name}.jpg", quality=95)
-    Image.fromarray((depth * 1000).astype(np.uint16)).save(root / f"{name}_depth.png")
-    return f"/{name}.jpg /{name}_depth.png 518.8579"
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """6 NYU-size training frames in 3 scenes and 2 evaluation frames of 70x100."""
-    root = tmp_path_factory.mktemp("flags_data")
-    train = [_frame(root, f"scene_{s}/rgb_{i}", 480, 640, 0.5 * s + 0.3 * i)
-             for s in range(3) for i in range(2)]
-    evaluation = [_frame(root, f"eval/rgb_{i}", *EVAL_SIZE, 0.4 * i) for i in range(2)]
-    (root / "train.txt").write_text("\n".join(train) + "\n")
-    (root / "eval.txt").write_text("\n".join(evaluation) + "\n")
-    return root
+def eval_frames(plane_frames):
+    """conftest's tilted-plane frames at EVAL_SIZE, listed in their train.txt: the online
+    evaluation list (the training frames are plane_data_480x640)."""
+    return plane_frames(*EVAL_SIZE, stripe=16)
 
 
 _argv = train_argv
@@ -73,11 +55,11 @@ def _error_lines(stderr, prog="bts_main.py"):
     (["--distribution_strategy", "mirrored", "--num_gpus", "64"], "--num_gpus 64: only"),
     # --num_cpu_devices 0 is refused by the parser (tests/test_arguments.py, exit code 2)
 ])
-def test_strategy_flags_that_cannot_be_honoured_are_one_line_errors(data, tmp_path, capsys, flags,
-                                                                    expected):
+def test_strategy_flags_that_cannot_be_honoured_are_one_line_errors(plane_data_480x640, tmp_path,
+                                                                    capsys, flags, expected):
     if tf.config.list_physical_devices("GPU") and "--num_gpus" not in flags:
         pytest.skip("a visible GPU makes mirrored valid")
-    rc = bts_main.main(_argv(data, tmp_path, "--num_steps", "1", *flags))
+    rc = bts_main.main(_argv(plane_data_480x640, tmp_path, "--num_steps", "1", *flags))
     lines = _error_lines(capsys.readouterr().err)
     assert rc == 1 and len(lines) == 1 and expected in lines[0], lines
     if "mirrored: no GPU" in expected:
@@ -85,8 +67,8 @@ def test_strategy_flags_that_cannot_be_honoured_are_one_line_errors(data, tmp_pa
     assert not os.path.exists(tmp_path / "run")  # refused before anything was written
 
 
-def test_online_eval_without_an_evaluation_list_is_one_line(data, tmp_path, capsys):
-    rc = bts_main.main(_argv(data, tmp_path, "--num_steps", "1", "--do_online_eval"))
+def test_online_eval_without_an_evaluation_list_is_one_line(plane_data_480x640, tmp_path, capsys):
+    rc = bts_main.main(_argv(plane_data_480x640, tmp_path, "--num_steps", "1", "--do_online_eval"))
     lines = _error_lines(capsys.readouterr().err)
     assert rc == 1 and lines == ["bts_main.py: error: --do_online_eval needs --filenames_file_eval "
                                  "or --validation_split"], lines
@@ -94,11 +76,11 @@ def test_online_eval_without_an_evaluation_list_is_one_line(data, tmp_path, caps
 
 
 @pytest.mark.parametrize("strategy", ["mirrored", "auto"])
-def test_num_cpu_devices_trains_that_many_replicas_on_cpu(data, tmp_path, strategy):
+def test_num_cpu_devices_trains_that_many_replicas_on_cpu(plane_data_480x640, tmp_path, strategy):
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("with a GPU, mirrored uses the GPUs")
-    out = _run("bts_main.py", _argv(data, tmp_path, "--num_steps", "2", "--num_cpu_devices", "2",
-                                    "--distribution_strategy", strategy))
+    out = _run("bts_main.py", _argv(plane_data_480x640, tmp_path, "--num_steps", "2",
+                                    "--num_cpu_devices", "2", "--distribution_strategy", strategy))
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 replica(s)" in out.stderr and "finished at step 2" in out.stdout
     assert os.path.exists(tmp_path / "run" / "ckpt-2.index")
@@ -106,12 +88,13 @@ def test_num_cpu_devices_trains_that_many_replicas_on_cpu(data, tmp_path, strate
 
 # ------------------------------------------------------------------ online evaluation
 @pytest.fixture(scope="module")
-def eval_run(data, tmp_path_factory):
+def eval_run(plane_data_480x640, eval_frames, tmp_path_factory):
     """Two training steps with online eval of the 70x100 frames at step 2, eval summaries apart."""
     logs = tmp_path_factory.mktemp("flags_eval")
     out = _run("bts_main.py", _argv(
-        data, logs, "--num_steps", "2", "--do_online_eval", "--eval_freq", "2",
-        "--filenames_file_eval", data / "eval.txt", "--eval_summary_directory", logs / "evals"))
+        plane_data_480x640, logs, "--num_steps", "2", "--do_online_eval", "--eval_freq", "2",
+        "--filenames_file_eval", eval_frames / "train.txt", "--data_path_eval", eval_frames,
+        "--gt_path_eval", eval_frames, "--eval_summary_directory", logs / "evals"))
     return logs, out
 
 
@@ -137,7 +120,7 @@ def test_online_eval_scalars_go_to_eval_summary_directory(eval_run):
     assert not {t for t in run_tags if t.startswith("eval/")}  # not written twice
 
 
-def test_online_eval_on_frames_not_multiple_of_32_matches_bts_test(eval_run, data, tmp_path):
+def test_online_eval_on_frames_not_multiple_of_32_matches_bts_test(eval_run, eval_frames, tmp_path):
     logs, out = eval_run
     assert out.returncode == 0, out.stderr[-3000:]
     online = {tag[len("eval/"):]: steps[2] for tag, steps in _scalars(logs / "evals" / "run").items()}
@@ -145,10 +128,10 @@ def test_online_eval_on_frames_not_multiple_of_32_matches_bts_test(eval_run, dat
     # bts_test.py on the final model (the weights of step 2) pads the same frames the same way; it
     # scores the mm-quantised depth PNG values, hence the small tolerance.
     table = tmp_path / "metrics.csv"
-    test = _run("bts_test.py", ["--dataset", "nyu", "--encoder", "densenet_tiny", "--bts_size", "128",
+    test = _run("bts_test.py", ["--dataset", "nyu", *TINY,
                                 "--checkpoint_path", logs / "run" / "model.keras",
-                                "--data_path", data, "--gt_path", data,
-                                "--filenames_file", data / "eval.txt", "--metrics_csv", table])
+                                "--data_path", eval_frames, "--gt_path", eval_frames,
+                                "--filenames_file", eval_frames / "train.txt", "--metrics_csv", table])
     assert test.returncode == 0, test.stderr[-3000:]
     with open(table) as handle:
         mean = next(row for row in csv.DictReader(handle) if row["name"] == "mean")
@@ -193,9 +176,9 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_killing_a_worker_stops_the_other_with_one_line(data, tmp_path):
+def test_killing_a_worker_stops_the_other_with_one_line(plane_data_480x640, tmp_path):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
-    argv = _argv(data, tmp_path, "--num_steps", "1000", "--save_freq", "2")
+    argv = _argv(plane_data_480x640, tmp_path, "--num_steps", "1000", "--save_freq", "2")
     procs = []
     for index in range(2):
         env = _env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))

@@ -24,6 +24,7 @@ import bts_test
 from bts_main import parse_train_args
 import bts_trainer as trainer_lib
 from bts_predict import DepthPredictor
+from conftest import tiny_model_config
 from tiny_run import TINY, train_argv
 from utils import checkpoints
 from utils.arguments import argument_file_text, model_config, train_config
@@ -33,38 +34,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def frames(tmp_path_factory):
-    """6 NYU-layout frames (120×160, 3 scenes) of a tilted plane, and a folder of test photos."""
-    root = tmp_path_factory.mktemp("frames")
-    lines = []
-    yy, xx = np.mgrid[0:120, 0:160]
-    for scene in range(3):
-        os.makedirs(root / f"scene_{scene}")
-        for index in range(2):
-            depth = 1.0 + 6.0 * yy / 120 + 0.5 * scene + 0.3 * index
-            rgb = np.stack([np.clip(255 - 30 * depth, 0, 255), (xx // 8 % 2) * 200,
-                            (yy // 8 % 2) * 120 + 20 * scene], -1).astype(np.uint8)
-            Image.fromarray(rgb).save(root / f"scene_{scene}/rgb_{index:05d}.jpg", quality=95)
-            Image.fromarray((depth * 1000).astype(np.uint16)).save(
-                root / f"scene_{scene}/sync_depth_{index:05d}.png")
-            lines.append(f"/scene_{scene}/rgb_{index:05d}.jpg /scene_{scene}/sync_depth_{index:05d}.png"
-                         " 518.8579")
-    (root / "train.txt").write_text("\n".join(lines) + "\n")
-    photos = root / "photos"
-    photos.mkdir()
+def photos(tmp_path_factory):
+    """Two noise photos of 70×100 (not a multiple of 32, so the padded path is used too)."""
+    folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
-    for name in ("a", "b"):  # 70×100: not a multiple of 32, so the padded path is used too
-        Image.fromarray(rng.integers(0, 255, (70, 100, 3), np.uint8)).save(photos / f"{name}.png")
-    return root
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 255, (70, 100, 3), np.uint8)).save(folder / f"{name}.png")
+    return folder
 
 
 _train_argv = train_argv
 
 
-def _predict_npy(frames, checkpoint, out, *extra):
+def _predict_npy(photos, checkpoint, out, *extra):
     """Depth maps that ``bts_test.py --image_path`` writes for ``checkpoint``."""
     rc = bts_test.main(["--dataset", "nyu", *TINY, "--checkpoint_path", str(checkpoint),
-                        "--image_path", str(frames / "photos"), "--save_npy",
+                        "--image_path", str(photos), "--save_npy",
                         "--output_directory", str(out), *extra])
     assert rc == 0
     return {os.path.basename(p): np.load(p) for p in sorted(glob.glob(f"{out}/**/*.npy", recursive=True))}
@@ -83,19 +68,19 @@ TRAINED = ("--num_steps", "4", "--save_freq", "2", "--eval_freq", "2", "--keep_c
 
 
 @pytest.fixture(scope="module")
-def trained_run(frames, tmp_path_factory):
+def trained_run(plane_data_120x160, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("runs")
-    rc = bts_main.main(_train_argv(frames, log_dir, *TRAINED))
+    rc = bts_main.main(_train_argv(plane_data_120x160, log_dir, *TRAINED))
     assert rc == 0
     return log_dir / "run"
 
 
 # ------------------------------------------------------------------ item 1: complete restores
-def test_every_form_of_one_runs_checkpoint_gives_identical_depth(frames, trained_run, tmp_path):
-    reference = _predict_npy(frames, trained_run / "model.keras", tmp_path / "keras")
+def test_every_form_of_one_runs_checkpoint_gives_identical_depth(photos, trained_run, tmp_path):
+    reference = _predict_npy(photos, trained_run / "model.keras", tmp_path / "keras")
     assert reference
     for form in (trained_run, trained_run / "ckpt-4"):
-        depth = _predict_npy(frames, form, tmp_path / os.path.basename(str(form)))
+        depth = _predict_npy(photos, form, tmp_path / os.path.basename(str(form)))
         assert depth.keys() == reference.keys()
         for name in reference:
             np.testing.assert_allclose(depth[name], reference[name], atol=1e-5, rtol=0,
@@ -103,24 +88,24 @@ def test_every_form_of_one_runs_checkpoint_gives_identical_depth(frames, trained
     # best/ holds the weights of the step it names, which ckpt-<step> holds too
     record = json.loads((trained_run / "best" / "best_metrics.json").read_text())
     step = record["silog"]["step"]
-    best = _predict_npy(frames, trained_run / "best", tmp_path / "best")
+    best = _predict_npy(photos, trained_run / "best", tmp_path / "best")
     if step == 4:
         same_as = reference
     else:
         assert step == 2, record  # evaluated at 0 (baseline), 2 and 4; the baseline is random
-        same_as = _predict_npy(frames, trained_run / "ckpt-2", tmp_path / "ckpt2")
+        same_as = _predict_npy(photos, trained_run / "ckpt-2", tmp_path / "ckpt2")
     for name in same_as:
         np.testing.assert_allclose(best[name], same_as[name], atol=1e-5, rtol=0, err_msg=name)
 
 
-def test_checkpoint_missing_model_variables_is_a_one_line_error(frames, tmp_path, capsys):
-    model = bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet_tiny", bts_size=128))
+def test_checkpoint_missing_model_variables_is_a_one_line_error(photos, tmp_path, capsys):
+    model = bts_model.build_bts_model(tiny_model_config())
     # a checkpoint that holds only the encoder's first layers
     partial = tf.train.Checkpoint(model=tf.train.Checkpoint(
         **{f"layer{i}": layer for i, layer in enumerate(model.layers[:12])}))
     partial.write(str(tmp_path / "partial" / "ckpt-7"))
     rc = bts_test.main(["--dataset", "nyu", *TINY, "--checkpoint_path", str(tmp_path / "partial" / "ckpt-7"),
-                        "--image_path", str(frames / "photos"), "--save_npy",
+                        "--image_path", str(photos), "--save_npy",
                         "--output_directory", str(tmp_path / "out")])
     assert rc == 1
     line = _one_error_line(capsys, "bts_test.py: error:")
@@ -129,8 +114,9 @@ def test_checkpoint_missing_model_variables_is_a_one_line_error(frames, tmp_path
 
 
 # ------------------------------------------------------------------ self-describing checkpoints
-def test_run_folder_and_best_carry_the_model_config_the_flags_describe(frames, trained_run):
-    args = parse_train_args(_train_argv(frames, trained_run.parent, *TRAINED))
+def test_run_folder_and_best_carry_the_model_config_the_flags_describe(plane_data_120x160,
+                                                                       trained_run):
+    args = parse_train_args(_train_argv(plane_data_120x160, trained_run.parent, *TRAINED))
     expected = model_config(args)
     assert expected.encoder == "densenet_tiny" and expected.bts_size == 128 and expected.max_depth == 10
     saved = trained_run / MODEL_CONFIG_NAME
@@ -149,23 +135,24 @@ def test_run_folder_and_best_carry_the_model_config_the_flags_describe(frames, t
 @pytest.mark.parametrize("flag, value, saved", [("--encoder", "mobilenetv2", "encoder densenet_tiny"),
                                                 ("--bts_size", "256", "bts_size 128"),
                                                 ("--max_depth", "20", "max_depth 10")])
-def test_resuming_with_another_model_is_one_line(frames, trained_run, tmp_path, capsys, flag, value,
-                                                 saved):
+def test_resuming_with_another_model_is_one_line(plane_data_120x160, trained_run, tmp_path, capsys,
+                                                 flag, value, saved):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     before = sorted(os.listdir(run))
-    assert bts_main.main(_train_argv(frames, tmp_path, *TRAINED, flag, value)) == 1
+    assert bts_main.main(_train_argv(plane_data_120x160, tmp_path, *TRAINED, flag, value)) == 1
     line = _one_error_line(capsys, "bts_main.py: error:")
     assert line == (f"bts_main.py: error: {flag} {value} does not match the run folder's {saved} "
                     f"({run / MODEL_CONFIG_NAME})"), line
     assert sorted(os.listdir(run)) == before
 
 
-def test_a_run_folder_without_model_config_resumes_and_gains_one(frames, trained_run, tmp_path):
+def test_a_run_folder_without_model_config_resumes_and_gains_one(plane_data_120x160, trained_run,
+                                                                   tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     os.remove(run / MODEL_CONFIG_NAME)  # as folders written before bts_config.json existed
-    argv = _train_argv(frames, tmp_path, *TRAINED)
+    argv = _train_argv(plane_data_120x160, tmp_path, *TRAINED)
     argv[argv.index("--num_steps") + 1] = "5"
     assert bts_main.main(argv) == 0
     assert (run / "ckpt-5.index").exists()
@@ -174,7 +161,7 @@ def test_a_run_folder_without_model_config_resumes_and_gains_one(frames, trained
 
 # ------------------------------------------------------------------ item 4: preprocessing travels
 def test_keras_file_carries_its_preprocessing_and_rejects_a_conflicting_encoder(
-        frames, trained_run, tmp_path, capsys):
+        photos, trained_run, tmp_path, capsys):
     model = keras.saving.load_model(str(trained_run / "model.keras"), compile=False)
     # A predictor told the wrong encoder still normalises as the model was trained.
     predictor = DepthPredictor(model, "nyu", encoder="resnet50")
@@ -182,7 +169,7 @@ def test_keras_file_carries_its_preprocessing_and_rejects_a_conflicting_encoder(
     assert predictor.preprocessing != bts_model.encoder_spec("resnet50").preprocessing
     rc = bts_test.main(["--dataset", "nyu", "--encoder", "resnet50", "--bts_size", "128",
                         "--checkpoint_path", str(trained_run / "model.keras"),
-                        "--image_path", str(frames / "photos"), "--save_npy",
+                        "--image_path", str(photos), "--save_npy",
                         "--output_directory", str(tmp_path / "out")])
     assert rc == 1
     line = _one_error_line(capsys, "bts_test.py: error:")
@@ -204,9 +191,9 @@ print("DIGEST", digest.hexdigest())
 """
 
 
-def test_seed_reproduces_initial_weights_in_separate_processes(frames, tmp_path):
+def test_seed_reproduces_initial_weights_in_separate_processes(plane_data_120x160, tmp_path):
     def digest(seed):
-        argv = _train_argv(frames, tmp_path / f"s{seed}", "--num_steps", "1")
+        argv = _train_argv(plane_data_120x160, tmp_path / f"s{seed}", "--num_steps", "1")
         argv[argv.index("--seed") + 1] = str(seed)
         out = subprocess.run([sys.executable, "-c", _WEIGHTS_DIGEST, *argv],
                              capture_output=True, text=True, timeout=300,
@@ -221,7 +208,7 @@ def test_seed_reproduces_initial_weights_in_separate_processes(frames, tmp_path)
 
 def test_same_shaped_kernels_start_with_independent_values():
     keras.utils.set_random_seed(5)
-    model = bts_model.build_bts_model(bts_model.BtsConfig(encoder="densenet_tiny", bts_size=128))
+    model = bts_model.build_bts_model(tiny_model_config())
     kernels = [w.numpy() for w in model.weights if w.path.endswith(".conv2/kernel")]
     assert len(kernels) == 4 and len({k.shape for k in kernels}) == 1
     for i in range(len(kernels)):
@@ -234,9 +221,10 @@ def test_same_shaped_kernels_start_with_independent_values():
 
 
 # ------------------------------------------------------------------ item 3: NaN stop
-def test_diverging_run_stops_at_the_step_and_never_writes_non_finite_weights(frames, tmp_path, capsys):
-    rc = bts_main.main(_train_argv(frames, tmp_path, "--num_steps", "40", "--save_freq", "1",
-                                   "--learning_rate", "1e3", "--keep_checkpoints", "100"))
+def test_diverging_run_stops_at_the_step_and_never_writes_non_finite_weights(plane_data_120x160,
+                                                                              tmp_path, capsys):
+    rc = bts_main.main(_train_argv(plane_data_120x160, tmp_path, "--num_steps", "40", "--save_freq",
+                                   "1", "--learning_rate", "1e3", "--keep_checkpoints", "100"))
     assert rc == 1
     line = _one_error_line(capsys, "bts_main.py: error:")
     assert "at step" in line and "Last good checkpoint" in line, line
@@ -255,13 +243,14 @@ def test_diverging_run_stops_at_the_step_and_never_writes_non_finite_weights(fra
 
 # ------------------------------------------------------------------ item 6: exact accumulation
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "xla"])
-def test_accumulated_micro_batches_give_the_large_batch_loss_and_gradient(frames, tmp_path, jit_compile):
+def test_accumulated_micro_batches_give_the_large_batch_loss_and_gradient(plane_data_120x160,
+                                                                          tmp_path, jit_compile):
     def steps_for(accumulation):
-        args = parse_train_args(_train_argv(frames, tmp_path, "--gradient_accumulation_steps",
-                                            accumulation, "--num_steps", "1"))
+        args = parse_train_args(_train_argv(plane_data_120x160, tmp_path,
+                                            "--gradient_accumulation_steps", accumulation,
+                                            "--num_steps", "1"))
         keras.utils.set_random_seed(1)
-        model = bts_model.build_bts_model(
-            bts_model.BtsConfig(encoder="densenet_tiny", bts_size=128, max_depth=10.0))
+        model = bts_model.build_bts_model(tiny_model_config("nyu"))
         # BN in inference mode (nested ones too): micro-batches then see the same network.
         for layer in model._flatten_layers(include_self=False, recursive=True):
             if isinstance(layer, keras.layers.BatchNormalization):

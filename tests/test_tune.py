@@ -8,20 +8,14 @@ import optuna
 import pytest
 
 import bts_tune
+from conftest import TINY_BTS_SIZE, TINY_ENCODER
 from utils.arguments import parse_args, train_config
-from tools.synthetic_data import generate_dataset
-
-
-@pytest.fixture(scope="module")
-def nyu_data(tmp_path_factory):
-    """8 synthetic NYU frames (480×640: the NYU border crop needs the full frame) in 2 scenes."""
-    root = tmp_path_factory.mktemp("nyu_tune")
-    return generate_dataset("nyu", str(root), num_train=8, num_test=2, height=480, width=640, seed=5)
 
 
 def _args_file(tmp_path, data, *extra):
-    """A tiny-model argument file: 1 step per trial, validation on 1 of the 2 scenes."""
-    lines = ["--dataset nyu", "--encoder densenet_tiny", "--bts_size 128",
+    """A tiny-model argument file on ``data`` (conftest's nyu_data_480x640: the NYU border crop
+    needs the full frame): 1 step per trial, validation on 1 of its 2 scenes."""
+    lines = ["--dataset nyu", f"--encoder {TINY_ENCODER}", f"--bts_size {TINY_BTS_SIZE}",
              f"--data_path {data['data_path']}", f"--gt_path {data['gt_path']}",
              f"--filenames_file {data['train_filenames']}",
              "--input_height 64", "--input_width 96", "--num_steps 1", "--eval_freq 1000",
@@ -52,10 +46,10 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 @pytest.mark.slow  # two real (tiny) training runs with validation: ~70 s of CPU
-def test_study_completes_resumes_and_records_a_pruned_trial(tmp_path, nyu_data, capsys):
+def test_study_completes_resumes_and_records_a_pruned_trial(tmp_path, nyu_data_480x640, capsys):
     db = tmp_path / "tuning.db"
-    argv = [_args_file(tmp_path, nyu_data, "--do_online_eval",
-                       f"--filenames_file_eval {nyu_data['test_filenames']}"),
+    argv = [_args_file(tmp_path, nyu_data_480x640, "--do_online_eval",
+                       f"--filenames_file_eval {nyu_data_480x640['test_filenames']}"),
             "--study_name", "tiny", "--storage", f"sqlite:///{db}", "--search_space", _space(tmp_path)]
     assert bts_tune.main(argv + ["--n_trials", "2"]) == 0
     assert _trial_states(db, "tiny") == ["COMPLETE", "COMPLETE"]
@@ -85,18 +79,18 @@ def test_study_completes_resumes_and_records_a_pruned_trial(tmp_path, nyu_data, 
     assert (runs / "tiny" / "param_importances.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_tuning_without_a_validation_split_is_refused(tmp_path, nyu_data, capsys):
-    argv = [_args_file(tmp_path, nyu_data, "--validation_split 0", "--do_online_eval"), "--n_trials", "1"]
+def test_tuning_without_a_validation_split_is_refused(tmp_path, nyu_data_480x640, capsys):
+    argv = [_args_file(tmp_path, nyu_data_480x640, "--validation_split 0", "--do_online_eval"), "--n_trials", "1"]
     with pytest.raises(SystemExit):
         bts_tune.main(argv)
     assert "--validation_split must be in (0, 1)" in capsys.readouterr().err
 
 
-def test_a_training_list_of_one_scene_is_refused_before_any_trial(tmp_path, nyu_data, capsys):
-    lines = open(nyu_data["train_filenames"]).read().splitlines()
+def test_a_training_list_of_one_scene_is_refused_before_any_trial(tmp_path, nyu_data_480x640, capsys):
+    lines = open(nyu_data_480x640["train_filenames"]).read().splitlines()
     one_scene = tmp_path / "one_scene.txt"
     one_scene.write_text("\n".join(line for line in lines if line.split("/")[1] == lines[0].split("/")[1]))
-    argv = [_args_file(tmp_path, nyu_data), "--filenames_file", str(one_scene), "--n_trials", "1",
+    argv = [_args_file(tmp_path, nyu_data_480x640), "--filenames_file", str(one_scene), "--n_trials", "1",
             "--storage", f"sqlite:///{tmp_path / 'never.db'}"]
     assert bts_tune.main(argv) == 1
     assert "--validation_split needs at least two scenes" in capsys.readouterr().err
@@ -145,11 +139,11 @@ def _error_lines(err):
     return [line for line in err.splitlines() if line.startswith("bts_tune.py: error:")]
 
 
-def test_trials_report_trained_steps_only(tmp_path, nyu_data):
+def test_trials_report_trained_steps_only(tmp_path, nyu_data_480x640):
     """The step-0 baseline of the initial weights is no intermediate value (it would count as the
     trial's best and weaken pruning); the trial's value comes from the trained step."""
     db = tmp_path / "tuning.db"
-    argv = [_args_file(tmp_path, nyu_data), "--study_name", "steps", "--storage", f"sqlite:///{db}",
+    argv = [_args_file(tmp_path, nyu_data_480x640), "--study_name", "steps", "--storage", f"sqlite:///{db}",
             "--search_space", _space(tmp_path), "--n_trials", "1"]
     assert bts_tune.main(argv) == 0
     trial = optuna.load_study(study_name="steps", storage=f"sqlite:///{db}").trials[0]
@@ -162,19 +156,19 @@ def test_trials_report_trained_steps_only(tmp_path, nyu_data):
     ("sqlite:///{tmp}/no_such_folder/tuning.db", "unable to open database file"),
     ("notadb://host/study", "Can't load plugin"),
 ])
-def test_unusable_storage_is_one_line_naming_it(tmp_path, nyu_data, capsys, storage, cause):
+def test_unusable_storage_is_one_line_naming_it(tmp_path, nyu_data_480x640, capsys, storage, cause):
     url = storage.format(tmp=tmp_path)
-    assert bts_tune.main([_args_file(tmp_path, nyu_data), "--n_trials", "1", "--storage", url]) == 1
+    assert bts_tune.main([_args_file(tmp_path, nyu_data_480x640), "--n_trials", "1", "--storage", url]) == 1
     lines = _error_lines(capsys.readouterr().err)
     assert len(lines) == 1 and f"--storage {url!r}: cannot open the Optuna storage" in lines[0]
     assert cause in lines[0]
     assert not (tmp_path / "runs").exists()  # refused before any trial
 
 
-def test_unwritable_log_directory_is_refused_before_any_trial(tmp_path, nyu_data, capsys):
+def test_unwritable_log_directory_is_refused_before_any_trial(tmp_path, nyu_data_480x640, capsys):
     blocker = tmp_path / "a_file"  # a folder under a file: unwritable even for root
     blocker.write_text("x")
-    argv = [_args_file(tmp_path, nyu_data), "--log_directory", str(blocker / "runs"),
+    argv = [_args_file(tmp_path, nyu_data_480x640), "--log_directory", str(blocker / "runs"),
             "--n_trials", "1", "--storage", f"sqlite:///{tmp_path / 'never.db'}"]
     assert bts_tune.main(argv) == 1
     lines = _error_lines(capsys.readouterr().err)

@@ -2,7 +2,9 @@
 """The tiny training run the CLI tests share: one argv builder instead of a copy per file."""
 from typing import List
 
-TINY = ["--encoder", "densenet_tiny", "--bts_size", "128"]
+from conftest import TINY_BTS_SIZE, TINY_ENCODER, tiny_model_config
+
+TINY = ["--encoder", TINY_ENCODER, "--bts_size", str(TINY_BTS_SIZE)]  # conftest's tiny model as flags
 
 
 def train_argv(data, log_dir, *extra) -> List[str]:
@@ -24,7 +26,7 @@ def save_run_folder(folder, dataset: str = "nyu", seed: int = 0):
     import bts_model
     from utils.checkpoints import write_model_config
 
-    config = bts_model.BtsConfig.for_dataset(dataset, encoder="densenet_tiny", bts_size=128)
+    config = tiny_model_config(dataset)
     keras.utils.set_random_seed(seed)
     model = bts_model.build_bts_model(config)
     tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(folder), max_to_keep=1,

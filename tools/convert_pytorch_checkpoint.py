@@ -30,7 +30,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from utils.pretrained import ENCODER_PREFIX, mismatch_report, preview_names
+from utils.encoders import ENCODER_PREFIX
+from utils.pretrained import mismatch_report, preview_names
 
 LOG = logging.getLogger("convert_pytorch_checkpoint")
 
@@ -268,7 +269,9 @@ def convert_checkpoint(source_path: str, output_path: str, config) -> int:
 
 def default_output_path(source_path: str) -> str:
     """``model.keras`` next to the source file."""
-    return os.path.join(os.path.dirname(source_path) or ".", "model.keras")
+    from utils.checkpoints import MODEL_FILE
+
+    return os.path.join(os.path.dirname(source_path) or ".", MODEL_FILE)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -23,6 +23,11 @@ import tensorflow as tf
 from utils.configs import MODEL_CONFIG_NAME, BtsConfig, ConfigError
 
 KERAS_SUFFIXES = (".keras", ".weights.h5")
+# A run folder ({log_directory}/{model_name}): ckpt-N files, bts_config.json, and these.
+BEST_DIR = "best"  # the best checkpoint by --best_metric, with best_metrics.json
+BEST_METRICS_FILE = "best_metrics.json"
+MODEL_FILE = "model.keras"  # the final model, written when training ends
+ARGUMENTS_FILE = "arguments.txt"  # the resolved flags, replayable as an argument file
 
 
 class CheckpointError(ValueError):
@@ -45,7 +50,7 @@ def resolve_checkpoint(path: str) -> str:
         latest = tf.train.latest_checkpoint(path)
         if latest:
             return latest
-        for name in ("model.keras", "model.weights.h5"):
+        for name in (MODEL_FILE, "model.weights.h5"):
             candidate = os.path.join(path, name)
             if gfile.exists(candidate):
                 return candidate

@@ -77,7 +77,18 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 class DataError(ValueError):
-    """A bad input list, file or record, described in one line naming the file (and line)."""
+    """A bad input list, file or record, described in one line naming the file (and line).
+
+    ``field``: the setting whose value is at fault (its flag name), when there is one; scripts
+    print :meth:`as_flag_error` so the code below them need not know flag names.
+    """
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+    def as_flag_error(self) -> str:
+        return f"--{self.field} {self}" if self.field else str(self)
 
 
 def first_line(err: BaseException) -> str:
