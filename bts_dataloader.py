@@ -181,7 +181,7 @@ def normalize_image(image01, mode: str = "torch") -> tf.Tensor:
 
     torch: (x - mean) / std with ImageNet statistics; tf: 2x - 1; caffe: BGR, 255 x - mean; raw: x.
     """
-    scale, bias, bgr = normalization_affine(mode)
+    scale, bias, bgr = normalization_affine(mode, dtype=np.float32)  # float32 constants, as before
     image01 = tf.convert_to_tensor(image01, tf.float32)
     if bgr:
         image01 = image01[..., ::-1]

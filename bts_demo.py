@@ -67,12 +67,20 @@ def load_predictors(args, checkpoints: Dict[str, str]):
     Each model is built as its checkpoint records (``bts_predict.load_model``); --encoder and
     --bts_size are needed only for checkpoints that record nothing."""
     from bts_predict import DepthPredictor, load_model
+    from utils.configs import ConfigError
 
     predictors = {}
     for dataset, checkpoint in checkpoints.items():
         flags, explicit = model_flags_for(args, dataset)
-        model, config = load_model(checkpoint, flags, explicit=explicit,
-                                   allow_untrained=not checkpoint)
+        try:
+            model, config = load_model(checkpoint, flags, explicit=explicit,
+                                       allow_untrained=not checkpoint)
+        except ConfigError as err:
+            if err.field != "dataset" or dataset == args.dataset:
+                raise
+            # The outdoor slot's dataset is implied by its flag, not by --dataset.
+            raise ConfigError("checkpoint_path_kitti", str(err).replace("does not suit", "is not a "
+                              "KITTI model:", 1)) from None
         predictor = DepthPredictor(model, dataset, encoder=config.encoder,
                                    do_kb_crop=args.do_kb_crop)
         LOGGER.info("%s model ready (max depth %g m); tracing it once (the full DenseNet-161 "

@@ -52,7 +52,7 @@ from utils.configs import BtsConfig, ConfigError  # noqa: E402
 from utils.datasets import get_dataset_facts  # noqa: E402
 from utils.io import atomic_write_bytes, atomic_write_text, temporary_path  # noqa: E402
 
-LOG = logging.getLogger("export_model")
+LOG = logging.getLogger("bts_export")
 
 FORMATS = ("saved_model", "tflite", "tflite_fp16", "tflite_dynamic", "onnx")
 DEFAULT_FORMATS = ("saved_model", "tflite", "tflite_fp16", "onnx")
@@ -466,7 +466,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = _with_test_mode(sys.argv[1:] if argv is None else argv)
-    args = parse_args(groups=("model", "serve"), argv=argv, validate=_validate, prog="export_model.py",
+    args = parse_args(groups=("model", "serve"), argv=argv, validate=_validate, prog="bts_export.py",
                       description="Export BTS to SavedModel / TFLite / ONNX with parity checks.")
     if args.mixed_precision != "none":
         LOG.info("--mixed_precision %s ignored: exports are float32 (see --formats tflite_fp16)",

@@ -484,8 +484,11 @@ def predict_samples(predictor: DepthPredictor, samples: Sequence, pipeline: Pipe
 
 def evaluate_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
                      evaluation: EvalConfig) -> Tuple[Dict[str, float], List]:
-    """(mean metrics, per-image metrics in list order; None for frames without valid GT)."""
-    per_image = [p.metrics for p in predict_samples(predictor, samples, pipeline, evaluation)]
+    """(mean metrics, per-image metrics in list order of the samples that have ground truth;
+    None for those without a valid pixel). Frames without ground truth are not predicted."""
+    with_gt = [s for s in samples if s.depth_path is not None]
+    per_image = [p.metrics for p in predict_samples(predictor, with_gt, pipeline, evaluation)
+                 ] if with_gt else []
     return average_metrics(per_image), per_image
 
 

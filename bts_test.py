@@ -345,7 +345,7 @@ def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, f
     with_gt = sum(s.depth_path is not None for s in samples)
     print(f"Now testing {len(samples)} images")
     print(f"{len(samples) - with_gt} GT files missing")
-    pipeline = pipeline_config(args, "eval", normalization=predictor.preprocessing)
+    pipeline = pipeline_config(args, "test", normalization=predictor.preprocessing)
     evaluation = eval_config(args)
     evaluated, per_image, timer = [], [], Throughput()
     predictions = predict_samples(predictor, samples, pipeline, evaluation, with_maps=args.save_lpg)
@@ -404,9 +404,9 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
         except write_errors() as err:
             raise OutputError(f"cannot write --metrics_csv {args.metrics_csv}: "
                               f"{write_failure_reason(err)}") from None
-    print(f"Evaluated {len(per_image) - without_pixels} images")
-    if note:
+    if note:  # before upstream's two lines, which scripts may parse by position
         print(note)
+    print(f"Evaluated {len(per_image) - without_pixels} images")
     print(metrics.format_result_table(mean))
     return mean
 

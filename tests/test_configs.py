@@ -30,7 +30,7 @@ def test_model_config_resolves_the_encoders_width_and_has_no_dataset_name():
 
 @pytest.mark.parametrize("fields, flag, text", [
     ({"encoder": "vgg99"}, "encoder", "'vgg99' is unknown; valid encoders: densenet161_bts"),
-    ({"bts_size": 8}, "bts_size", "must be an integer >= 32"),
+    ({"bts_size": 64}, "bts_size", "must be an integer >= 128"),
     ({"max_depth": 0.0}, "max_depth", "must be positive"),
     ({"input_height": 100}, "input_height", "must be a positive multiple of 32, got 100"),
     ({"encoder": "densenet_tiny", "imagenet_weights": True}, "pretrained_model", "no keras.applications"),

@@ -587,3 +587,11 @@ def test_loopback_load_20_clients_x_10_requests_without_errors(server_url, predi
     p50, p95 = np.percentile(latencies, [50, 95])
     print(f"\nload: {clients} clients x {per_client} requests (32x48 PNG, tiny model): "
           f"{len(latencies) / wall:.1f} req/s, p50 {p50 * 1e3:.0f} ms, p95 {p95 * 1e3:.0f} ms")
+
+
+def test_a_nyu_model_in_the_kitti_slot_is_one_line_naming_that_flag(checkpoints, capsys):
+    assert bts_demo.main(["--checkpoint_path", checkpoints["nyu"],
+                          "--checkpoint_path_kitti", checkpoints["nyu"]]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "error: --checkpoint_path_kitti is not a KITTI model: " in lines[0]
+    assert "Traceback" not in lines[0]

@@ -256,9 +256,13 @@ def test_run_folder_alone_is_enough_and_a_contradicting_flag_is_one_line(
     lines = _run_expecting_error(_eval_list_argv(nyu_eval_list, run, "--bts_size", "256"), capsys)
     assert len(lines) == 1 and lines[0].startswith("bts_test.py: error: --bts_size is 256, but ")
     assert str(run / "bts_config.json") in lines[0] and "records bts_size 128" in lines[0]
-    # A flag set in an argument file is as explicit as one on the command line.
+    # An argument file's model flags (the shipped ones name DenseNet-161 and max_depth) yield to
+    # the checkpoint's record, as the default --encoder always did; typed flags are checked.
     arguments = tmp_path / "arguments.txt"
-    arguments.write_text("--encoder densenet121_bts\n")
-    lines = _run_expecting_error([str(arguments), *_eval_list_argv(nyu_eval_list, run)], capsys)
+    arguments.write_text("--encoder densenet161_bts\n--max_depth 10\n--bts_size 512\n")
+    assert bts_test.main([str(arguments), *_eval_list_argv(nyu_eval_list, run)]) == 0
+    assert "Evaluated 3 images" in capsys.readouterr().out
+    lines = _run_expecting_error([str(arguments), *_eval_list_argv(nyu_eval_list, run),
+                                  "--encoder", "densenet121_bts"], capsys)
     assert len(lines) == 1 and "--encoder is densenet121_bts" in lines[0]
     assert "records encoder densenet_tiny" in lines[0]

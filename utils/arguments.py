@@ -26,7 +26,7 @@ import sys
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple,
                     Union)
 
-from utils.configs import (DISTRIBUTION_STRATEGIES, PRECISIONS, BtsConfig, EvalConfig, PipelineConfig,
+from utils.configs import (DISTRIBUTION_STRATEGIES, MIN_BTS_SIZE, PRECISIONS, BtsConfig, EvalConfig, PipelineConfig,
                            TrainConfig)
 from utils.datasets import DATASETS, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, encoder_facts
@@ -349,7 +349,7 @@ _AT_LEAST_1 = _at_least(1)
 NUMERIC_FLAGS: Dict[str, _Check] = {
     # model
     "max_depth": _POSITIVE,
-    "bts_size": _at_least(128, " (the decoder halves it down to bts_size/32 channels)"),
+    "bts_size": _at_least(MIN_BTS_SIZE, " (the decoder halves it down to bts_size/32 channels)"),
     "input_height": _MULTIPLE_OF_32,
     "input_width": _MULTIPLE_OF_32,
     # data
@@ -427,9 +427,18 @@ def _explicit_destinations(groups: Iterable[str], argv: Sequence[str]) -> Frozen
     return frozenset(vars(given))
 
 
+def _command_line_tokens(argv: Sequence[str]) -> List[str]:
+    """``argv`` without its argument files (the leading file and every ``@file``)."""
+    argv = list(argv)
+    if argv and not argv[0].startswith(("-", "@")):
+        argv = argv[1:]
+    return [token for token in argv if not token.startswith("@")]
+
+
 def explicit_flags(args: argparse.Namespace) -> FrozenSet[str]:
-    """Flag destinations the user gave on the command line or in an argument file (not defaults,
-    not values filled in later); empty for a Namespace that ``parse_args`` did not make."""
+    """Flag destinations the user typed on the command line (not defaults, not argument-file
+    values: the shipped files name a model, which a checkpoint's own record replaces); empty for
+    a Namespace that ``parse_args`` did not make."""
     return getattr(args, "_explicit", frozenset())
 
 
@@ -447,6 +456,7 @@ def parse_args(
     """
     groups = tuple(groups)
     parser = build_parser(groups, description=description, prog=prog)
+    typed = _command_line_tokens(sys.argv[1:] if argv is None else argv)
     try:
         argv = expand_argv(sys.argv[1:] if argv is None else argv)
     except ArgumentFileError as err:
@@ -457,7 +467,7 @@ def parse_args(
         if flag.startswith("-"):
             parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
         parser.error(f"unexpected argument {flag!r}")
-    args._explicit = _explicit_destinations(groups, argv)
+    args._explicit = _explicit_destinations(groups, typed)
     args = resolve_dataset_defaults(args)
     problem = check_numeric_flags(args)
     if problem:
@@ -532,8 +542,11 @@ def frozen_first_blocks(args: argparse.Namespace) -> int:
 
 def pipeline_config(args: argparse.Namespace, split: str = "train", *,
                     normalization: Optional[str] = None, **overrides) -> PipelineConfig:
-    """The PipelineConfig of ``split`` ('train': the training lists/shards and --batch_size;
-    'eval': the *_eval lists, batch 1). ``normalization`` defaults to --encoder's."""
+    """The PipelineConfig of ``split``: 'train' (the training list/shards, --batch_size), 'eval'
+    (online validation: the *_eval lists, batch 1) or 'test' (bts_test.py: the main list, batch
+    1). ``normalization`` defaults to --encoder's."""
+    if split not in ("train", "eval", "test"):
+        raise ValueError(f"split {split!r} is unknown; expected train, eval or test")
     facts = get_dataset_facts(args.dataset)
     suffix = "_eval" if split == "eval" else ""
     degree = getattr(args, "degree", None)

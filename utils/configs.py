@@ -20,6 +20,7 @@ from utils.datasets import DatasetFacts, KITTI_FOCAL_NORMALISER, get_dataset_fac
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, NORMALIZATION_MODES, DenseNetConfig, encoder_facts
 
 CONFIG_VERSION = 1
+MIN_BTS_SIZE = 128  # the reduction heads need bts_size/32 >= 4 channels (PT reduction_1x1)
 MODEL_CONFIG_NAME = "bts_config.json"  # beside ckpt-N files, in best/ and next to model.keras
 
 
@@ -69,9 +70,9 @@ class BtsConfig:
                                          f"{', '.join(ENCODER_NAMES)}") from None
         if self.bts_size is None:
             object.__setattr__(self, "bts_size", facts.default_bts_size)
-        if not isinstance(self.bts_size, int) or self.bts_size < 32:
-            raise ConfigError("bts_size", f"must be an integer >= 32 (the decoder halves it down to "
-                                          f"bts_size/32 channels), got {self.bts_size!r}")
+        if not isinstance(self.bts_size, int) or self.bts_size < MIN_BTS_SIZE:
+            raise ConfigError("bts_size", f"must be an integer >= {MIN_BTS_SIZE} (the decoder halves "
+                                          f"it down to bts_size/32 channels), got {self.bts_size!r}")
         _positive("max_depth", self.max_depth)
         _positive("focal_normaliser", self.focal_normaliser, allow_none=True)
         for field in ("input_height", "input_width"):

@@ -95,15 +95,17 @@ def encoder_facts(name: str) -> EncoderFacts:
             from None
 
 
-def normalization_affine(mode: str, input_scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray, bool]:
-    """(scale, bias, bgr): the encoder input is ``x * input_scale * s + b`` per channel.
+def normalization_affine(mode: str, input_scale: float = 1.0, dtype=np.float64
+                         ) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """(scale, bias, bgr): the encoder input is ``x * s + b`` per channel.
 
     ``x`` is RGB (``input_scale`` 1 for [0, 1] floats, 1/255 for uint8 values); with ``bgr`` the
-    channels are reversed first. float64 (3,) arrays; callers cast.
+    channels are reversed first. (3,) arrays computed in ``dtype`` (float32 reproduces a float32
+    ``(x - mean) / std`` transform's constants bit for bit).
     """
     if mode == "torch":
-        std = np.asarray(IMAGENET_STD, np.float64)
-        return input_scale / std, -np.asarray(IMAGENET_MEAN, np.float64) / std, False
+        std = np.asarray(IMAGENET_STD, dtype)
+        return dtype(input_scale) / std, -np.asarray(IMAGENET_MEAN, dtype) / std, False
     if mode == "tf":
         return np.full(3, 2.0 * input_scale), np.full(3, -1.0), False
     if mode == "caffe":
