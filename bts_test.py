@@ -397,13 +397,7 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
                        without_pixels)
     mean = metrics.average_metrics([per_image[i] for i in order])
     if args.metrics_csv:
-        from utils.io import atomic_write_text, write_errors, write_failure_reason
-
-        try:
-            atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
-        except write_errors() as err:
-            raise OutputError(f"cannot write --metrics_csv {args.metrics_csv}: "
-                              f"{write_failure_reason(err)}") from None
+        metrics.write_metrics_csv(args.metrics_csv, names, per_image, mean)
     if note:  # before upstream's two lines, which scripts may parse by position
         print(note)
     print(f"Evaluated {len(per_image) - without_pixels} images")

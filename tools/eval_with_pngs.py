@@ -89,13 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{len(missing)} GT files missing")
         mean = metrics.average_metrics(per_image)
         if args.metrics_csv:
-            from utils.io import atomic_write_text, write_errors, write_failure_reason
-
-            try:
-                atomic_write_text(args.metrics_csv, metrics.metrics_csv_text(names, per_image, mean))
-            except write_errors() as err:
-                raise OSError(f"cannot write --metrics_csv {args.metrics_csv}: "
-                              f"{write_failure_reason(err)}") from None
+            metrics.write_metrics_csv(args.metrics_csv, names, per_image, mean)
     except (OSError, ValueError) as err:  # DataError is a ValueError: one line, no trace
         print(f"eval_with_pngs.py: error: {err}", file=sys.stderr)
         return 1

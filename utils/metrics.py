@@ -166,5 +166,18 @@ def metrics_csv_text(names: Sequence[str], per_image: Sequence[Optional[Mapping[
     return "\n".join(lines) + "\n"
 
 
+def write_metrics_csv(path: str, names: Sequence[str],
+                      per_image: Sequence[Optional[Mapping[str, float]]],
+                      mean: Optional[Mapping[str, float]] = None, label: str = "--metrics_csv") -> None:
+    """Write :func:`metrics_csv_text` atomically; a failure is one WriteError line naming
+    ``label`` (the flag that chose the file) and ``path``."""
+    from utils.io import WriteError, atomic_write_text, write_errors, write_failure_reason  # no TF here
+
+    try:
+        atomic_write_text(path, metrics_csv_text(names, per_image, mean))
+    except write_errors() as err:
+        raise WriteError(f"cannot write {label} {path}: {write_failure_reason(err)}") from None
+
+
 def _csv_cell(text: str) -> str:
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
