@@ -165,3 +165,16 @@ def test_metrics_csv_keeps_full_precision():
     assert [float(v) for v in lines[1].split(",")[2:]] == [row[n] for n in metrics.METRIC_NAMES]
     assert lines[2] == "c.png" + "," * len(metrics.METRIC_NAMES)
     assert lines[3].startswith("mean,")
+
+
+def test_metrics_csv_round_trips_and_an_unwritable_path_is_one_line(tmp_path):
+    from utils.io import WriteError
+
+    row = {name: float(i) for i, name in enumerate(metrics.METRIC_NAMES)}
+    path = tmp_path / "m.csv"
+    metrics.write_metrics_csv(str(path), ["a"], [row], row)
+    assert path.read_text() == metrics.metrics_csv_text(["a"], [row], row)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(WriteError, match=r"^cannot write --metrics_csv .*file/m.csv: "):
+        metrics.write_metrics_csv(str(blocker / "m.csv"), ["a"], [row], row)
