@@ -22,16 +22,17 @@ import logging
 import multiprocessing
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
-import tensorflow as tf
-from tqdm import tqdm
-
-import bts_dataloader
-from bts_dataloader import DataError, Sample
-from utils.arguments import parse_args
-from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
+from utils.arguments import check_input_paths, parse_args
+from utils.io import (DataError, WriteError, atomic_write, atomic_write_text, check_writable_folder,
                       write_errors, write_failure_reason)
+from utils.quiet import quiet_tensorflow
+
+if TYPE_CHECKING:
+    from bts_dataloader import Sample
+# TensorFlow (and bts_dataloader, which imports it) is imported inside the functions that use it:
+# --help and flag errors must not wait for TF's start-up.
 
 log = logging.getLogger("bts_convert_data")
 MAX_REPORTED = 20  # problem lines listed in the log (all are counted)
@@ -58,12 +59,18 @@ class ConversionReport:
 
 
 def _read(path: str) -> bytes:
+    import tensorflow as tf
+
     with tf.io.gfile.GFile(path, "rb") as handle:
         return handle.read()
 
 
 def _encode_sample(sample: Sample, index: int) -> bytes:
     """Read and check one sample's files; FileNotFoundError / DataError when unusable."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
     paths = [sample.rgb_path] + ([sample.depth_path] if sample.depth_path else [])
     for path in paths:
         if not tf.io.gfile.exists(path):
@@ -83,6 +90,10 @@ def shard_members(samples: Sequence[Sample], shard: int, num_shards: int) -> Lis
 def write_shard(prefix: str, shard: int, num_shards: int, members: Sequence[tuple],
                 strict: bool = False) -> ShardResult:
     """Write ``members`` ((index, Sample) pairs, in order) to one shard, atomically."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
     result = ShardResult(shard, 0, [], [])
     records = []
     for index, sample in members:
@@ -117,6 +128,10 @@ def _write_shard_job(job) -> ShardResult:
 
 def _remove_leftovers(prefix: str, num_shards: int) -> None:
     """Delete temp files of interrupted runs and shards of earlier runs with another shard count."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
     folder, base = os.path.split(prefix)
     manifest = bts_dataloader.manifest_path(prefix)
     if tf.io.gfile.exists(manifest):  # rewritten at the end; until then it would not match
@@ -132,6 +147,10 @@ def _remove_leftovers(prefix: str, num_shards: int) -> None:
 
 def count_records(files: Sequence[str]) -> List[int]:
     """Line indexes stored in ``files`` (reads every record once)."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
     spec = {"index": bts_dataloader.FEATURES["index"]}
     data = tf.data.TFRecordDataset(list(files)).map(
         lambda r: tf.io.parse_single_example(r, spec)["index"])
@@ -141,6 +160,12 @@ def count_records(files: Sequence[str]) -> List[int]:
 def convert(samples: Sequence[Sample], prefix: str, num_shards: int, num_workers: int = 0,
             strict: bool = False) -> ConversionReport:
     """Write ``samples`` to ``num_shards`` shards with ``num_workers`` processes (0: CPU count)."""
+    import tensorflow as tf
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    import bts_dataloader
+
     if num_shards < 1:
         raise DataError(f"--num_shards {num_shards} must be at least 1")
     if not prefix:
@@ -157,20 +182,20 @@ def convert(samples: Sequence[Sample], prefix: str, num_shards: int, num_workers
     _remove_leftovers(prefix, num_shards)
     jobs = [(prefix, shard, num_shards, shard_members(samples, shard, num_shards), strict)
             for shard in range(num_shards)]
-    progress = tqdm(total=num_shards, unit="shard", desc="converting")
     results: List[ShardResult] = []
-    if workers == 1:
-        for job in jobs:
-            results.append(_write_shard_job(job))
-            progress.update()
-    else:
-        # Processes, not threads: decoding checks and protobuf encoding hold the GIL. 'spawn'
-        # because forking a process that already runs TF's thread pools can deadlock.
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for result in pool.imap_unordered(_write_shard_job, jobs):
-                results.append(result)
+    with logging_redirect_tqdm(), tqdm(total=num_shards, unit="shard", desc="converting") as progress:
+        if workers == 1:
+            for job in jobs:
+                results.append(_write_shard_job(job))
                 progress.update()
-    progress.close()
+        else:
+            # Processes, not threads: decoding checks and protobuf encoding hold the GIL. 'spawn'
+            # because forking a process that already runs TF's thread pools can deadlock. Each
+            # worker imports TF itself: quiet it the same way (TF_CPP_MIN_LOG_LEVEL is inherited).
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=quiet_tensorflow) as pool:
+                for result in pool.imap_unordered(_write_shard_job, jobs):
+                    results.append(result)
+                    progress.update()
     results.sort(key=lambda r: r.shard)
     shards = [bts_dataloader.shard_name(prefix, r.shard, num_shards) for r in results]
     report = ConversionReport(shards, sum(r.written for r in results),
@@ -184,6 +209,10 @@ def convert(samples: Sequence[Sample], prefix: str, num_shards: int, num_workers
 def write_manifest(prefix: str, results: Sequence[ShardResult], shards: Sequence[str],
                    samples: Sequence[Sample]) -> str:
     """``PREFIX.manifest.json``: records and bytes per shard (what bts_dataloader.open_shards checks)."""
+    import tensorflow as tf
+
+    import bts_dataloader
+
     manifest = {
         "records": sum(r.written for r in results),
         "lines": len(samples),
@@ -232,6 +261,12 @@ def main(argv: Optional[Sequence[str]] = None) -> ConversionReport:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(groups=("model", "data", "convert"), argv=argv, prog="bts_convert_data.py",
                       description=__doc__.splitlines()[0], validate=_validate)
+    quiet_tensorflow(args.verbose)
+    problem = check_input_paths(args, files=("filenames_file",), folders=("data_path", "gt_path"))
+    if problem:  # before TensorFlow starts
+        raise SystemExit(f"error: {problem}")
+    import bts_dataloader
+
     try:
         samples = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
         report = convert(samples, args.tfrecord_path, args.num_shards, args.num_workers, args.strict)

@@ -25,8 +25,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from utils.arguments import explicit_model_fields, model_config, parse_args
+from utils.arguments import check_input_paths, explicit_model_fields, model_config, parse_args
 from utils.optional import require
+from utils.quiet import quiet_tensorflow
 
 LOGGER = logging.getLogger("bts_demo")
 PROG = "bts_demo.py"
@@ -116,7 +117,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     args = parse_args(groups=("model", "data", "serve"), argv=argv, validate=_validate, prog=PROG,
                       description=__doc__.splitlines()[0])
+    quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = check_input_paths(args, files=("checkpoint_path", "checkpoint_path_kitti"))
+    if problem:  # before TensorFlow starts and the models load
+        print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return 1
     checkpoints = requested_checkpoints(args)
     untrained = not checkpoints
     if untrained and not args.allow_untrained:

@@ -36,21 +36,21 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from utils.configs import BtsConfig, ConfigError
+from utils.datasets import get_dataset_facts
+from utils.io import atomic_write_bytes, atomic_write_text, temporary_path
 
-import bts_dataloader  # noqa: E402
-import bts_model  # noqa: E402
-from bts_predict import DepthPredictor, input_normalization, load_model  # noqa: E402
-from utils.checkpoints import CheckpointError  # noqa: E402
-from utils.configs import BtsConfig, ConfigError  # noqa: E402
-from utils.datasets import get_dataset_facts  # noqa: E402
-from utils.io import atomic_write_bytes, atomic_write_text, temporary_path  # noqa: E402
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from bts_predict import DepthPredictor
+# TensorFlow, Keras and the model modules are imported inside the functions that use them:
+# --help and flag errors must not wait for TF's start-up.
 
 LOG = logging.getLogger("bts_export")
 
@@ -117,6 +117,8 @@ class ExportResult:
 # --------------------------------------------------------------------------------------------
 def _check_size(image: tf.Tensor) -> List[tf.Operation]:
     """Assertions that H and W are multiples of 32 (the encoder halves the size five times)."""
+    import tensorflow as tf
+
     shape = tf.shape(image)
     message = f"image height and width must be multiples of {SIZE_MULTIPLE}"
     return [tf.debugging.assert_equal(shape[1] % SIZE_MULTIPLE, 0, message=message),
@@ -130,6 +132,9 @@ def make_serving_functions(model: keras.Model, preprocessing: str, check_size: b
     ``uint8``: RGB 0..255, normalised inside with ``normalize_image(x/255, preprocessing)``.
     ``normalized``: float32 already normalised (the Keras model's ``image`` input).
     """
+    import tensorflow as tf
+
+    import bts_dataloader
 
     def from_normalized(image, focal):
         image = tf.convert_to_tensor(image, tf.float32)
@@ -148,6 +153,8 @@ def make_serving_functions(model: keras.Model, preprocessing: str, check_size: b
 
 def input_signature(dtype: tf.DType, batch: Optional[int] = None, height: Optional[int] = None,
                     width: Optional[int] = None) -> List[tf.TensorSpec]:
+    import tensorflow as tf
+
     return [tf.TensorSpec((batch, height, width, 3), dtype, name="image"),
             tf.TensorSpec((batch,), tf.float32, name="focal")]
 
@@ -157,6 +164,8 @@ def input_signature(dtype: tf.DType, batch: Optional[int] = None, height: Option
 # --------------------------------------------------------------------------------------------
 def _replace_directory(tmp: str, path: str) -> None:
     """Move the finished folder ``tmp`` to ``path`` (the old one is removed first)."""
+    import tensorflow as tf
+
     if tf.io.gfile.exists(path):
         tf.io.gfile.rmtree(path)
     tf.io.gfile.rename(tmp, path)
@@ -164,6 +173,9 @@ def _replace_directory(tmp: str, path: str) -> None:
 
 def export_saved_model(model: keras.Model, path: str, preprocessing: str) -> None:
     """SavedModel with the uint8 ``serving_default`` and float ``serve_normalized`` signatures."""
+    import keras
+    import tensorflow as tf
+
     functions = make_serving_functions(model, preprocessing, check_size=True)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -187,6 +199,8 @@ def tflite_bytes(model: keras.Model, preprocessing: str, height: int, width: int
     variables into constants (passing the model as trackable keeps them as resource variables
     that the interpreter reads uninitialised).
     """
+    import tensorflow as tf
+
     function = tf.function(make_serving_functions(model, preprocessing, check_size=False)["uint8"],
                            input_signature=input_signature(tf.uint8, 1, height, width))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
@@ -211,6 +225,8 @@ def _optional_module(name: str):
 
 def onnx_bytes(model: keras.Model, preprocessing: str, opset: int = ONNX_OPSET) -> bytes:
     """ONNX model of the uint8 function with dynamic batch, height and width (tf2onnx)."""
+    import tensorflow as tf
+
     tf2onnx = _optional_module("tf2onnx")
     function = tf.function(make_serving_functions(model, preprocessing, check_size=False)["uint8"],
                            input_signature=input_signature(tf.uint8))
@@ -226,6 +242,8 @@ Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def saved_model_predictor(path: str, signature: str = SERVING_UINT8) -> Predictor:
+    import tensorflow as tf
+
     serving = tf.saved_model.load(path).signatures[signature]
     dtype = tf.uint8 if signature == SERVING_UINT8 else tf.float32
 
@@ -238,6 +256,8 @@ def saved_model_predictor(path: str, signature: str = SERVING_UINT8) -> Predicto
 
 def tflite_predictor(path: str) -> Predictor:
     """Runs the fixed-size batch-1 TFLite model image by image."""
+    import tensorflow as tf
+
     interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
     interpreter.allocate_tensors()
     inputs = {("focal" if "focal" in d["name"] else "image"): d for d in interpreter.get_input_details()}
@@ -355,6 +375,8 @@ class ExportSettings:
 def export_one(model: keras.Model, fmt: str, settings: ExportSettings, reference: Predictor,
                images: np.ndarray, focals: np.ndarray) -> ExportResult:
     """Write one format, reload it with its runtime, compare with the Keras model and time it."""
+    import bts_dataloader
+
     path = os.path.join(settings.export_dir, ARTEFACT_NAMES[fmt])
     start = time.perf_counter()
     if fmt == "saved_model":
@@ -389,6 +411,10 @@ def export_one(model: keras.Model, fmt: str, settings: ExportSettings, reference
 def export_all(model: keras.Model, formats: Sequence[str], settings: ExportSettings
                ) -> Tuple[List[ExportResult], float]:
     """Export every format; returns the results and the Keras model's own latency."""
+    import tensorflow as tf
+
+    from bts_predict import DepthPredictor
+
     unknown = [fmt for fmt in formats if fmt not in FORMATS]
     if unknown:
         raise ExportError(f"--formats {' '.join(unknown)} unknown; valid formats: {', '.join(FORMATS)}")
@@ -419,6 +445,9 @@ def format_report(results: Sequence[ExportResult], keras_latency: float,
 
 def write_report(results: Sequence[ExportResult], keras_latency: float,
                  settings: ExportSettings) -> str:
+    import keras
+    import tensorflow as tf
+
     path = os.path.join(settings.export_dir, "export_report.json")
     payload = {"settings": dataclasses.asdict(settings), "keras_latency_s": keras_latency,
                "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -432,6 +461,10 @@ def load_export_model(checkpoint: str, flags: BtsConfig, explicit: Sequence[str]
     """Float32 BTS of any input size with the weights of ``checkpoint`` (``bts_predict.load_model``:
     built as the checkpoint records, ``flags`` for older ones); without one, the random
     initialisation of seed 0."""
+    import keras
+
+    from bts_predict import load_model
+
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     if not checkpoint:
@@ -454,20 +487,30 @@ def _validate(parser, args) -> None:
     for fmt in args.formats or ():
         if fmt not in FORMATS:
             parser.error(f"--formats {fmt!r} is unknown; valid formats: {', '.join(FORMATS)}")
-    try:
-        bts_model.encoder_spec(args.encoder)
-    except ValueError as err:
-        parser.error(str(err))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """The edge: flags -> configs, then the config-only export functions above."""
-    from utils.arguments import explicit_model_fields, model_config, parse_args
+    from utils.arguments import check_input_paths, explicit_model_fields, model_config, parse_args
+    from utils.io import WriteError, check_writable_folder
+    from utils.quiet import quiet_tensorflow
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     argv = _with_test_mode(sys.argv[1:] if argv is None else argv)
     args = parse_args(groups=("model", "serve"), argv=argv, validate=_validate, prog="bts_export.py",
                       description="Export BTS to SavedModel / TFLite / ONNX with parity checks.")
+    quiet_tensorflow(args.verbose)
+    problem = check_input_paths(args, files=("checkpoint_path",))
+    try:  # the cheap checks, before TensorFlow starts
+        if problem:
+            raise ExportError(problem)
+        check_writable_folder(args.export_dir, "--export_dir")
+    except (ExportError, WriteError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    from bts_predict import input_normalization
+    from utils.checkpoints import CheckpointError
+
     if args.mixed_precision != "none":
         LOG.info("--mixed_precision %s ignored: exports are float32 (see --formats tflite_fp16)",
                  args.mixed_precision)

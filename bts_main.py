@@ -3,7 +3,8 @@
 
 Thin CLI: parse the shared arguments, build the :class:`utils.configs.TrainConfig` once, hand it
 to a :class:`bts_trainer.Trainer` with the online evaluator, run it, report errors in one line.
-Re-running the same command resumes from the latest checkpoint of ``log_directory/model_name``.
+Re-running the same command resumes from the latest checkpoint of ``log_directory/model_name``;
+once that run has reached its last step, a rerun changes nothing and says "nothing left to train".
 """
 from __future__ import annotations
 
@@ -34,6 +35,21 @@ def parse_train_args(argv: Optional[Sequence[str]] = None):
                       validate=validate)
 
 
+def check_inputs(args) -> Optional[str]:
+    """The cheap checks, made before TensorFlow starts: the lists, their roots and the checkpoint
+    exist (those of the online evaluation when it runs). One error line, or None."""
+    files, folders = ["checkpoint_path"], []
+    if not args.tfrecord_path:  # shards hold the images; the list's roots need not be here
+        files.append("filenames_file")
+        folders += ["data_path", "gt_path"]
+    if args.do_online_eval and not args.validation_split > 0:  # a split replaces the eval list
+        files.append("filenames_file_eval")
+        folders += ["data_path_eval", "gt_path_eval"]
+    from utils.arguments import check_input_paths
+
+    return check_input_paths(args, files, folders)
+
+
 def make_evaluate_fn(config) -> Optional[Callable]:
     """The trainer's ``evaluate_fn(model, samples)`` for ``config`` (a TrainConfig), None without
     online validation: ``bts_test.py``'s evaluation loop on the evaluation pipeline."""
@@ -45,7 +61,14 @@ def make_evaluate_fn(config) -> Optional[Callable]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from utils.quiet import quiet_tensorflow
+
     args = parse_train_args(argv)
+    quiet_tensorflow(args.verbose)
+    problem = check_inputs(args)
+    if problem:
+        print(f"bts_main.py: error: {problem}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import tensorflow as tf
 
@@ -80,8 +103,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("bts_main.py: interrupted; checkpoint saved, rerun the same command to resume",
               file=sys.stderr)
         return 130
+    if trainer.steps_run == 0:  # the same command rerun after the run reached its last step
+        print(nothing_left_message(trainer.run_dir, trainer.step, trainer.total_steps))
+        return 0
     print(f"finished at step {trainer.step}: loss {result['loss']:.4f}; run folder {trainer.run_dir}")
     return 0
+
+
+def nothing_left_message(run_dir: str, step: int, total_steps: int) -> str:
+    """The one line for a rerun of a finished run: where it stands and how to go on."""
+    where = (f"at step {step} of {total_steps}" if step == total_steps
+             else f"at step {step}, past the {total_steps} steps this command asks for")
+    return (f"bts_main.py: run folder {run_dir} already finished {where}: nothing left to train "
+            "(pass a larger --num_epochs/--num_steps to continue, or --retrain to start over)")
 
 
 if __name__ == "__main__":

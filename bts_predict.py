@@ -157,7 +157,10 @@ class DepthPredictor:
         self.model = model
         self.dataset = dataset
         self.facts = get_dataset_facts(dataset)
-        self.encoder = _input_facts_of(model)[0] or encoder
+        # What the loaded model records of itself wins over the caller's names (the flags').
+        self.model_config: Optional[BtsConfig] = bts_model.model_config_of(model)  # None: older file
+        self.encoder = ((self.model_config and _encoder_name(self.model_config))
+                        or _input_facts_of(model)[0] or encoder)
         self.preprocessing = input_normalization(model, encoder, normalization)
         self.post_process = bool(post_process)
         self.do_kb_crop = bool(do_kb_crop) and self.facts.kb_crop_size is not None

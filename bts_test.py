@@ -6,6 +6,7 @@
     # KITTI Eigen split: KB crop in, pasted back, Garg crop (see arguments_test_eigen.txt)
     python bts_test.py arguments_test_eigen.txt --checkpoint_path models/bts_eigen_v2
     # a training run folder alone: its bts_config.json says how to build the model
+    # (outputs in result_my_run/: the folder is named after the model loaded)
     python bts_test.py arguments_test_nyu.txt --checkpoint_path models/my_run/best
     # any images, any size: files, folders or list files
     python bts_test.py --dataset nyu --checkpoint_path M.keras --image_path photos/ \
@@ -21,10 +22,17 @@ numbers (both read the file-name conventions of ``utils.paths``). The loop is on
 (``bts_predict.predict_samples``), so training logs the numbers this prints for the same weights;
 ``--no_quantize_eval`` scores the float32 depth instead, and the line above the table says which.
 
-Outputs (``--output_directory``, default ``result_{model_name}``), one file per image under a
-folder per kind: ``raw/`` uint16 PNG, ``cmap/`` colormapped PNG over [0, max_depth], ``npy/``
-float32 metres, ``lpg/`` LPG maps, ``ply/`` coloured point clouds. With a filenames file the names
-are the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame}.png``), so
+Outputs go to ``--output_directory``, by default ``result_{name}`` named after the model that is
+loaded: ``name`` is ``--model_name`` when typed on the command line, else the model's own name
+read from ``--checkpoint_path`` (a run folder's name for the folder, its ``ckpt-N``, ``best/``,
+``model.keras`` or ``model*.weights.h5``; another ``.keras``/``.weights.h5`` file's stem), else
+``--model_name`` (the argument file's, or the default). The shipped argument files name their
+checkpoint's folder (``--model_name bts_nyu_v2``, ``--checkpoint_path ./models/bts_nyu_v2``) and
+keep upstream's ``result_bts_nyu_v2``; ``--checkpoint_path models/my_run/best`` typed over one
+writes to ``result_my_run``, not to the other model's folder. One file per image under a folder
+per kind: ``raw/`` uint16 PNG, ``cmap/`` colormapped PNG over [0, max_depth], ``npy/`` float32
+metres, ``lpg/`` LPG maps, ``ply/`` coloured point clouds. With a filenames file the names are
+the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame}.png``), so
 ``eval_with_pngs.py`` maps them back to the ground truth; KITTI raw PNGs hold the 352×1216 KB crop
 as upstream. With ``--image_path`` names mirror the inputs' relative paths and every output has
 the input's size.
@@ -46,14 +54,14 @@ import time
 import uuid
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from utils import image_io, metrics  # noqa: E402
-from utils.paths import SKIPPED_NAME_PARTS, find_prediction_pngs, upstream_output_name  # noqa: E402
-from utils.arguments import (default_output_directory, eval_config, explicit_model_fields,  # noqa: E402
+from utils import image_io, metrics
+from utils.arguments import (check_input_paths, default_output_directory, eval_config, explicit_model_fields,
                              model_config, parse_args, pipeline_config)
+from utils.io import file_errors, files_for
+from utils.paths import SKIPPED_NAME_PARTS, find_prediction_pngs, upstream_output_name
+from utils.quiet import quiet_tensorflow
 
 LOGGER = logging.getLogger("bts_test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -111,41 +119,52 @@ def _validate(parser, args) -> None:
         LOGGER.warning("--eigen_crop and --garg_crop both given: the Garg crop is used")
 
 
+def check_inputs(args) -> Optional[str]:
+    """The cheap checks, made before TensorFlow starts: one error line, or None."""
+    if not args.checkpoint_path:
+        return ("--checkpoint_path is required: a .keras/.weights.h5 file, a training checkpoint "
+                "or a run folder (see docs/pretrained.md)")
+    if args.image_path is not None:  # the list-mode roots do not apply
+        return check_input_paths(args, files=("checkpoint_path",))
+    return check_input_paths(args, files=("checkpoint_path", "filenames_file"),
+                             folders=("data_path", "gt_path"))
+
+
 def wants_outputs(args) -> bool:
     return any((args.save_png, args.save_cmap, args.save_npy, args.save_lpg, args.save_point_cloud))
 
 
 def prepare_output_directory(args) -> str:
     """The output folder, checked before any work: writable, and holding no earlier results
-    unless ``--overwrite`` (the same for ``--metrics_csv``); OutputError otherwise."""
-    import tensorflow as tf
-
+    unless ``--overwrite`` (the same for ``--metrics_csv``); OutputError otherwise. Local
+    folders are checked without TensorFlow, so this runs before it starts."""
     from utils.io import WriteError, check_writable_folder
 
     folder = default_output_directory(args)
+    files = files_for(folder)
     targets = []
     if wants_outputs(args):
-        if tf.io.gfile.exists(folder) and not tf.io.gfile.isdir(folder):
+        if files.exists(folder) and not files.isdir(folder):
             raise OutputError(f"--output_directory {folder!r} is a file, not a folder")
         remove_stale_staging(folder)
-        earlier = sorted(tf.io.gfile.listdir(folder)) if tf.io.gfile.isdir(folder) else []
+        earlier = sorted(files.listdir(folder)) if files.isdir(folder) else []
         if earlier and not args.overwrite:
             shown = ", ".join(name.rstrip("/") for name in earlier[:3])
             raise OutputError(f"output folder {folder!r} already holds results ({shown}"
                               f"{', ...' if len(earlier) > 3 else ''}); pass --overwrite to "
                               "replace them or choose another --output_directory")
         # A new folder is staged beside it (its parent must be writable), an existing one inside.
-        targets.append((folder, folder if tf.io.gfile.isdir(folder) else _parent(folder)))
+        targets.append(("--output_directory", folder, folder if files.isdir(folder) else _parent(folder)))
     if args.metrics_csv:
-        if tf.io.gfile.exists(args.metrics_csv) and not args.overwrite:
+        if files_for(args.metrics_csv).exists(args.metrics_csv) and not args.overwrite:
             raise OutputError(f"--metrics_csv {args.metrics_csv!r} already exists; pass "
                               "--overwrite to replace it or choose another file")
-        targets.append((args.metrics_csv, os.path.dirname(args.metrics_csv) or "."))
-    for shown, target in targets:
+        targets.append(("--metrics_csv", args.metrics_csv, os.path.dirname(args.metrics_csv) or "."))
+    for flag, shown, target in targets:
         try:
             check_writable_folder(target)
         except WriteError as err:
-            raise OutputError(f"output {shown!r} is not writable: {err.reason}") from None
+            raise OutputError(f"{flag} {shown!r} is not writable: {err.reason}") from None
     return folder
 
 
@@ -165,13 +184,12 @@ def _staging_names(folder: str) -> Tuple[str, str]:
 
 def remove_stale_staging(folder: str) -> None:
     """Delete staging folders that killed runs into ``folder`` left behind."""
-    import tensorflow as tf
-
+    files = files_for(folder)
     for pattern in _staging_names(folder):
-        for stale in tf.io.gfile.glob(pattern):
+        for stale in files.glob(pattern):
             if re.fullmatch(r"\.(.+\.)?partial-[0-9a-f]{8}", os.path.basename(stale.rstrip("/"))):
                 LOGGER.info("removing %s, left by an interrupted run", stale)
-                tf.io.gfile.rmtree(stale)
+                files.rmtree(stale)
 
 
 class StagedOutput:
@@ -330,16 +348,17 @@ def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
     return rgb, (fx, fy, cx, cy)
 
 
-def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, float]]:
-    """Predict every sample of ``--filenames_file``; metrics where GT exists. Returns the mean.
+def evaluate_list(args, predictor, output: StagedOutput, samples) -> Optional[Dict[str, float]]:
+    """Predict every sample (:func:`read_samples` of ``--filenames_file``); metrics where GT
+    exists. Returns the mean.
 
     The loop is online validation's (``bts_predict.predict_samples``): same weights, same numbers.
     """
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     from bts_predict import predict_samples, quantization_note
 
-    samples = read_samples(args)
     names = [upstream_output_name(s.line.split()[0], args.dataset) for s in samples]
     check_unique(names)
     with_gt = sum(s.depth_path is not None for s in samples)
@@ -349,16 +368,17 @@ def evaluate_list(args, predictor, output: StagedOutput) -> Optional[Dict[str, f
     evaluation = eval_config(args)
     evaluated, per_image, timer = [], [], Throughput()
     predictions = predict_samples(predictor, samples, pipeline, evaluation, with_maps=args.save_lpg)
-    for done in tqdm(predictions, total=len(samples), desc="testing", unit="img"):
-        timer.add(done.seconds)
-        rgb = intrinsics = None
-        if args.save_point_cloud:
-            rgb, intrinsics = sample_intrinsics(args, samples[done.index], done.depth.shape)
-        save_prediction(args, predictor, output.path, names[done.index], done.depth, rgb=rgb,
-                        maps=done.maps, intrinsics=intrinsics, shown_folder=output.folder)
-        if done.has_gt:
-            per_image.append(done.metrics)
-            evaluated.append(done.index)
+    with logging_redirect_tqdm():  # log lines above the bar, never glued onto it
+        for done in tqdm(predictions, total=len(samples), desc="testing", unit="img"):
+            timer.add(done.seconds)
+            rgb = intrinsics = None
+            if args.save_point_cloud:
+                rgb, intrinsics = sample_intrinsics(args, samples[done.index], done.depth.shape)
+            save_prediction(args, predictor, output.path, names[done.index], done.depth, rgb=rgb,
+                            maps=done.maps, intrinsics=intrinsics, shown_folder=output.folder)
+            if done.has_gt:
+                per_image.append(done.metrics)
+                evaluated.append(done.index)
     timer.log()
     order = averaging_order([names[i] + ".png" for i in evaluated],
                             os.path.join(output.path, "raw") if args.save_png else None)
@@ -410,20 +430,20 @@ def summarise_metrics(args, names: List[str], per_image: List[Optional[dict]],
 # -------------------------------------------------------------------------------------------
 def collect_images(entries: Sequence[str], data_path: str = "") -> List[ImageItem]:
     """Expand files, folders (recursively, sorted) and list files (``path [... focal]`` per line,
-    relative paths against --data_path or the list's folder) into ImageItems."""
-    import tensorflow as tf
-
+    relative paths against --data_path or the list's folder) into ImageItems. Local inputs are
+    listed without TensorFlow, so this runs before it starts."""
     items: List[ImageItem] = []
     for entry in entries:
-        if tf.io.gfile.isdir(entry):
-            found = sorted(os.path.join(root, f) for root, _, files in tf.io.gfile.walk(entry)
-                           for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+        files = files_for(entry)
+        if files.isdir(entry):
+            found = sorted(os.path.join(root, f) for root, _, names in files.walk(entry)
+                           for f in names if f.lower().endswith(IMAGE_EXTENSIONS))
             if not found:
                 raise FileNotFoundError(f"--image_path folder {entry!r} holds no images")
             items += [ImageItem(p, os.path.splitext(os.path.relpath(p, entry))[0]) for p in found]
         elif entry.lower().endswith(".txt"):
             items += _read_image_list(entry, data_path)
-        elif tf.io.gfile.exists(entry):
+        elif files.exists(entry):
             items.append(ImageItem(entry, os.path.splitext(os.path.basename(entry))[0]))
         else:
             raise FileNotFoundError(f"--image_path {entry!r} does not exist")
@@ -432,12 +452,10 @@ def collect_images(entries: Sequence[str], data_path: str = "") -> List[ImageIte
 
 
 def _read_image_list(path: str, data_path: str) -> List[ImageItem]:
-    import tensorflow as tf
-
     try:
-        with tf.io.gfile.GFile(path, "r") as handle:
+        with files_for(path).GFile(path, "r") as handle:
             lines = handle.read().splitlines()
-    except (tf.errors.OpError, OSError):
+    except file_errors(path):
         raise FileNotFoundError(f"--image_path list {path!r} cannot be read") from None
     root = data_path or os.path.dirname(path)
     items = []
@@ -454,7 +472,7 @@ def _read_image_list(path: str, data_path: str) -> List[ImageItem]:
         relative = columns[0].lstrip("/")
         absolute = os.path.isabs(columns[0]) and not data_path
         full = columns[0] if absolute else os.path.join(root, relative)
-        if not tf.io.gfile.exists(full):
+        if not files_for(full).exists(full):
             raise FileNotFoundError(f"{path} line {number}: image not found: {full}")
         items.append(ImageItem(full, os.path.splitext(relative)[0], focal))
     if not items:
@@ -482,31 +500,34 @@ def image_stream(items: Sequence[ImageItem]):
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
 
 
-def predict_images(args, predictor, output: StagedOutput) -> None:
-    """Predict depth for ``--image_path`` inputs and write the requested outputs at input size."""
+def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageItem]) -> None:
+    """Predict depth for the ``--image_path`` inputs (:func:`collect_images`) and write the
+    requested outputs at input size."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
     import bts_dataloader
 
-    items = collect_images(args.image_path, args.data_path)
     print(f"Now predicting {len(items)} images")
     timer = Throughput()
-    for index, rgb, error in tqdm(image_stream(items), total=len(items), desc="predicting",
-                                  unit="img"):
-        item = items[int(index)]
-        if error.numpy():
-            raise bts_dataloader.DataError(error.numpy().decode("utf-8", "replace"))
-        rgb = rgb.numpy()
-        focal = args.focal or item.focal or args.fx or predictor.default_focal
-        start = time.perf_counter()
-        predicted = predictor.predict_image(rgb, focal, with_maps=args.save_lpg)
-        timer.add(time.perf_counter() - start)
-        depth, maps = predicted if args.save_lpg else (predicted, None)
-        given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
-        intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or given_focal,
-                                                 args.fy or given_focal, args.cx, args.cy)
-        save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
-                        intrinsics=intrinsics, shown_folder=output.folder)
+    with logging_redirect_tqdm():  # log lines above the bar, never glued onto it
+        for index, rgb, error in tqdm(image_stream(items), total=len(items), desc="predicting",
+                                      unit="img"):
+            item = items[int(index)]
+            if error.numpy():
+                raise bts_dataloader.DataError(error.numpy().decode("utf-8", "replace"))
+            rgb = rgb.numpy()
+            focal = args.focal or item.focal or args.fx or predictor.default_focal
+            start = time.perf_counter()
+            predicted = predictor.predict_image(rgb, focal, with_maps=args.save_lpg)
+            timer.add(time.perf_counter() - start)
+            depth, maps = predicted if args.save_lpg else (predicted, None)
+            given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
+            intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2],
+                                                     args.fx or given_focal, args.fy or given_focal,
+                                                     args.cx, args.cy)
+            save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
+                            intrinsics=intrinsics, shown_folder=output.folder)
     timer.log()
 
 
@@ -516,7 +537,23 @@ def predict_images(args, predictor, output: StagedOutput) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
                       prog="bts_test.py", description="Evaluate BTS or predict depth maps.")
+    quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.image_path is not None and not wants_outputs(args):
+        LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
+        args.save_png = args.save_cmap = True
+    if args.image_path is None and not wants_outputs(args) and not args.gt_path:
+        LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
+    # Cheap checks first: a wrong path fails in a second, not after TF start-up and a model load.
+    try:
+        items = collect_images(args.image_path, args.data_path) if args.image_path is not None else None
+        problem = check_inputs(args)
+        if problem:
+            raise ValueError(problem)
+        folder = prepare_output_directory(args)
+    except (OSError, ValueError) as err:  # OutputError is an OSError
+        print(f"bts_test.py: error: {err}", file=sys.stderr)
+        return 1
     import tensorflow as tf
 
     import bts_dataloader
@@ -524,22 +561,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
-    if args.image_path is not None and not wants_outputs(args):
-        LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
-        args.save_png = args.save_cmap = True
-    if args.image_path is None and not wants_outputs(args) and not args.gt_path:
-        LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
     try:
-        folder = prepare_output_directory(args)
+        samples = read_samples(args) if items is None else None  # every listed image exists
         model, config = load_model(args.checkpoint_path, model_config(args),
                                    explicit=explicit_model_fields(args))
         predictor = DepthPredictor(model, args.dataset, encoder=config.encoder,
                                    post_process=args.post_process, do_kb_crop=args.do_kb_crop)
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:
-            if args.image_path is not None:
-                predict_images(args, predictor, output)
+            if items is not None:
+                predict_images(args, predictor, output, items)
             else:
-                evaluate_list(args, predictor, output)
+                evaluate_list(args, predictor, output, samples)
         if wants_outputs(args):
             print(f"Predictions written to {folder}")
     except ConfigError as err:  # a flag that contradicts the checkpoint, named as the flag

@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 import bts_dataloader
 import bts_losses
@@ -266,9 +267,9 @@ def apply_freezing(model: keras.Model, encoder: str, first_blocks: int = 0) -> L
 
 def default_pretrained_path(encoder: str) -> str:
     """Where ./init_densenet_161.sh puts the ImageNet weights of ``encoder`` ('' if nowhere)."""
-    from utils.pretrained import default_encoder_weights_path
+    from utils.pretrained import INIT_COMMANDS, default_encoder_weights_path
 
-    return default_encoder_weights_path(encoder) if encoder in ("densenet161_bts", "densenet121_bts") else ""
+    return default_encoder_weights_path(encoder) if encoder in INIT_COMMANDS else ""
 
 
 def learning_rate_schedule(learning_rate: float, end_learning_rate: float, total_steps: int):
@@ -517,12 +518,16 @@ class Trainer:
         self.steps_per_epoch = self._steps_per_epoch()
         self.total_steps = config.num_steps or config.num_epochs * self.steps_per_epoch
         seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % (2 ** 31))
+        # Before the model: each layer's initializer takes its seed from Python's random when built.
+        # A seeded CPU run is then bit-exact (tests/test_reproducibility.py) without TF op
+        # determinism, which is process-wide and fails XLA's MaxPool gradient (--jit_compile);
+        # GPU users who need exact reruns set TF_DETERMINISTIC_OPS=1 (docs/design.md §5.8).
         keras.utils.set_random_seed(seed)
         self._build(seed, loss_fn)
-        self.writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "summaries"))
-                       if self.chief else tf.summary.create_noop_writer())
+        self._writer = None  # summaries/, opened on first use (see writer)
         self.best: Dict[str, float] = {}
         self.last_checkpoint: Optional[str] = None
+        self.steps_run = 0  # steps the last train() call ran (0: the run folder had none left)
         self._eval_summary_writer = None  # --eval_summary_directory, opened by _eval_writer
 
     # ---------------------------------------------------------------- set-up
@@ -572,6 +577,15 @@ class Trainer:
         return os.path.join(tempfile.gettempdir(), f"bts_worker_{os.getpid()}")
 
     @property
+    def writer(self):
+        """The run's TensorBoard writer, opened on first use: rerunning a finished run adds no
+        event file to its folder."""
+        if self._writer is None:
+            self._writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "summaries"))
+                            if self.chief else tf.summary.create_noop_writer())
+        return self._writer
+
+    @property
     def step(self) -> int:
         return int(inner_optimizer(self.optimizer).iterations.numpy())
 
@@ -602,11 +616,15 @@ class Trainer:
                 raise ConfigError("pretrained_model", f"{path}: {err} (does it match --encoder "
                                                       f"{encoder}?)") from None
             return f"encoder initialised from {path} ({count} tensors)"
-        keras_weights = bts_model.encoder_spec(encoder).imagenet
-        hint = ("--pretrained_model imagenet downloads them" if keras_weights
-                else "run ./init_densenet_161.sh to get them")
-        LOG.warning("no ImageNet encoder weights at --pretrained_model %r: training from random "
-                    "initialisation (%s)", path, hint)
+        from utils.pretrained import imagenet_weights_hint
+
+        hint = imagenet_weights_hint(encoder)  # the script, flag or fact for this encoder
+        if not path and not bts_model.encoder_spec(encoder).imagenet:  # none exist: nothing is missing
+            LOG.info("%s", hint)
+            return "random initialisation"
+        where = f"at --pretrained_model {path!r}" if path else "(no --pretrained_model)"
+        LOG.warning("no ImageNet encoder weights %s: training %s from random initialisation (%s)",
+                    where, encoder, hint)
         return "random initialisation"
 
     # ---------------------------------------------------------------- checkpoints
@@ -776,12 +794,19 @@ class Trainer:
                                 f"{self._last_good()}")
 
     def train(self, stop_at: Optional[int] = None) -> Dict[str, float]:
-        """Run until ``total_steps`` (or ``stop_at``); returns the last loss and eval metrics."""
+        """Run until ``total_steps`` (or ``stop_at``); returns the last loss and eval metrics.
+
+        A run folder already at that step (the same command rerun after it finished) trains,
+        evaluates and rewrites nothing: ``steps_run`` stays 0 and the result is empty."""
         stop = min(self.total_steps, stop_at or self.total_steps)
+        self.steps_run = 0
         message = self.restore_or_init()
         LOG.info("%s; %d samples, %d steps/epoch, %d total steps, %d replica(s)", message,
                  len(self.train_samples), self.steps_per_epoch, self.total_steps,
                  self.strategy.num_replicas_in_sync)
+        if self.last_checkpoint and self.step >= stop:
+            self._complete_finished_run()
+            return {}
         self._write_run_files()
         last = {"loss": float("nan")}
         if self.evaluating and self.step == 0:
@@ -791,28 +816,37 @@ class Trainer:
         self._run_steps(stop, last)
         self._finish(last)
         elapsed = time.time() - started
+        self.steps_run = self.step - start_step
         if self.step > start_step:
             LOG.info("%d steps in %.1f s (%.2f samples/s)", self.step - start_step, elapsed,
                      (self.step - start_step) * self.samples_per_step / max(elapsed, 1e-9))
         return last
+
+    def _complete_finished_run(self) -> None:
+        """A resumed run with no step left: only a final model.keras that a run stopped before
+        writing (killed between its last checkpoint and the export) is still made."""
+        if self.chief and not tf.io.gfile.exists(os.path.join(self.run_dir, checkpoints.MODEL_FILE)):
+            LOG.info("writing the missing %s of the finished run", checkpoints.MODEL_FILE)
+            self.save_final_model()
 
     def _run_steps(self, stop: int, last: Dict[str, float]) -> None:
         """Epochs of steps until step ``stop``; Ctrl-C finishes the step, saves and re-raises."""
         progress = tqdm(total=stop, initial=self.step, desc="train", unit="step",
                         disable=not self.chief, dynamic_ncols=True)
         interrupted = DeferredInterrupt()
-        try:
-            interrupted.install()
-            while self.step < stop:
-                self._run_epoch(stop, last, progress, interrupted)
-        except KeyboardInterrupt:
-            LOG.warning("interrupted at step %d: saving a checkpoint before exiting", self.step)
-            self.save_checkpoint()
-            raise
-        finally:
-            interrupted.uninstall()
-            progress.close()
-            self.writer.flush()
+        with logging_redirect_tqdm():  # log lines above the bar, never glued onto it
+            try:
+                interrupted.install()
+                while self.step < stop:
+                    self._run_epoch(stop, last, progress, interrupted)
+            except KeyboardInterrupt:
+                LOG.warning("interrupted at step %d: saving a checkpoint before exiting", self.step)
+                self.save_checkpoint()
+                raise
+            finally:
+                interrupted.uninstall()
+                progress.close()
+                self.writer.flush()
 
     def _run_epoch(self, stop: int, last: Dict[str, float], progress, interrupted) -> None:
         """The current epoch from its saved position up to step ``stop``. The epoch counter moves

@@ -35,9 +35,10 @@ import sys
 import warnings
 from typing import Any, Dict, Optional, Sequence
 
-from utils.arguments import argument_file_text, train_config
+from utils.arguments import argument_file_text, check_input_paths, train_config
 from utils.configs import ConfigError, TrainConfig
 from utils.optional import require
+from utils.quiet import quiet_tensorflow
 
 TUNE_GROUPS = ("model", "data", "train", "distribute", "eval", "tune")
 LOG = logging.getLogger("bts.tune")
@@ -337,18 +338,31 @@ def quiet_one_line_trial_failures() -> None:
         logger.addFilter(_OneLineFailures())
 
 
-def run_study(args: argparse.Namespace, pruner=None):
-    """Run ``--n_trials`` more trials of the study and write its outputs; returns the study."""
+def prepare_study(args: argparse.Namespace):
+    """(search space, the study's TrainConfig), after the cheap checks that need no TensorFlow:
+    the search-space file, the flags, a writable --log_directory. TuneError otherwise."""
     from utils.io import WriteError, check_writable_folder
-    from bts_trainer import TrainingError
 
+    problem = check_input_paths(args, files=("filenames_file", "checkpoint_path"),
+                                folders=("data_path", "gt_path"))
+    if problem:
+        raise TuneError(problem)
     space = load_search_space(args.search_space)
     base = study_config(args)
-    check_validation_split(base, args)
     try:  # before any trial: every trial's run folder and the study outputs go there
         check_writable_folder(args.log_directory, "--log_directory")
     except WriteError as err:
         raise TuneError(str(err)) from None
+    return space, base
+
+
+def run_study(args: argparse.Namespace, pruner=None, prepared=None):
+    """Run ``--n_trials`` more trials of the study and write its outputs; returns the study.
+    ``prepared``: :func:`prepare_study`'s result, when the caller already checked."""
+    space, base = prepared or prepare_study(args)
+    from bts_trainer import TrainingError
+
+    check_validation_split(base, args)
     quiet_one_line_trial_failures()
     study = open_study(args, pruner)
     before = len(study.trials)
@@ -442,12 +456,18 @@ def summary(study) -> str:
 def main(argv: Optional[Sequence[str]] = None, pruner=None) -> int:
     require("optuna", "requirements-tune.txt", "bts_tune.py")  # one line, not a traceback
     args = parse_tune_args(argv)
+    quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        prepared = prepare_study(args)  # before TensorFlow starts
+    except TuneError as err:
+        print(f"bts_tune.py: error: {err}", file=sys.stderr)
+        return 1
     from bts_dataloader import DataError
     from utils.checkpoints import CheckpointError
 
     try:
-        study = run_study(args, pruner)
+        study = run_study(args, pruner, prepared)
     except DataError as err:
         print(f"bts_tune.py: error: {err.as_flag_error()}", file=sys.stderr)
         return 1

@@ -256,10 +256,14 @@ class DemoState:
             self.slots.release()
 
     def model_info(self, name: str) -> Dict[str, object]:
+        """The served model as it was loaded (its checkpoint's record, not the command line's
+        flags); ``bts_size`` is None for an older ``.keras`` file that records no config."""
         predictor = self.predictors[name]
+        recorded = predictor.model_config
         return {"name": name, "max_depth": predictor.max_depth,
                 "depth_scale": image_io.depth_scale(predictor.dataset),
-                "default_focal": predictor.default_focal, "encoder": predictor.encoder}
+                "default_focal": predictor.default_focal, "encoder": predictor.encoder,
+                "bts_size": recorded.bts_size if recorded is not None else None}
 
     def models(self) -> list[Dict[str, object]]:
         return [self.model_info(name) for name in self.predictors]

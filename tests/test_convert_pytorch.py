@@ -477,9 +477,10 @@ def test_cli_reports_a_bad_checkpoint_in_one_line(tmp_path, capsys, converter):
                            "--encoder", "densenet121_bts"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "absent" in err
-    code = converter.main(["--checkpoint_path", str(tmp_path / "absent"), "--encoder", "vgg"])
+    with pytest.raises(SystemExit) as info:  # a bad flag: exit 2, before any file is looked at
+        converter.main(["--checkpoint_path", str(tmp_path / "absent"), "--encoder", "vgg"])
     err = capsys.readouterr().err
-    assert code == 1 and err.count("\n") == 1 and "densenet161_bts" in err
+    assert info.value.code == 2 and err.count("\n") == 1 and "densenet161_bts" in err
     with pytest.raises(SystemExit) as info:
         converter.main(["--encoder", "densenet121_bts"])
     assert info.value.code == 2 and "--pytorch_checkpoint is required" in capsys.readouterr().err

@@ -499,11 +499,12 @@ def _save_screenshot(png: bytes, path: str) -> Image.Image:
 
 @pytest.mark.slow
 def test_browser_upload_shows_float32_depth_hover_and_downloads(server_url, tmp_path):
+    if not os.path.exists(CHROMIUM):  # a system package: ./test.sh installs nothing (README "Tests")
+        pytest.skip(f"Chromium not found at {CHROMIUM}: install it once with "
+                    "`sudo apt-get install chromium chromium-driver` (.ci/run does)")
     from playwright.sync_api import sync_playwright
     from skimage import data
 
-    assert os.path.exists(CHROMIUM), (
-        f"{CHROMIUM} is missing: ./test.sh installs it (apt-get install chromium chromium-driver)")
     photo = tmp_path / "coffee.jpg"
     Image.fromarray(data.coffee()).save(photo, quality=92)  # 600 × 400
     (tmp_path / "notes.png").write_text("not an image at all\n")

@@ -266,3 +266,67 @@ def test_run_folder_alone_is_enough_and_a_contradicting_flag_is_one_line(
                                   "--encoder", "densenet121_bts"], capsys)
     assert len(lines) == 1 and "--encoder is densenet121_bts" in lines[0]
     assert "records encoder densenet_tiny" in lines[0]
+
+
+# -------------------------------------------------------------------------------------------
+# Output folder names follow the model that is loaded
+# -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def named_models(tmp_path_factory):
+    """``models/bts_synthetic_nyu`` (a run folder: ckpt-1, bts_config.json, best/ with its
+    weights file) and ``downloads/nyu_finetuned.keras``, under one root; and a photo."""
+    from tiny_run import save_run_folder
+    from utils.checkpoints import write_model_config
+
+    root = tmp_path_factory.mktemp("named")
+    run = root / "models" / "bts_synthetic_nyu"
+    model, config = save_run_folder(run)
+    (run / "best").mkdir()
+    model.save_weights(str(run / "best" / "model-best_silog.weights.h5"))
+    write_model_config(str(run / "best"), config)
+    (root / "downloads").mkdir()
+    model.save(str(root / "downloads" / "nyu_finetuned.keras"))
+    write_random_rgb(str(root / "photos" / "a.png"), 32, 48, seed=3)
+    (root / "arguments_test.txt").write_text(  # a shipped file: its model's name and folder
+        "--mode test\n--dataset nyu\n--model_name bts_nyu_v2\n--checkpoint_path ./models/bts_nyu_v2\n")
+    return root
+
+
+@pytest.mark.parametrize("argv, folder", [
+    (["arguments_test.txt", "--checkpoint_path", "models/bts_synthetic_nyu/best"], "result_bts_synthetic_nyu"),
+    (["--checkpoint_path", "models/bts_synthetic_nyu"], "result_bts_synthetic_nyu"),
+    (["--checkpoint_path", "models/bts_synthetic_nyu/ckpt-1"], "result_bts_synthetic_nyu"),
+    (["--checkpoint_path", "downloads/nyu_finetuned.keras"], "result_nyu_finetuned"),
+    (["--checkpoint_path", "models/bts_synthetic_nyu", "--model_name", "mine"], "result_mine"),
+])
+def test_default_output_folder_is_named_after_the_loaded_model(named_models, tmp_path, monkeypatch,
+                                                               argv, folder):
+    for name in ("models", "downloads", "photos", "arguments_test.txt"):
+        (tmp_path / name).symlink_to(named_models / name)
+    monkeypatch.chdir(tmp_path)
+    assert bts_test.main([*argv, "--image_path", "photos", "--save_npy"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("result_*")) == [folder]
+    assert (tmp_path / folder / "npy" / "a.npy").exists()
+
+
+def test_an_argument_files_own_checkpoint_keeps_its_model_name(named_models, tmp_path, monkeypatch):
+    # upstream's default: the argument file names its checkpoint's folder, result_{model_name}
+    (tmp_path / "models").symlink_to(named_models / "models")
+    (tmp_path / "arguments.txt").write_text(
+        "--dataset nyu\n--model_name bts_synthetic_nyu\n--checkpoint_path ./models/bts_synthetic_nyu\n")
+    monkeypatch.chdir(tmp_path)
+    assert bts_test.main(["arguments.txt", "--image_path", str(named_models / "photos"), "--save_png"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("result_*")) == ["result_bts_synthetic_nyu"]
+
+
+@pytest.mark.parametrize("checkpoint, name", [
+    ("models/run", "run"), ("models/run/", "run"), ("models/run/ckpt-12", "run"),
+    ("models/run/best", "run"), ("models/run/best/model-best_d1.weights.h5", "run"),
+    ("models/run/model.keras", "run"), ("gs://bucket/runs/run/ckpt-3", "run"),
+    ("models/bts_nyu_v2_pytorch_densenet161/model", "bts_nyu_v2_pytorch_densenet161"),
+    ("weights/nyu_finetuned.weights.h5", "nyu_finetuned"), ("model.keras", ""), ("", ""),
+])
+def test_checkpoint_model_name_of_every_checkpoint_form(checkpoint, name):
+    from utils.arguments import checkpoint_model_name
+
+    assert checkpoint_model_name(checkpoint) == name

@@ -4,6 +4,7 @@
 import csv
 import glob
 import json
+import logging
 import os
 import signal
 import socket
@@ -204,3 +205,36 @@ def test_killing_a_worker_stops_the_other_with_one_line(plane_data_480x640, tmp_
     assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err[-3000:]
     assert f"lost contact with worker 1 ({cluster['worker'][1]})" in lines[0]
     assert "rerun the same command on every worker" in lines[0] and "resumes from" in lines[0]
+
+
+# ------------------------------------------------------------------ the initial-weights notice
+@pytest.mark.parametrize("encoder, way, not_meant", [
+    ("densenet121_bts", "run ./init_densenet_161.sh densenet121 to fetch them into "
+                        "./models/densenet121_imagenet/weights.h5", "densenet161"),
+    ("mobilenetv2", "pass --pretrained_model imagenet to download keras.applications' mobilenetv2 "
+                    "weights", "init_densenet_161.sh"),
+])
+def test_missing_imagenet_weights_notice_names_how_to_get_them_for_that_encoder(
+        plane_data_120x160, tmp_path, monkeypatch, caplog, encoder, way, not_meant):
+    from bts_main import parse_train_args
+    from utils.arguments import train_config
+
+    monkeypatch.chdir(tmp_path)  # no ./models/ here: the default weights file is absent
+    argv = _argv(plane_data_120x160, tmp_path / "logs", "--num_steps", "1", "--encoder", encoder,
+                 "--bts_size", "128")
+    trainer = trainer_lib.Trainer(train_config(parse_train_args(argv)))  # what bts_main.main builds
+    with caplog.at_level(logging.INFO, logger="bts.train"):
+        assert trainer.restore_or_init() == "random initialisation"
+    notices = [r for r in caplog.records if "random initialisation" in r.getMessage()]
+    assert len(notices) == 1 and notices[0].levelno == logging.WARNING, caplog.text
+    assert way in notices[0].getMessage() and not_meant not in notices[0].getMessage(), notices[0].getMessage()
+
+
+def test_an_encoder_without_imagenet_weights_says_so_instead_of_pointing_at_a_script(
+        plane_data_120x160, tmp_path, caplog, capsys):
+    with caplog.at_level(logging.INFO, logger="bts.train"):
+        assert bts_main.main(_argv(plane_data_120x160, tmp_path, "--num_steps", "1")) == 0
+    notices = [r for r in caplog.records if "ImageNet" in r.getMessage()]
+    assert [(r.levelno, r.getMessage()) for r in notices] == [
+        (logging.INFO, "densenet_tiny has no ImageNet weights anywhere: it always starts from random "
+                       "initialisation")], caplog.text

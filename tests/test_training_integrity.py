@@ -159,6 +159,33 @@ def test_a_run_folder_without_model_config_resumes_and_gains_one(plane_data_120x
     assert checkpoints.read_model_config(str(run / "ckpt-5")) == model_config(parse_train_args(argv))
 
 
+def _folder_bytes(folder):
+    return {os.path.relpath(p, folder): open(p, "rb").read()
+            for p in sorted(glob.glob(f"{folder}/**/*", recursive=True)) if os.path.isfile(p)}
+
+
+def test_rerunning_a_finished_run_says_nothing_left_and_changes_nothing(photos, plane_data_120x160,
+                                                                         trained_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = _folder_bytes(run)
+    argv = _train_argv(plane_data_120x160, tmp_path, *TRAINED)  # the command that trained it
+    capsys.readouterr()
+    assert bts_main.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"bts_main.py: run folder {run} already finished at step 4 of 4: nothing left to "
+                   "train (pass a larger --num_epochs/--num_steps to continue, or --retrain to start "
+                   "over)"], out
+    assert _folder_bytes(run) == before  # no step, no evaluation, no rewritten file
+    # a run killed after its last checkpoint but before model.keras: the rerun writes it
+    os.remove(run / "model.keras")
+    assert bts_main.main(argv) == 0
+    assert "nothing left to train" in capsys.readouterr().out
+    written = _predict_npy(photos, run / "model.keras", tmp_path / "keras")
+    for name, depth in _predict_npy(photos, run / "ckpt-4", tmp_path / "ckpt").items():
+        np.testing.assert_allclose(written[name], depth, atol=1e-5, rtol=0, err_msg=name)
+
+
 # ------------------------------------------------------------------ item 4: preprocessing travels
 def test_keras_file_carries_its_preprocessing_and_rejects_a_conflicting_encoder(
         photos, trained_run, tmp_path, capsys):

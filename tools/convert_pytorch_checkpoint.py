@@ -276,19 +276,23 @@ def default_output_path(source_path: str) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from utils.arguments import model_config, parse_args
+    from utils.arguments import check_input_paths, model_config, parse_args
+    from utils.encoders import DENSENET_CONFIGS
     from utils.pretrained import source_checkpoint_validator
+    from utils.quiet import quiet_tensorflow
 
     args = parse_args(groups=("model", "weights"), argv=argv,
                       description="Official BTS PyTorch checkpoint → Keras .keras model",
                       validate=source_checkpoint_validator("official BTS checkpoint file"))
-    import bts_model
-
+    quiet_tensorflow(args.verbose)
     output = args.output_path or default_output_path(args.pytorch_checkpoint)
-    try:
-        if args.encoder not in bts_model.DENSENET_CONFIGS:  # the official zoo's encoders we have
+    try:  # the cheap checks first: the model is built (TensorFlow starts) only then
+        problem = check_input_paths(args, files=("pytorch_checkpoint",))
+        if problem:
+            raise ConversionError(problem)
+        if args.encoder not in DENSENET_CONFIGS:  # the official zoo's encoders we have
             raise ConversionError(f"--encoder {args.encoder!r}: official PyTorch BTS checkpoints "
-                                  f"convert only to {', '.join(bts_model.DENSENET_CONFIGS)}")
+                                  f"convert only to {', '.join(DENSENET_CONFIGS)}")
         config = model_config(args)
         count = convert_checkpoint(args.pytorch_checkpoint, output, config)
     except (ConversionError, ValueError, OSError) as err:  # ConversionError is a ValueError

@@ -100,13 +100,18 @@ def convert_file(source_path: str, output_path: str, encoder_name: str,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from utils.arguments import parse_args
+    from utils.arguments import check_input_paths, parse_args
+    from utils.quiet import quiet_tensorflow
 
     args = parse_args(groups=("model", "weights"), argv=argv,
                       description="torchvision ImageNet DenseNet → BTS encoder weights.h5",
                       validate=source_checkpoint_validator("torchvision densenet161/121 .pth file"))
+    quiet_tensorflow(args.verbose)
     output = args.output_path or default_encoder_weights_path(args.encoder)
     try:
+        problem = check_input_paths(args, files=("pytorch_checkpoint",))
+        if problem:
+            raise ConversionError(problem)
         count = convert_file(args.pytorch_checkpoint, output, args.encoder)
     except (ConversionError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

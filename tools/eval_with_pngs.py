@@ -20,17 +20,16 @@ predictions it gives exactly the numbers of ``bts_test.py``'s in-process evaluat
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import List, Optional, Tuple
 
 from utils import metrics
-from utils.arguments import parse_args
+from utils.arguments import check_input_paths, parse_args
 from utils.datasets import get_dataset_facts
 from utils.image_io import read_depth_png
 from utils.paths import find_prediction_pngs, gt_path_for
+from utils.quiet import quiet_tensorflow
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first (lazy) import
 LOGGER = logging.getLogger("eval_with_pngs")
 
 
@@ -74,7 +73,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
                       prog="eval_with_pngs.py",
                       description="Evaluate raw PNG depth predictions with the official protocol.")
+    quiet_tensorflow(args.verbose)  # before TensorFlow's first (lazy) import
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = check_input_paths(args, folders=("pred_path", "gt_path"))
+    if problem:
+        print(f"eval_with_pngs.py: error: {problem}", file=sys.stderr)
+        return 1
     try:
         import tensorflow as tf
 

@@ -26,8 +26,8 @@ import sys
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple,
                     Union)
 
-from utils.configs import (DISTRIBUTION_STRATEGIES, MIN_BTS_SIZE, PRECISIONS, BtsConfig, EvalConfig, PipelineConfig,
-                           TrainConfig)
+from utils.configs import (BEST_DIR, DISTRIBUTION_STRATEGIES, KERAS_SUFFIXES, MIN_BTS_SIZE, PRECISIONS, BtsConfig,
+                           EvalConfig, PipelineConfig, TrainConfig)
 from utils.datasets import DATASETS, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, encoder_facts
 
@@ -35,36 +35,51 @@ ENCODERS_HELP = f"one of: {', '.join(ENCODER_NAMES)} (docs/encoders.md)"
 
 
 def _add_model(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--mode", type=str, default="train", help="train or test (kept for upstream files)")
-    group.add_argument("--model_name", type=str, default="bts_nyu", help="run / model name")
+    group.add_argument("--mode", type=str, default="train", help="train or test (kept for upstream argument files)")
+    group.add_argument("--model_name", type=str, default="bts_nyu",
+                       help="run name: the run folder under --log_directory and the result_* folder")
     group.add_argument("--encoder", type=str, default=DEFAULT_ENCODER, help=ENCODERS_HELP)
-    group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS), help="dataset")
+    group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS),
+                       help="dataset: depth range, crops, focal and input sizes follow it")
     group.add_argument("--max_depth", type=float, default=None,
                        help="maximum output depth in metres (default: 10 NYU, 80 KITTI)")
     group.add_argument("--bts_size", type=int, default=None,
                        help="decoder width nf (PT --bts_size; default: the encoder's, 512 for densenet161_bts)")
-    group.add_argument("--input_height", type=int, default=None, help="network input height (multiple of 32)")
-    group.add_argument("--input_width", type=int, default=None, help="network input width (multiple of 32)")
+    group.add_argument("--input_height", type=int, default=None,
+                       help="network input height, a multiple of 32 (default: the dataset's, "
+                            "416 NYU / 352 KITTI to train, 480 / 352 to test)")
+    group.add_argument("--input_width", type=int, default=None,
+                       help="network input width, a multiple of 32 (default: the dataset's, "
+                            "544 NYU / 704 KITTI to train, 640 / 1216 to test)")
     group.add_argument("--checkpoint_path", type=str, default="",
-                       help="weights to load: a .keras/.weights.h5 file or a run folder")
+                       help="weights to load: a .keras/.weights.h5 file, a training checkpoint or a run "
+                            "folder (default: none)")
     group.add_argument("--mixed_precision", type=str, default="none", choices=list(PRECISIONS),
                        help="compute dtype policy (loss, LPG and final depth stay float32); on a "
                             "CPU bf16 only pays with AMX/AVX512-BF16 (docs/performance.md)")
 
 
 def _add_data(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--data_path", type=str, default="", help="root of the RGB paths in the list")
-    group.add_argument("--gt_path", type=str, default="", help="root of the depth paths in the list")
-    group.add_argument("--filenames_file", type=str, default="", help="list file: rgb depth focal per line")
+    group.add_argument("--data_path", type=str, default="",
+                       help="root of the RGB paths in the list (default: none, paths as listed)")
+    group.add_argument("--gt_path", type=str, default="",
+                       help="root of the depth paths in the list (default: none, paths as listed; "
+                            "bts_test.py: no metrics)")
+    group.add_argument("--filenames_file", type=str, default="",
+                       help="list file: 'rgb depth focal' per line (default: none)")
     group.add_argument("--tfrecord_path", type=str, default="",
-                       help="TFRecord shard prefix or glob (local or gs://); used instead of files")
+                       help="TFRecord shard prefix or glob (local or gs://), used instead of the list's "
+                            "files (default: none)")
     group.add_argument("--do_kb_crop", action="store_true", help="KITTI benchmark crop to 352x1216")
     group.add_argument("--do_random_rotate", action="store_true", help="random rotation augmentation")
     group.add_argument("--degree", type=float, default=None,
                        help="max rotation in degrees (default: 2.5 NYU, 1.0 KITTI)")
-    group.add_argument("--num_threads", type=int, default=-1, help="tf.data parallelism (-1: AUTOTUNE)")
+    group.add_argument("--num_threads", type=int, default=-1, help="tf.data parallelism (-1 or 0: AUTOTUNE)")
     group.add_argument("--deterministic", action="store_true", help="deterministic data order (tests)")
-    group.add_argument("--seed", type=int, default=None, help="random seed for data and initialisation")
+    group.add_argument("--seed", type=int, default=None,
+                       help="random seed for data order, augmentation and initialisation; a rerun on "
+                            "CPU gives the same weights and metrics (GPU: also set "
+                            "TF_DETERMINISTIC_OPS=1) (default: unseeded)")
 
 
 def _add_train(group: argparse._ArgumentGroup) -> None:
@@ -79,45 +94,56 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
                        help="also freeze the first unit of stage 1 (DenseNet: dense layer)")
     group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
     group.add_argument("--batch_size", type=int, default=4, help="global batch size")
-    group.add_argument("--num_epochs", type=int, default=50)
-    group.add_argument("--num_steps", type=int, default=0, help=">0: stop after this many steps")
-    group.add_argument("--learning_rate", type=float, default=1e-4)
-    group.add_argument("--end_learning_rate", type=float, default=-1.0, help="<0: 0.1 x learning_rate")
-    group.add_argument("--adam_eps", type=float, default=1e-6)
+    group.add_argument("--num_epochs", type=int, default=50, help="epochs to train (unless --num_steps)")
+    group.add_argument("--num_steps", type=int, default=0,
+                       help="stop after this many steps (0: train for --num_epochs)")
+    group.add_argument("--learning_rate", type=float, default=1e-4, help="initial learning rate")
+    group.add_argument("--end_learning_rate", type=float, default=-1.0,
+                       help="final learning rate of the polynomial decay (< 0: 0.1 x --learning_rate)")
+    group.add_argument("--adam_eps", type=float, default=1e-6, help="AdamW epsilon")
     group.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW decay on the encoder only")
     group.add_argument("--variance_focus", type=float, default=0.85, help="lambda of the silog loss")
-    group.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    group.add_argument("--log_freq", type=int, default=100)
-    group.add_argument("--save_freq", type=int, default=500)
+    group.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                       help="batches whose gradients are summed per optimizer step")
+    group.add_argument("--log_freq", type=int, default=100, help="log and write summaries every this many steps")
+    group.add_argument("--save_freq", type=int, default=500, help="save a checkpoint every this many steps")
     group.add_argument("--keep_checkpoints", type=int, default=3, help="how many step checkpoints to keep")
 
 
 def _add_distribute(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--distribution_strategy", type=str, default="auto",
-                       choices=list(DISTRIBUTION_STRATEGIES))
+                       choices=list(DISTRIBUTION_STRATEGIES),
+                       help="tf.distribute strategy; auto: TPU with --tpu_name, multi-worker with a TF_CONFIG "
+                            "cluster, mirrored over --num_gpus GPUs or --num_cpu_devices, else default")
     group.add_argument("--num_gpus", type=int, default=1,
                        help="GPUs for MirroredStrategy (auto/mirrored; more than are visible is an error)")
     group.add_argument("--num_cpu_devices", type=int, default=1,
                        help="split the CPU into this many logical devices, so that mirrored (and auto "
                             "on a machine without GPUs) runs that many replicas on CPU (trying out / "
                             "testing multi-replica training)")
-    group.add_argument("--tpu_name", type=str, default="", help="TPU name or grpc:// address")
-    group.add_argument("--tpu_zone", type=str, default="")
-    group.add_argument("--gcp_project", type=str, default="")
+    group.add_argument("--tpu_name", type=str, default="", help="TPU name or grpc:// address (default: none)")
+    group.add_argument("--tpu_zone", type=str, default="", help="GCP zone of --tpu_name (default: the resolver's)")
+    group.add_argument("--gcp_project", type=str, default="",
+                       help="GCP project of --tpu_name (default: the resolver's)")
 
 
 def _add_eval(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--do_online_eval", action="store_true", help="evaluate during training")
-    group.add_argument("--data_path_eval", type=str, default="")
-    group.add_argument("--gt_path_eval", type=str, default="")
-    group.add_argument("--filenames_file_eval", type=str, default="")
+    group.add_argument("--data_path_eval", type=str, default="",
+                       help="root of the RGB paths in the eval list (default: --data_path)")
+    group.add_argument("--gt_path_eval", type=str, default="",
+                       help="root of the depth paths in the eval list (default: --gt_path)")
+    group.add_argument("--filenames_file_eval", type=str, default="",
+                       help="list file of the online evaluation (default: none)")
     group.add_argument("--validation_split", type=float, default=0.0,
                        help="fraction of training scenes/drives held out for validation")
-    group.add_argument("--min_depth_eval", type=float, default=None)
-    group.add_argument("--max_depth_eval", type=float, default=None)
+    group.add_argument("--min_depth_eval", type=float, default=None,
+                       help="smallest evaluated depth in metres (default: 0.001)")
+    group.add_argument("--max_depth_eval", type=float, default=None,
+                       help="largest evaluated depth in metres (default: 10 NYU, 80 KITTI)")
     group.add_argument("--eigen_crop", action="store_true", help="Eigen crop (NYU / KITTI)")
     group.add_argument("--garg_crop", action="store_true", help="Garg crop (KITTI)")
-    group.add_argument("--eval_freq", type=int, default=500)
+    group.add_argument("--eval_freq", type=int, default=500, help="evaluate every this many steps")
     group.add_argument("--eval_summary_directory", type=str, default="",
                        help="write the online-eval TensorBoard scalars to {this}/{model_name} "
                             "(default: the run's summaries/)")
@@ -129,26 +155,36 @@ def _add_eval(group: argparse._ArgumentGroup) -> None:
 
 
 def _add_test(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--output_directory", type=str, default="", help="where predictions are written")
+    group.add_argument("--output_directory", type=str, default="",
+                       help="where predictions are written (default: ./result_<name>, the name of "
+                            "the loaded model's run folder or file, or a typed --model_name)")
     group.add_argument("--overwrite", action="store_true",
                        help="replace the results of an earlier run: the output kinds written "
                             "(raw/, cmap/, ...) and --metrics_csv; without it a non-empty output "
                             "folder or an existing --metrics_csv is refused")
     group.add_argument("--image_path", type=str, nargs="*", default=None,
-                       help="predict on these images / folders / list files (no filenames file)")
-    group.add_argument("--focal", type=float, default=None, help="focal length in px for --image_path")
+                       help="predict on these images / folders / list files instead of a filenames file "
+                            "(default: none)")
+    group.add_argument("--focal", type=float, default=None,
+                       help="focal length in px for --image_path (default: the list's or the dataset's)")
     group.add_argument("--save_png", action="store_true", help="write raw uint16 depth PNGs")
     group.add_argument("--save_cmap", action="store_true", help="write colormapped depth PNGs")
     group.add_argument("--save_npy", action="store_true", help="write float32 depth in metres (.npy)")
     group.add_argument("--save_lpg", action="store_true", help="also write the LPG maps")
     group.add_argument("--save_point_cloud", action="store_true", help="write coloured .ply point clouds")
-    group.add_argument("--fx", type=float, default=None)
-    group.add_argument("--fy", type=float, default=None)
-    group.add_argument("--cx", type=float, default=None)
-    group.add_argument("--cy", type=float, default=None)
+    group.add_argument("--fx", type=float, default=None,
+                       help="point-cloud focal x in px (default: --focal, else the dataset's scaled to the image)")
+    group.add_argument("--fy", type=float, default=None,
+                       help="point-cloud focal y in px (default: --focal, else the dataset's scaled to the image)")
+    group.add_argument("--cx", type=float, default=None,
+                       help="point-cloud principal point x in px (default: the dataset's scaled to the image)")
+    group.add_argument("--cy", type=float, default=None,
+                       help="point-cloud principal point y in px (default: the dataset's scaled to the image)")
     group.add_argument("--post_process", action="store_true", help="average with the flipped prediction")
-    group.add_argument("--metrics_csv", type=str, default="", help="write per-image metrics to this CSV")
-    group.add_argument("--pred_path", type=str, default="", help="folder of raw PNG predictions")
+    group.add_argument("--metrics_csv", type=str, default="",
+                       help="write per-image metrics to this CSV (default: none)")
+    group.add_argument("--pred_path", type=str, default="",
+                       help="folder of raw PNG predictions (tools/eval_with_pngs.py; default: none)")
 
 
 def _add_convert(group: argparse._ArgumentGroup) -> None:
@@ -159,18 +195,22 @@ def _add_convert(group: argparse._ArgumentGroup) -> None:
 
 def _add_weights(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--pytorch_checkpoint", type=str, default="",
-                       help="PyTorch file to convert (official BTS checkpoint or torchvision state dict)")
+                       help="PyTorch file to convert: official BTS checkpoint or torchvision state dict "
+                            "(default: none)")
     group.add_argument("--output_path", type=str, default="",
-                       help="converted weights: .keras model / .weights.h5 (BTS) or encoder weights.h5")
+                       help="converted weights: .keras model / .weights.h5 (BTS) or encoder weights.h5 "
+                            "(default: next to the input / the training default)")
 
 
 def _add_serve(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--host", type=str, default="127.0.0.1")
-    group.add_argument("--port", type=int, default=5000)
-    group.add_argument("--checkpoint_path_kitti", type=str, default="", help="outdoor model for the demo")
+    group.add_argument("--host", type=str, default="127.0.0.1", help="address the demo listens on")
+    group.add_argument("--port", type=int, default=5000, help="port the demo listens on (0: any free one)")
+    group.add_argument("--checkpoint_path_kitti", type=str, default="",
+                       help="outdoor (KITTI) model for the demo (default: none)")
     group.add_argument("--allow_untrained", action="store_true",
                        help="demo without a checkpoint: serve a random model behind a warning banner")
-    group.add_argument("--export_dir", type=str, default="", help="export destination")
+    group.add_argument("--export_dir", type=str, default="",
+                       help="folder the exports are written to (bts_export.py; required there)")
     group.add_argument("--formats", type=str, nargs="*", default=None,
                        help="export formats (bts_export.py): saved_model tflite tflite_fp16 "
                             "tflite_dynamic onnx; default all but tflite_dynamic")
@@ -185,24 +225,26 @@ def _add_bench(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up")
     group.add_argument("--warmup", type=int, default=2, help="untimed calls first (the first one traces)")
     group.add_argument("--profile_dir", type=str, default="",
-                       help="write a TensorBoard profile trace of each case here")
+                       help="write a TensorBoard profile trace of each case here (default: none)")
     group.add_argument("--bench_output", type=str, default="",
                        help="JSON results file (default benchmarks/results/<script>.json)")
     group.add_argument("--jit_compile", action="store_true", help="compile steps with XLA")
 
 
 def _add_tune(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--n_trials", type=int, default=10)
-    group.add_argument("--study_name", type=str, default="bts_tuning")
-    group.add_argument("--storage", type=str, default="sqlite:///tuning.db")
-    group.add_argument("--search_space", type=str, default="", help="JSON file overriding the search space")
-    group.add_argument("--objective_metric", type=str, default="silog")
+    group.add_argument("--n_trials", type=int, default=10, help="trials to run (a resumed study runs this many more)")
+    group.add_argument("--study_name", type=str, default="bts_tuning", help="Optuna study name")
+    group.add_argument("--storage", type=str, default="sqlite:///tuning.db",
+                       help="Optuna storage URL (a resumed study continues there)")
+    group.add_argument("--search_space", type=str, default="",
+                       help="JSON file overriding the search space (default: the built-in one)")
+    group.add_argument("--objective_metric", type=str, default="silog", help="validation metric the study minimises")
     group.add_argument("--pruner", type=str, default="median", choices=["median", "hyperband", "none"],
                        help="Optuna pruner fed every validation evaluation of trained steps")
 
 
 def _add_synthetic(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--output", type=str, default="", help="output folder of the synthetic dataset")
+    group.add_argument("--output", type=str, default="", help="output folder of the synthetic dataset (default: none)")
     group.add_argument("--num_train", type=int, default=64, help="training frames")
     group.add_argument("--num_test", type=int, default=16, help="test frames")
     group.add_argument("--height", type=int, default=None, help="frame height (default: 480 NYU, 375 KITTI)")
@@ -277,9 +319,31 @@ def expand_argument_files(tokens: Sequence[str], chain: Sequence[str] = ()) -> L
     return expanded
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` ends each flag's line with its default, unless the help already says it (flags
+    whose default depends on other flags) or the flag is a switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default is argparse.SUPPRESS or action.nargs == 0:
+            return text
+        if action.default is None or action.default == "" or action.default == []:
+            return f"{text} (default: none)"
+        return f"{text} (default: %(default)s)"
+
+
+def _add_general(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up and C++ log lines, hidden by default "
+                             "(a TF_CPP_MIN_LOG_LEVEL you set is respected too)")
+
+
 def build_parser(groups: Iterable[str], description: str = "", prog: Optional[str] = None) -> _Parser:
-    """A parser holding the flags of ``groups`` (keys of ``GROUPS``), each in its own help section."""
-    parser = _Parser(description=description, prog=prog, fromfile_prefix_chars="@", allow_abbrev=False)
+    """A parser holding the flags of ``groups`` (keys of ``GROUPS``), each in its own help section,
+    and ``--verbose``."""
+    parser = _Parser(description=description, prog=prog, fromfile_prefix_chars="@", allow_abbrev=False,
+                     formatter_class=DefaultsHelpFormatter)
+    _add_general(parser)
     for key in groups:
         title, add = GROUPS[key]
         add(parser.add_argument_group(title))
@@ -410,6 +474,41 @@ def check_numeric_flags(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
+def check_input_paths(args: argparse.Namespace, files: Iterable[str] = (),
+                      folders: Iterable[str] = ()) -> Optional[str]:
+    """The first of these flags naming a local path that is not there, as one error line; None
+    if all are. Plain ``os`` calls, so scripts check before they import TensorFlow.
+
+    ``files``: flags naming a file (a ``checkpoint_path*`` flag may also name a run folder or a
+    TF checkpoint prefix); ``folders``: flags naming a folder. Unset flags, flags the script lacks
+    and non-local paths (``gs://``: checked when they are read) are skipped.
+    """
+    from utils.io import is_local
+
+    def given(flag: str) -> str:
+        path = getattr(args, flag, None) or ""
+        return path if path and is_local(path) else ""
+
+    for flag in files:
+        path = given(flag)
+        if not path:
+            continue
+        if flag.startswith("checkpoint_path"):
+            if not (os.path.exists(path) or os.path.exists(path + ".index")):
+                return f"--{flag} {path!r} does not exist"
+        elif os.path.isdir(path):
+            return f"--{flag} {path!r} is a folder; expected a file"
+        elif not os.path.exists(path):
+            return f"--{flag} {path!r} does not exist"
+    for flag in folders:
+        path = given(flag)
+        if path and not os.path.exists(path):
+            return f"--{flag} {path!r} does not exist"
+        if path and not os.path.isdir(path):
+            return f"--{flag} {path!r} is a file; expected a folder"
+    return None
+
+
 class ParsedArgs(argparse.Namespace):
     """The Namespace ``parse_args`` returns: the flags, plus (in a slot, so ``vars()``, equality
     and argument files see only the flags) which of them the user set; see :func:`explicit_flags`."""
@@ -468,6 +567,9 @@ def parse_args(
             parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
         parser.error(f"unexpected argument {flag!r}")
     args._explicit = _explicit_destinations(groups, typed)
+    encoder = getattr(args, "encoder", DEFAULT_ENCODER)
+    if encoder not in ENCODER_NAMES:  # before any model code runs: the table is plain Python
+        parser.error(f"--encoder {encoder!r} is unknown; valid encoders: {', '.join(ENCODER_NAMES)}")
     args = resolve_dataset_defaults(args)
     problem = check_numeric_flags(args)
     if problem:
@@ -505,9 +607,39 @@ def argument_file_text(args: Union[argparse.Namespace, Mapping[str, Any]]) -> st
     return "\n".join(lines) + "\n"
 
 
+def checkpoint_model_name(checkpoint: str) -> str:
+    """The name of the model ``checkpoint`` designates, from its path alone (no file is read, no
+    TensorFlow): the run folder's name for the folder itself, its ``ckpt-N``, ``best/`` and the
+    files training writes there (``model.keras``, ``model*.weights.h5``; upstream's ``model``
+    prefix); another weights file's stem (``nyu_finetuned.keras``); '' when nothing names it."""
+    path = checkpoint.rstrip("/")
+    base = os.path.basename(path)
+    suffix = next((s for s in KERAS_SUFFIXES if base.endswith(s)), None)
+    if suffix is not None:
+        stem = base[:-len(suffix)]
+        if stem != "model" and not stem.startswith("model-"):  # model-best_silog: best/'s file
+            return stem
+        path = os.path.dirname(path)
+    elif base == "model" or (base.startswith("ckpt-") and base[len("ckpt-"):].isdigit()):
+        path = os.path.dirname(path)  # a checkpoint prefix inside its run folder
+    if os.path.basename(path) == BEST_DIR:
+        path = os.path.dirname(path)
+    name = os.path.basename(path)
+    return "" if name in (".", "..") else name
+
+
 def default_output_directory(args: argparse.Namespace) -> str:
-    """``result_{model_name}`` as upstream when --output_directory is empty."""
-    return args.output_directory or os.path.join(".", f"result_{args.model_name}")
+    """--output_directory, else ``result_{name}`` as upstream, named after the model that is
+    loaded: ``name`` is --model_name when typed on the command line, else the model's own name
+    (:func:`checkpoint_model_name` of --checkpoint_path), else --model_name (argument file or
+    default). The shipped argument files name their checkpoint's folder, so they keep upstream's
+    folders; a --checkpoint_path typed over them gets its own."""
+    if args.output_directory:
+        return args.output_directory
+    name = args.model_name
+    if "model_name" not in explicit_flags(args):
+        name = checkpoint_model_name(getattr(args, "checkpoint_path", "") or "") or name
+    return os.path.join(".", f"result_{name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,14 +20,9 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from utils.configs import MODEL_CONFIG_NAME, BtsConfig, ConfigError
-
-KERAS_SUFFIXES = (".keras", ".weights.h5")
-# A run folder ({log_directory}/{model_name}): ckpt-N files, bts_config.json, and these.
-BEST_DIR = "best"  # the best checkpoint by --best_metric, with best_metrics.json
-BEST_METRICS_FILE = "best_metrics.json"
-MODEL_FILE = "model.keras"  # the final model, written when training ends
-ARGUMENTS_FILE = "arguments.txt"  # the resolved flags, replayable as an argument file
+# A run folder's file names live in utils.configs (TF-free: output names are made before TF starts).
+from utils.configs import (ARGUMENTS_FILE, BEST_DIR, BEST_METRICS_FILE, KERAS_SUFFIXES,  # noqa: F401
+                           MODEL_CONFIG_NAME, MODEL_FILE, BtsConfig, ConfigError)
 
 
 class CheckpointError(ValueError):

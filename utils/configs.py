@@ -22,6 +22,12 @@ from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, NORMALIZATION_MODES, 
 CONFIG_VERSION = 1
 MIN_BTS_SIZE = 128  # the reduction heads need bts_size/32 >= 4 channels (PT reduction_1x1)
 MODEL_CONFIG_NAME = "bts_config.json"  # beside ckpt-N files, in best/ and next to model.keras
+# A run folder ({log_directory}/{model_name}): ckpt-N files, bts_config.json, and these.
+BEST_DIR = "best"  # the best checkpoint by --best_metric, with best_metrics.json
+BEST_METRICS_FILE = "best_metrics.json"
+MODEL_FILE = "model.keras"  # the final model, written when training ends
+ARGUMENTS_FILE = "arguments.txt"  # the resolved flags, replayable as an argument file
+KERAS_SUFFIXES = (".keras", ".weights.h5")  # weight files --checkpoint_path accepts besides ckpt-N
 
 
 class ConfigError(ValueError):

@@ -14,13 +14,28 @@ from typing import Callable
 
 
 class _LocalFiles:
-    """The part of ``tf.io.gfile`` used here, for local paths where TensorFlow is not installed
-    (benchmarks/gpu_check_jax.py on JAX-only GPU machines)."""
+    """The part of ``tf.io.gfile`` used by the code here, for local paths: where TensorFlow is not
+    installed (benchmarks/gpu_check_jax.py on JAX-only GPU machines), and for the checks scripts
+    make before they import TensorFlow (:func:`files_for`)."""
 
     exists = staticmethod(os.path.exists)
     isdir = staticmethod(os.path.isdir)
     remove = staticmethod(os.remove)
+    listdir = staticmethod(os.listdir)
+    walk = staticmethod(os.walk)
     GFile = staticmethod(open)
+
+    @staticmethod
+    def glob(pattern: str) -> list:
+        import glob
+
+        return glob.glob(pattern)
+
+    @staticmethod
+    def rmtree(path: str) -> None:
+        import shutil
+
+        shutil.rmtree(path)
 
     @staticmethod
     def makedirs(path: str) -> None:
@@ -37,6 +52,17 @@ def _gfile():
     except ImportError:
         return _LocalFiles
     return tf.io.gfile
+
+
+def is_local(path: str) -> bool:
+    """A path of the local file system (not ``gs://``, ``ram://``, ...)."""
+    return "://" not in path
+
+
+def files_for(path: str):
+    """``tf.io.gfile``'s functions for ``path``: os/shutil for local paths (no TensorFlow import),
+    ``tf.io.gfile`` for other schemes."""
+    return _LocalFiles if is_local(path) else _gfile()
 
 
 def temporary_path(path: str) -> str:
@@ -114,6 +140,12 @@ def write_errors() -> tuple:
     return (OSError, tf.errors.OpError)
 
 
+def file_errors(path: str) -> tuple:
+    """The exception types that :func:`files_for` ``(path)`` raises: OSError, and for non-local
+    paths tf.errors.OpError too."""
+    return (OSError,) if is_local(path) else write_errors()
+
+
 def write_failure_reason(err: BaseException) -> str:
     """The cause of a failed write in a few words: 'No space left on device', 'Read-only file
     system', '/x is not a directory' (TF errors read '<path>; <cause>')."""
@@ -130,21 +162,26 @@ def check_writable_folder(folder: str, what: str = "folder") -> None:
     Missing folders are created for the check and removed again (the run creates them when it
     writes). Raises WriteError ``"{what} '{folder}' is not writable: {cause}"``.
     """
-    gfile = _gfile()
-    local = "://" not in folder
+    local = is_local(folder)
+    gfile = files_for(folder)  # local: no TensorFlow, so scripts check before they import it
+    errors = file_errors(folder)
     first_missing = None  # the top folder this check creates (removed afterwards)
     if local:
         here = os.path.abspath(folder)
         while not os.path.exists(here) and os.path.dirname(here) != here:
             first_missing, here = here, os.path.dirname(here)
+        if not os.path.isdir(here):  # os.makedirs would only say 'File exists'
+            reason = f"{here} is a file, not a folder"
+            raise WriteError(f"{what} {folder!r} is not writable: {reason}", reason)
     elif not gfile.isdir(folder):
         first_missing = folder
     probe = os.path.join(folder, f".write-probe-{uuid.uuid4().hex[:8]}")
     try:
         gfile.makedirs(folder)
-        atomic_write_bytes(probe, b"ok\n")
+        with gfile.GFile(probe, "wb") as handle:
+            handle.write(b"ok\n")
         gfile.remove(probe)
-    except write_errors() as err:
+    except errors as err:
         reason = write_failure_reason(err)
         raise WriteError(f"{what} {folder!r} is not writable: {reason}", reason) from None
     finally:

@@ -17,10 +17,14 @@ from typing import Dict, Iterable, Mapping
 import h5py
 import numpy as np
 
-from utils.encoders import ENCODER_PREFIX
+from utils.encoders import ENCODER_PREFIX, encoder_facts
 from utils.io import atomic_write_bytes
 
 ENCODER_WEIGHTS_FORMAT = "bts-tf encoder weights v1"
+# The command that fetches and converts each BTS DenseNet's torchvision ImageNet weights into
+# default_encoder_weights_path (the script's argument picks the architecture).
+INIT_COMMANDS = {"densenet161_bts": "./init_densenet_161.sh",
+                 "densenet121_bts": "./init_densenet_161.sh densenet121"}
 
 
 class PretrainedWeightsError(ValueError):
@@ -30,6 +34,16 @@ class PretrainedWeightsError(ValueError):
 def default_encoder_weights_path(encoder: str) -> str:
     """``./models/densenet161_imagenet/weights.h5`` for ``densenet161_bts`` (upstream TF2 path)."""
     return os.path.join(".", "models", f"{encoder.removesuffix('_bts')}_imagenet", "weights.h5")
+
+
+def imagenet_weights_hint(encoder: str) -> str:
+    """Where ``encoder``'s ImageNet weights come from, as one clause for a notice or an error."""
+    if encoder in INIT_COMMANDS:
+        return (f"run {INIT_COMMANDS[encoder]} to fetch them into "
+                f"{default_encoder_weights_path(encoder)}, the default --pretrained_model")
+    if encoder_facts(encoder).imagenet:
+        return f"pass --pretrained_model imagenet to download keras.applications' {encoder} weights"
+    return f"{encoder} has no ImageNet weights anywhere: it always starts from random initialisation"
 
 
 def source_checkpoint_validator(what: str):
@@ -66,7 +80,7 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
 
     if not tf.io.gfile.exists(path):
         raise PretrainedWeightsError(
-            f"encoder weights {path!r} do not exist (run ./init_densenet_161.sh to create them)")
+            f"encoder weights {path!r} do not exist (./init_densenet_161.sh [densenet121] creates them)")
     with tf.io.gfile.GFile(path, "rb") as handle:
         data = handle.read()
     arrays: Dict[str, np.ndarray] = {}
