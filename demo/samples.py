@@ -1,6 +1,9 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Sample photos for the demo page, read at run time from scikit-image's installed ``data`` module.
 
+``python -m demo.samples --output DIR`` writes them as ``DIR/<name>.png`` (``./demo.sh`` predicts
+them with the official model when it has been fetched).
+
 Nothing is downloaded: these images ship inside the scikit-image wheel. The motorcycle comes with
 its stereo disparity, so the demo can score a prediction on it against real ground truth. Names
 are looked up in a fixed table, never used as paths, so ``../../etc/passwd`` is simply unknown.
@@ -8,11 +11,14 @@ are looked up in a fixed table, never used as paths, so ``../../etc/passwd`` is 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, NamedTuple, Optional
+import os
+import sys
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from utils.image_io import encode_png
+from utils.io import atomic_write_bytes
 
 
 class Sample(NamedTuple):
@@ -82,3 +88,32 @@ def sample_png(name: str) -> Optional[bytes]:
     if sample is None:
         return None
     return encode_png(np.asarray(sample.loader(), dtype=np.uint8), compress_level=6)
+
+
+def write_samples(folder: str) -> List[str]:
+    """Write every sample photo as ``folder/<name>.png``; returns the paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name in SAMPLES:
+        path = os.path.join(folder, f"{name}.png")
+        atomic_write_bytes(path, sample_png(name))
+        paths.append(path)
+    return paths
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m demo.samples", description="Write the demo's sample photos.")
+    parser.add_argument("--output", required=True, help="folder to write <name>.png into")
+    args = parser.parse_args(argv)
+    from utils.quiet import quiet_tensorflow
+
+    quiet_tensorflow()  # the image writers import TF
+    for path in write_samples(args.output):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -83,6 +83,7 @@ class Scene:
     boxes: Tuple[Box, ...]
     colours: np.ndarray  # (num_surfaces, 3) base colours in [0, 1]
     texture_scales: np.ndarray  # (num_surfaces,) checker period in metres
+    headlight: bool = False  # lit by a lamp at the camera (falls off with distance) instead of the sun
 
 
 def surface_plane(scene: Scene, surface: int) -> Tuple[np.ndarray, float]:
@@ -174,10 +175,13 @@ def shade(scene: Scene, surface: np.ndarray, points: np.ndarray, rng: np.random.
     checker = (np.floor(u / scale) + np.floor(v / scale)) % 2
     stripes = 0.5 + 0.5 * np.sin(2 * np.pi * u / (0.37 * scale))
     base = scene.colours[ids]
-    light = np.array([0.3, -0.8, -0.5])
-    light /= np.linalg.norm(light)
-    normal_sign = np.where(surface < 6, -1.0, 1.0) * np.where(ids % 2 == 1, 1.0, -1.0)
-    lambert = np.abs(light[axis]) * (normal_sign * np.sign(light[axis]) > 0) * 0.5 + 0.5
+    if scene.headlight:
+        lambert = headlight_shading(points, axis)
+    else:
+        light = np.array([0.3, -0.8, -0.5])
+        light /= np.linalg.norm(light)
+        normal_sign = np.where(surface < 6, -1.0, 1.0) * np.where(ids % 2 == 1, 1.0, -1.0)
+        lambert = np.abs(light[axis]) * (normal_sign * np.sign(light[axis]) > 0) * 0.5 + 0.5
     pattern = 0.7 + 0.2 * checker + 0.1 * stripes
     rgb = base * (pattern * lambert)[..., None]
     rgb += rng.normal(0.0, 0.02, size=rgb.shape)
@@ -187,28 +191,60 @@ def shade(scene: Scene, surface: np.ndarray, points: np.ndarray, rng: np.random.
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
+HEADLIGHT_AMBIENT = 0.2  # share of light that reaches every surface
+HEADLIGHT_RANGE_M = 3.0  # distance at which the lamp's light has fallen to half
+
+
+def headlight_shading(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(H, W) light of a lamp at the camera: ambient + cos(incidence) / (1 + (r / range)^2).
+
+    The inverse-square-like fall-off is the indoor flash-photo cue: far surfaces are darker.
+    """
+    distance = np.maximum(np.linalg.norm(points, axis=-1), 1e-6)
+    cosine = np.abs(np.take_along_axis(points, axis[..., None], -1)[..., 0]) / distance
+    falloff = 1.0 / (1.0 + (distance / HEADLIGHT_RANGE_M) ** 2)
+    return HEADLIGHT_AMBIENT + (1.0 - HEADLIGHT_AMBIENT) * cosine * falloff * 1.6
+
+
 def _palette(rng: np.random.Generator, count: int) -> Tuple[np.ndarray, np.ndarray]:
     colours = rng.uniform(0.25, 0.95, size=(count, 3))
     scales = rng.uniform(0.2, 1.0, size=count)
     return colours, scales
 
 
+# Room faces (surface ids 0-5): left wall, right wall, ceiling, floor, wall behind, back wall.
+# Each kind of surface keeps one look (colour family, texture period in metres), so texture
+# scale in the image is a depth cue the network can learn in minutes.
+NYU_FACE_COLOURS = np.array([[0.80, 0.76, 0.66], [0.80, 0.76, 0.66], [0.92, 0.92, 0.90],
+                             [0.62, 0.45, 0.30], [0.80, 0.76, 0.66], [0.70, 0.74, 0.80]])
+NYU_FACE_TEXTURE_M = np.array([0.9, 0.9, 0.6, 0.5, 0.9, 0.9])
+NYU_BOX_TEXTURE_M = 0.3
+
+
 def nyu_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
-    """A room 3-6 m wide, 2.5-3 m high, 4-8 m deep, with 1-4 boxes on the floor."""
-    cam_height = rng.uniform(1.1, 1.6)
-    room_h = rng.uniform(2.5, 3.0)
-    room = Box((-rng.uniform(1.5, 3.0), cam_height - room_h, -0.5),
-               (rng.uniform(1.5, 3.0), cam_height, rng.uniform(4.0, 8.0)))
+    """A room 3-5 m wide, 2.6-3 m high, 5-8.5 m deep, lit by a lamp at the camera, with 1-3
+    boxes resting on the floor; a camera 1.2-1.5 m high, looking roughly along the room."""
+    cam_height = rng.uniform(1.2, 1.5)
+    room_h = rng.uniform(2.6, 3.0)
+    room = Box((-rng.uniform(1.5, 2.5), cam_height - room_h, -0.5),
+               (rng.uniform(1.5, 2.5), cam_height, rng.uniform(5.0, 8.5)))
     boxes = []
-    for _ in range(rng.integers(1, 5)):
-        size = rng.uniform([0.3, 0.3, 0.3], [1.2, 1.2, 1.0])
+    for _ in range(rng.integers(1, 4)):
+        size = rng.uniform([0.4, 0.4, 0.4], [1.0, 1.1, 0.8])
         x0 = rng.uniform(room.lo[0] + 0.1, room.hi[0] - size[0] - 0.1)
-        z0 = rng.uniform(1.5, room.hi[2] - size[2] - 0.2)
+        z0 = rng.uniform(1.5, room.hi[2] - size[2] - 0.5)
         boxes.append(Box((x0, cam_height - size[1], z0), (x0 + size[0], cam_height, z0 + size[2])))
-    colours, scales = _palette(rng, 6 + 6 * len(boxes))
+    count = 6 + 6 * len(boxes)
+    colours = np.empty((count, 3))
+    colours[:6] = np.clip(NYU_FACE_COLOURS * rng.uniform(0.85, 1.1, size=(6, 1)), 0.0, 1.0)
+    for k in range(len(boxes)):  # one saturated colour per box, the same on all its faces
+        colours[6 + 6 * k: 12 + 6 * k] = rng.uniform(0.2, 0.95, size=3)
+    scales = np.concatenate([NYU_FACE_TEXTURE_M, np.full(count - 6, NYU_BOX_TEXTURE_M)])
+    scales *= rng.uniform(0.9, 1.1, size=count)
     focal = get_dataset_facts("nyu").default_focal * width / NYU_REFERENCE_WIDTH
-    rotation = camera_rotation(rng.uniform(-0.15, 0.1), rng.uniform(-0.3, 0.3), rng.uniform(-0.03, 0.03))
-    return Scene(focal, width / 2.0, height / 2.0, rotation, room, (), tuple(boxes), colours, scales)
+    rotation = camera_rotation(rng.uniform(-0.08, 0.04), rng.uniform(-0.2, 0.2), rng.uniform(-0.02, 0.02))
+    return Scene(focal, width / 2.0, height / 2.0, rotation, room, (), tuple(boxes), colours, scales,
+                 headlight=True)
 
 
 def kitti_scene(rng: np.random.Generator, height: int, width: int, focal_1242: float) -> Scene:
@@ -367,6 +403,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
 
     args = parse_args(groups=("model", "data", "synthetic"), argv=argv, prog="python -m tools.synthetic_data",
                       description="Write a synthetic NYU- or KITTI-layout dataset.", validate=_validate)
+    from utils.quiet import quiet_tensorflow
+
+    quiet_tensorflow(args.verbose)  # image writing imports TF: keep its start-up lines off the bars
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     default_size = (480, 640) if args.dataset == "nyu" else (375, 1242)
     paths = generate_dataset(args.dataset, args.output, args.num_train, args.num_test,
