@@ -5,7 +5,11 @@ The project's embedded default data (no download). Each frame is ray-traced agai
 planes and boxes in a world frame seen by a slightly rotated pinhole camera, so depth is exact and
 piecewise planar, which is what BTS's local planar guidance assumes.
 
-* ``nyu``: indoor rooms (floor, ceiling, walls, boxes) in the NYU layout:
+* ``nyu``: indoor rooms (floor, ceiling, walls, 1-3 boxes on the floor) in the NYU layout, with
+  the monocular cues a network picks up in minutes (``./demo.sh`` trains on them from scratch):
+  perspective of floor and ceiling from a camera at a person's height, one texture period in
+  metres per kind of surface (so its image scale shrinks with depth), and a lamp at the camera
+  whose light falls off with distance (far walls are darker), as in a flash photo:
   ``sync/<scene>/rgb_XXXXX.jpg`` + ``sync_depth_XXXXX.png`` (uint16 millimetres) for training,
   ``official_splits/test/<scene_type>/...`` for testing, and the two filenames files
   (``/scene/rgb_00000.jpg /scene/sync_depth_00000.png 518.8579``, the train list with the
