@@ -240,22 +240,22 @@ def test_eval_with_pngs_refuses_an_existing_metrics_csv_unless_overwrite(tmp_pat
     assert table.read_text().startswith("name,")
 
 
-def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, nyu_data_480x640,
-                                                          capsys):
-    """demo.sh's evaluation (arguments_test_synthetic.txt --save_png --save_cmap --overwrite)
-    runs again into the folder of its first run, as a rerun of ./demo.sh does."""
+def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, synthetic_dataset, capsys):
+    """demo.sh's evaluation (arguments_test_synthetic.txt with demo.sh's own output flags) runs
+    again into the folder of its first run, as a rerun of ./demo.sh does."""
     demo = open(os.path.join(ROOT, "demo.sh")).read()
-    assert "--save_png --save_cmap --overwrite" in demo
-    data = nyu_data_480x640  # its 2 test frames
+    flags = "--save_png --save_cmap --save_point_cloud --overwrite"
+    assert flags in demo
+    data = synthetic_dataset("nyu", 1, 2, 192, 256, seed=2)  # demo.sh's frame size, 2 test frames
     argv = [os.path.join(ROOT, "arguments_test_synthetic.txt"), *TINY, "--checkpoint_path",
             weights, "--data_path", data["data_path_eval"], "--gt_path", data["gt_path_eval"],
             "--filenames_file", data["test_filenames"], "--output_directory",
-            str(tmp_path / "result"), "--save_png", "--save_cmap", "--overwrite"]
+            str(tmp_path / "result"), *flags.split()]
     for _ in range(2):
         assert bts_test.main(argv) == 0
     assert "Evaluated 2 images" in capsys.readouterr().out
-    assert len(os.listdir(tmp_path / "result" / "raw")) == 2
-    assert len(os.listdir(tmp_path / "result" / "cmap")) == 2
+    for kind in ("raw", "cmap", "ply"):
+        assert len(os.listdir(tmp_path / "result" / kind)) == 2
 
 
 # ------------------------------------------------------------------ training run folder
