@@ -197,6 +197,7 @@ def shade(scene: Scene, surface: np.ndarray, points: np.ndarray, rng: np.random.
 
 HEADLIGHT_AMBIENT = 0.2  # share of light that reaches every surface
 HEADLIGHT_RANGE_M = 3.0  # distance at which the lamp's light has fallen to half
+HEADLIGHT_GAIN = 1.6  # lamp strength: surfaces within ~1 m are near white, far walls dim
 
 
 def headlight_shading(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
@@ -207,7 +208,7 @@ def headlight_shading(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
     distance = np.maximum(np.linalg.norm(points, axis=-1), 1e-6)
     cosine = np.abs(np.take_along_axis(points, axis[..., None], -1)[..., 0]) / distance
     falloff = 1.0 / (1.0 + (distance / HEADLIGHT_RANGE_M) ** 2)
-    return HEADLIGHT_AMBIENT + (1.0 - HEADLIGHT_AMBIENT) * cosine * falloff * 1.6
+    return HEADLIGHT_AMBIENT + (1.0 - HEADLIGHT_AMBIENT) * cosine * falloff * HEADLIGHT_GAIN
 
 
 def _palette(rng: np.random.Generator, count: int) -> Tuple[np.ndarray, np.ndarray]:
