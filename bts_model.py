@@ -36,7 +36,8 @@ from keras import ops
 
 from utils.configs import BtsConfig, ConfigError
 from utils.datasets import KITTI_FOCAL_NORMALISER
-from utils.encoders import DENSENET_CONFIGS, ENCODER_NAMES, ENCODER_PREFIX, DenseNetConfig, encoder_facts
+from utils.encoders import (DENSENET_CONFIGS, ENCODER_NAMES, ENCODER_PREFIX, RESNET_CONFIGS, DenseNetConfig,
+                            ResNetConfig, encoder_facts)
 
 SERIALIZATION_PACKAGE = "bts"
 
@@ -186,6 +187,154 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
     return {"skip2": skip2, "skip4": skip4, "skip8": taps[0], "skip16": taps[1], "dense32": dense32}
 
 
+# --------------------------------------------------------------------------------------------
+# torchvision ResNet / ResNeXt and MobileNetV2 (the official zoo's other encoders)
+# --------------------------------------------------------------------------------------------
+def _kaiming_fan_out() -> keras.initializers.Initializer:
+    """torchvision ResNet/MobileNetV2 conv init: kaiming_normal_(mode='fan_out'), gain √2.
+
+    Keras and PyTorch agree on fan_out = out·kh·kw for plain and grouped kernels (a new object
+    per layer, as :func:`_kaiming_normal`).
+    """
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class GroupedConv2D(keras.layers.Conv2D):
+    """``Conv2D(groups=g)`` computed as g convolutions on channel slices, concatenated.
+
+    Same kernel (kh, kw, Cin/g, Cout), config and numbers as Keras's grouped conv (group i maps
+    input channels [i·Cin/g, (i+1)·Cin/g) to outputs [i·Cout/g, (i+1)·Cout/g), as PyTorch).
+    TensorFlow's CPU kernels have no gradient for a grouped conv without oneDNN, and Keras's
+    fallback took 12 s per backward pass of one ResNeXt 3×3 conv (2×56×72×256) on AVX2 where
+    the slices take 0.09 s; the slices' forward pass is faster there too (0.03 s vs 0.07 s).
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1:
+            return super().convolution_op(inputs, kernel)
+        pieces = zip(ops.split(inputs, self.groups, axis=-1), ops.split(kernel, self.groups, axis=-1))
+        return ops.concatenate(
+            [ops.conv(x, k, strides=self.strides, padding=self.padding,
+                      dilation_rate=self.dilation_rate, data_format=self.data_format)
+             for x, k in pieces], axis=-1)
+
+
+def _torch_conv(x, filters: int, kernel: int, name: str, *, strides: int = 1, groups: int = 1):
+    """PyTorch ``Conv2d(kernel, stride, padding=kernel // 2, groups, bias=False)`` on NHWC ``x``.
+
+    Keras 'same' pads symmetrically only at stride 1; a strided conv gets an explicit symmetric
+    ZeroPadding2D (``<name>_pad``) and 'valid', as PyTorch (design §9.2). A 1×1 conv of stride 2
+    picks pixels (2i, 2j) in both.
+    """
+    p = ENCODER_PREFIX + name
+    padding = "same" if kernel > 1 else "valid"
+    if strides > 1 and kernel > 1:
+        x = keras.layers.ZeroPadding2D(kernel // 2, name=p + "_pad")(x)
+        padding = "valid"
+    return GroupedConv2D(filters, kernel, strides=strides, padding=padding, groups=groups,
+                         use_bias=False, kernel_initializer=_kaiming_fan_out(), name=p)(x)
+
+
+def _bottleneck(x, planes: int, strides: int, config: ResNetConfig, name: str):
+    """torchvision Bottleneck (B,h,w,C) → (B,h/s,w/s,4·planes): 1×1 → 3×3/s (grouped) → 1×1 +
+    shortcut (``downsample`` = 1×1/s conv + BN on a stage's first block), then ReLU."""
+    p = ENCODER_PREFIX + name
+    width = config.width(planes)
+    y = _encoder_bn(f"{name}.bn1")(_torch_conv(x, width, 1, f"{name}.conv1"))
+    y = keras.layers.ReLU(name=f"{p}.relu1")(y)
+    y = _torch_conv(y, width, 3, f"{name}.conv2", strides=strides, groups=config.groups)
+    y = keras.layers.ReLU(name=f"{p}.relu2")(_encoder_bn(f"{name}.bn2")(y))
+    y = _encoder_bn(f"{name}.bn3")(_torch_conv(y, 4 * planes, 1, f"{name}.conv3"))
+    shortcut = x
+    if strides != 1 or x.shape[-1] != 4 * planes:
+        shortcut = _torch_conv(x, 4 * planes, 1, f"{name}.downsample.0", strides=strides)
+        shortcut = _encoder_bn(f"{name}.downsample.1")(shortcut)
+    y = keras.layers.Add(name=f"{p}.add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{p}.relu")(y)
+
+
+def resnet_encoder(image, config: ResNetConfig) -> Dict[str, keras.KerasTensor]:
+    """torchvision ResNet / ResNeXt (everything before ``avgpool``) with the official BTS taps.
+
+    Layer names are torchvision's module paths (``encoder.layer3.5.conv2``). Args: image
+    (B, H, W, 3) normalised RGB, H and W multiples of 32. Returns skip2 (H/2, 64) after the
+    stem ``relu``, skip4 (H/4, 256) ``layer1``, skip8 (H/8, 512) ``layer2``, skip16 (H/16, 1024)
+    ``layer3``, dense32 (H/32, 2048) ``layer4`` (already ≥ 0: the decoder's ReLU is a no-op).
+    """
+    p = ENCODER_PREFIX
+    x = _torch_conv(image, 64, 7, "conv1", strides=2)
+    skip2 = x = keras.layers.ReLU(name=p + "relu")(_encoder_bn("bn1")(x))
+    # Zero padding equals PyTorch's -inf pool padding because x >= 0 after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name=p + "maxpool_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, padding="valid", name=p + "maxpool")(x)
+    stages = []
+    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), config.layers), start=1):
+        for block in range(blocks):
+            strides = 2 if stage > 1 and block == 0 else 1
+            x = _bottleneck(x, planes, strides, config, f"layer{stage}.{block}")
+        stages.append(x)
+    return dict(zip(FEATURE_NAMES, [skip2] + stages))
+
+
+# torchvision mobilenet_v2 (width 1.0): (expansion t, channels c, blocks n, first stride s).
+MOBILENETV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENETV2_TAPS = (1, 3, 6, 10, 18)  # features indices of the official taps (its 2, 4, 7, 11, 19)
+
+
+def _conv_bn_relu6(x, filters: int, kernel: int, name: str, *, strides: int = 1,
+                   depthwise: bool = False):
+    """torchvision Conv2dNormActivation (``<name>.0`` conv, ``.1`` BN, ReLU6), PyTorch padding."""
+    p = ENCODER_PREFIX + name
+    if depthwise:  # groups = channels; Keras's DepthwiseConv2D kernel is (kh, kw, C, 1)
+        padding = "same"
+        if strides > 1:
+            x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{p}.0_pad")(x)
+            padding = "valid"
+        # fan_in of a (kh, kw, C, 1) kernel = C·kh·kw = PyTorch's fan_out of its (C, 1, kh, kw)
+        x = keras.layers.DepthwiseConv2D(
+            kernel, strides=strides, padding=padding, use_bias=False, name=f"{p}.0",
+            depthwise_initializer=keras.initializers.VarianceScaling(2.0, "fan_in",
+                                                                     "untruncated_normal"))(x)
+    else:
+        x = _torch_conv(x, filters, kernel, f"{name}.0", strides=strides)
+    x = _encoder_bn(f"{name}.1")(x)
+    return keras.layers.ReLU(6.0, name=f"{p}.2")(x)
+
+
+def _inverted_residual(x, channels: int, strides: int, expansion: int, name: str):
+    """torchvision InvertedResidual: [1×1 expand] → 3×3 depthwise/s → 1×1 linear (+ x if same shape)."""
+    inputs, index = x, 0
+    hidden = int(round(x.shape[-1] * expansion))
+    if expansion != 1:
+        x = _conv_bn_relu6(x, hidden, 1, f"{name}.conv.0")
+        index = 1
+    x = _conv_bn_relu6(x, hidden, 3, f"{name}.conv.{index}", strides=strides, depthwise=True)
+    x = _torch_conv(x, channels, 1, f"{name}.conv.{index + 1}")
+    x = _encoder_bn(f"{name}.conv.{index + 2}")(x)
+    if strides == 1 and inputs.shape[-1] == channels:
+        x = keras.layers.Add(name=f"{ENCODER_PREFIX}{name}.add")([inputs, x])
+    return x
+
+
+def mobilenetv2_encoder(image) -> Dict[str, keras.KerasTensor]:
+    """torchvision ``mobilenet_v2().features`` (names ``encoder.<index>...``) with the official taps.
+
+    Returns skip2 (H/2, 16) features[1], skip4 (H/4, 24) [3], skip8 (H/8, 32) [6], skip16
+    (H/16, 64) [10], dense32 (H/32, 1280) [18] (ReLU6 output: the decoder's ReLU is a no-op).
+    """
+    x = _conv_bn_relu6(image, 32, 3, "0", strides=2)
+    outputs, index = [], 1
+    for expansion, channels, blocks, strides in MOBILENETV2_SETTING:
+        for block in range(blocks):
+            x = _inverted_residual(x, channels, strides if block == 0 else 1, expansion, str(index))
+            outputs.append(x)
+            index += 1
+    outputs.append(_conv_bn_relu6(x, 1280, 1, str(index)))
+    return dict(zip(FEATURE_NAMES, [outputs[i - 1] for i in MOBILENETV2_TAPS]))
+
+
 @dataclasses.dataclass(frozen=True)
 class FreezeRule:
     """Which encoder layers training freezes (design §4.3, PT semantics adapted per family).
@@ -198,7 +347,7 @@ class FreezeRule:
     """
 
     stem: Tuple[str, ...]
-    first_blocks: Tuple[str, str]
+    first_blocks: Tuple[str, ...]  # two prefixes, or () where the official rule matches nothing
     bn_affine: bool = True
     bn_affine_exempt: Tuple[str, ...] = ()
 
@@ -218,9 +367,19 @@ class FreezeRule:
         return (self.bn_affine and not exempt) or self.frozen_layer(name, first_blocks)
 
 
-# PT DenseNet: parameters named conv0 / norm* (every BN γ/β) + denselayer1 (+2) of block 1.
+# What upstream's substring rule (bts_main.py set_misc) matches in each official encoder:
+# DenseNet ['conv0', 'norm'] (+ 'denseblock1.denselayer1', '...2'): the stem conv, every BN γ/β
+# (all are named norm*), dense layer 1 (+2) of block 1.
 DENSENET_FREEZE = FreezeRule(stem=("conv0",),
                              first_blocks=("denseblock1.denselayer1.", "denseblock1.denselayer2."))
+# 'resne' encoders ['base_model.conv1', '.bn'] (+ 'base_model.layer1.0', '...1'): the stem conv
+# (block convs are 'layerN.M.conv1', no match), the γ/β of the stem bn1 and of every block's
+# bn1/bn2/bn3 but not of the shortcut BNs ('downsample.1' has no '.bn'), all of layer1.0 (+1).
+TORCHVISION_RESNET_FREEZE = FreezeRule(stem=("conv1",), first_blocks=("layer1.0.", "layer1.1."),
+                                       bn_affine_exempt=("downsample.1",))
+# mobilenetv2_bts falls to the DenseNet rule, whose names never occur in torchvision's
+# MobileNetV2 ('features.N.conv.M...'): upstream freezes nothing, with or without the flags.
+TORCHVISION_MOBILENETV2_FREEZE = FreezeRule(stem=(), first_blocks=(), bn_affine=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,10 +400,19 @@ class EncoderSpec:
         return self.freeze.frozen_layer(name, first_blocks)
 
 
-ENCODERS: Dict[str, EncoderSpec] = {
-    name: EncoderSpec(lambda image, c=cfg: densenet_encoder(image, c),
-                      encoder_facts(name).normalization, encoder_facts(name).default_bts_size)
-    for name, cfg in DENSENET_CONFIGS.items()
+def _official_spec(name: str, build: Callable, freeze: FreezeRule) -> EncoderSpec:
+    facts = encoder_facts(name)
+    return EncoderSpec(build, facts.normalization, facts.default_bts_size, freeze)
+
+
+_SPECS: Dict[str, EncoderSpec] = {
+    **{name: _official_spec(name, lambda image, c=cfg: densenet_encoder(image, c), DENSENET_FREEZE)
+       for name, cfg in DENSENET_CONFIGS.items()},
+    **{name: _official_spec(name, lambda image, c=cfg: resnet_encoder(image, c),
+                            TORCHVISION_RESNET_FREEZE)
+       for name, cfg in RESNET_CONFIGS.items()},
+    "mobilenetv2_bts": _official_spec("mobilenetv2_bts", mobilenetv2_encoder,
+                                      TORCHVISION_MOBILENETV2_FREEZE),
 }
 
 
@@ -403,8 +571,9 @@ def _keras_encoder_spec(arch: str) -> EncoderSpec:
                        freeze=freeze, imagenet=facts.imagenet)
 
 
-ENCODERS.update({arch: _keras_encoder_spec(arch) for arch in KERAS_ENCODERS})
-assert tuple(ENCODERS) == ENCODER_NAMES, "bts_model and utils/encoders.py list different encoders"
+_SPECS.update({arch: _keras_encoder_spec(arch) for arch in KERAS_ENCODERS})
+assert sorted(_SPECS) == sorted(ENCODER_NAMES), "bts_model and utils/encoders.py list different encoders"
+ENCODERS: Dict[str, EncoderSpec] = {name: _SPECS[name] for name in ENCODER_NAMES}
 
 
 # --------------------------------------------------------------------------------------------

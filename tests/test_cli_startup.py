@@ -39,7 +39,7 @@ CHATTER = ("oneDNN custom operations", "This TensorFlow binary is optimized", "c
            "absl::InitializeLog")
 SCRIPTS = ["bts_main.py", "bts_test.py", "bts_convert_data.py", "bts_tune.py", "bts_demo.py",
            "bts_export.py", "-m:tools.eval_with_pngs", "-m:tools.convert_pytorch_checkpoint",
-           "-m:tools.convert_torchvision_densenet", "-m:tools.synthetic_data"]
+           "-m:tools.convert_torchvision_imagenet", "-m:tools.synthetic_data"]
 OPTIONAL = {"bts_tune.py": ("optuna",), "bts_demo.py": ("flask", "skimage")}
 
 

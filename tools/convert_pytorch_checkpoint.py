@@ -4,13 +4,18 @@
     python -m tools.convert_pytorch_checkpoint --pytorch_checkpoint models/bts_nyu_v2_pytorch_densenet161/model \
         --encoder densenet161_bts --dataset nyu --output_path models/bts_nyu_v2_pytorch_densenet161/model.keras
 
+Every official encoder converts (``utils.encoders.OFFICIAL_ENCODERS``: densenet161/121_bts,
+resnet50/101_bts, resnext50/101_bts, mobilenetv2_bts); the ``keras.applications`` ones
+(``resnet50``, ``mobilenetv2``, ...) are other networks and are refused.
+
 The source is a dict with key ``model`` (what the official training script saves) or a bare state
 dict, keys with or without the ``module.`` prefix of DataParallel/DDP. The mapping is strict: every
 Keras weight gets exactly one source tensor (name from :func:`pytorch_key_for`), every source
-tensor is used exactly once except the BN ``num_batches_tracked`` counters, and shapes must agree;
+tensor is used exactly once except the BN ``num_batches_tracked`` counters (and, for the ResNets and
+ResNeXts, torchvision's unused ImageNet classifier ``encoder.base_model.fc.*``), and shapes must agree;
 otherwise a one-line error lists the missing, unexpected and mismatched keys and nothing is written.
-Conv kernels go (out, in, kh, kw) → (kh, kw, in, out); BN weight/bias/running_mean/running_var →
-gamma/beta/moving_mean/moving_variance.
+Conv kernels go (out, in/groups, kh, kw) → (kh, kw, in/groups, out), depthwise ones (C, 1, kh, kw) →
+(kh, kw, C, 1); BN weight/bias/running_mean/running_var → gamma/beta/moving_mean/moving_variance.
 
 Output: a ``.keras`` model file by default. It carries the architecture config (encoder, nf,
 max_depth, dataset) next to the weights, so it loads on its own (``keras.models.load_model``) as
@@ -176,14 +181,37 @@ def pytorch_key_for(variable_path: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Strict mapping
 # --------------------------------------------------------------------------------------------
-def torch_to_keras(array: np.ndarray) -> np.ndarray:
-    """Conv kernel (out, in, kh, kw) → (kh, kw, in, out); vectors unchanged."""
-    return np.transpose(array, (2, 3, 1, 0)) if array.ndim == 4 else array
+def torch_to_keras(array: np.ndarray, target_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Conv kernel (out, in/groups, kh, kw) → (kh, kw, in/groups, out); vectors unchanged.
+
+    A depthwise kernel (C, 1, kh, kw) goes to Keras DepthwiseConv2D's (kh, kw, C, 1) when
+    ``target_shape`` (the Keras variable's) is that shape.
+    """
+    if array.ndim != 4:
+        return array
+    out, per_group, kh, kw = array.shape
+    if per_group == 1 and target_shape is not None and tuple(target_shape) == (kh, kw, out, 1):
+        return np.transpose(array, (2, 3, 0, 1))
+    return np.transpose(array, (2, 3, 1, 0))
 
 
 def is_skipped_key(key: str) -> bool:
     """Source entries with no Keras counterpart (BN ``num_batches_tracked`` counters)."""
     return key.endswith(SKIPPED_SUFFIX)
+
+
+# The official ResNet/ResNeXt encoders hold torchvision's whole network, ImageNet classifier
+# included (2,049,000 parameters, counted in upstream's #Params); the forward pass skips it.
+UNUSED_CLASSIFIER_KEYS = (PT_ENCODER_PREFIX + "fc.weight", PT_ENCODER_PREFIX + "fc.bias")
+
+
+def skipped_keys_rule(encoder: str) -> Callable[[str], bool]:
+    """The source keys an official checkpoint of ``encoder`` holds without a Keras counterpart."""
+    from utils.encoders import RESNET_CONFIGS
+
+    if encoder in RESNET_CONFIGS:
+        return lambda key: is_skipped_key(key) or key in UNUSED_CLASSIFIER_KEYS
+    return is_skipped_key
 
 
 def assign_state_dict(model, state: Mapping[str, np.ndarray],
@@ -208,7 +236,7 @@ def assign_state_dict(model, state: Mapping[str, np.ndarray],
         if key not in state:
             missing.append(key)
             continue
-        value = torch_to_keras(state[key])
+        value = torch_to_keras(state[key], tuple(variable.shape))
         if tuple(value.shape) != tuple(variable.shape):
             mismatched.append(f"{key} {tuple(state[key].shape)} vs Keras {variable.path} "
                               f"{tuple(variable.shape)}")
@@ -258,11 +286,13 @@ def convert_checkpoint(source_path: str, output_path: str, config) -> int:
 
     state = read_state_dict(source_path)  # before building: a bad file fails fast
     model = bts_model.build_bts_model(config)
-    count = assign_state_dict(model, state, source=repr(source_path))
-    skipped = sum(1 for k in state if is_skipped_key(k))
+    skipped = skipped_keys_rule(config.encoder)
+    count = assign_state_dict(model, state, ignore=skipped, source=repr(source_path))
+    counters = sum(1 for k in state if is_skipped_key(k))
+    unused = sorted(k for k in state if skipped(k) and not is_skipped_key(k))
     LOG.info("set %d Keras weights (%d learnable parameters) from %d tensors; skipped %d "
-             "num_batches_tracked", count, bts_model.count_params(model.trainable_weights),
-             len(state), skipped)
+             "num_batches_tracked%s", count, bts_model.count_params(model.trainable_weights),
+             len(state), counters, f" and the unused classifier ({', '.join(unused)})" if unused else "")
     save_model(model, output_path)
     return count
 
@@ -277,8 +307,7 @@ def default_output_path(source_path: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from utils.arguments import check_input_paths, model_config, parse_args
-    from utils.encoders import DENSENET_CONFIGS
-    from utils.pretrained import source_checkpoint_validator
+    from utils.pretrained import official_encoder_problem, source_checkpoint_validator
     from utils.quiet import quiet_tensorflow
 
     args = parse_args(groups=("model", "weights"), argv=argv,
@@ -290,9 +319,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         problem = check_input_paths(args, files=("pytorch_checkpoint",))
         if problem:
             raise ConversionError(problem)
-        if args.encoder not in DENSENET_CONFIGS:  # the official zoo's encoders we have
-            raise ConversionError(f"--encoder {args.encoder!r}: official PyTorch BTS checkpoints "
-                                  f"convert only to {', '.join(DENSENET_CONFIGS)}")
+        problem = official_encoder_problem(args.encoder, "official PyTorch BTS checkpoints")
+        if problem:
+            raise ConversionError(problem)
         config = model_config(args)
         count = convert_checkpoint(args.pytorch_checkpoint, output, config)
     except (ConversionError, ValueError, OSError) as err:  # ConversionError is a ValueError

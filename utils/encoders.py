@@ -46,6 +46,33 @@ class DenseNetConfig:
         return tuple(taps[:4]) + (channels,)
 
 
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+    """torchvision ResNet / ResNeXt with Bottleneck blocks (V1.5: a stage's stride sits in the 3×3 conv).
+
+    ``layers``: blocks per stage (layer1..layer4); the 3×3 convs of a stage with ``planes``
+    (64, 128, 256, 512) have ``width(planes)`` channels in ``groups`` groups; block outputs have
+    4·planes channels, so the taps are 64, 256, 512, 1024, 2048 for every member of the family.
+    """
+
+    layers: Tuple[int, int, int, int]
+    groups: int = 1
+    width_per_group: int = 64
+
+    def width(self, planes: int) -> int:
+        """Channels of a Bottleneck's 1×1 → 3×3 path (torchvision's formula)."""
+        return int(planes * (self.width_per_group / 64.0)) * self.groups
+
+
+RESNET_CONFIGS: Dict[str, ResNetConfig] = {
+    "resnet50_bts": ResNetConfig((3, 4, 6, 3)),
+    "resnet101_bts": ResNetConfig((3, 4, 23, 3)),
+    "resnext50_bts": ResNetConfig((3, 4, 6, 3), groups=32, width_per_group=4),  # 32×4d
+    "resnext101_bts": ResNetConfig((3, 4, 23, 3), groups=32, width_per_group=8),  # 32×8d
+}
+RESNET_SKIP_CHANNELS = (64, 256, 512, 1024, 2048)
+MOBILENETV2_SKIP_CHANNELS = (16, 24, 32, 64, 1280)  # after torchvision features 1, 3, 6, 10, 18
+
 DENSENET_CONFIGS: Dict[str, DenseNetConfig] = {
     "densenet161_bts": DenseNetConfig(48, 96, (6, 12, 36, 24), 4),
     "densenet121_bts": DenseNetConfig(32, 64, (6, 12, 24, 16), 4),
@@ -61,14 +88,25 @@ class EncoderFacts:
     normalization: str  # one of NORMALIZATION_MODES
     default_bts_size: int  # decoder width nf when --bts_size is not given
     imagenet: bool = False  # keras.applications ImageNet weights exist (--pretrained_model imagenet)
+    # The official encoders (``*_bts``): the torchvision architecture they are, layer for layer,
+    # whose ImageNet weights start official training and whose BTS checkpoints convert.
+    torchvision: str = ""
 
 
-# nf: 512 for the largest backbones as upstream (densenet161/201, resnet101), 256 for the rest
-# (upstream gave densenet121/169, resnet50 and mobilenet 256; EfficientNetV2 and ConvNeXt-T are
-# of ResNet-50's size or smaller). densenet_tiny is a smoke-test encoder (seconds to trace).
+# The official PyTorch BTS encoders first (their names, torchvision layouts, ImageNet mean/std
+# input and nf 512 as upstream's bts_main.py), then the smoke-test DenseNet (seconds to trace),
+# then keras.applications backbones: Keras-native networks with Keras ImageNet weights, NOT
+# weight-compatible with the official models (Keras ResNet is V1 with conv biases and caffe
+# input, Keras MobileNetV2's H/16 tap has 96 channels). nf for those: 512 for the largest
+# (densenet201, resnet101), 256 for the rest as the upstream TF ports.
 ENCODERS: Dict[str, EncoderFacts] = {
-    "densenet161_bts": EncoderFacts("torch", 512),
-    "densenet121_bts": EncoderFacts("torch", 512),
+    "densenet161_bts": EncoderFacts("torch", 512, torchvision="densenet161"),
+    "densenet121_bts": EncoderFacts("torch", 512, torchvision="densenet121"),
+    "resnet50_bts": EncoderFacts("torch", 512, torchvision="resnet50"),
+    "resnet101_bts": EncoderFacts("torch", 512, torchvision="resnet101"),
+    "resnext50_bts": EncoderFacts("torch", 512, torchvision="resnext50_32x4d"),
+    "resnext101_bts": EncoderFacts("torch", 512, torchvision="resnext101_32x8d"),
+    "mobilenetv2_bts": EncoderFacts("torch", 512, torchvision="mobilenet_v2"),
     "densenet_tiny": EncoderFacts("torch", 512),
     "densenet121": EncoderFacts("torch", 256, True),
     "densenet169": EncoderFacts("torch", 256, True),
@@ -84,6 +122,7 @@ ENCODERS: Dict[str, EncoderFacts] = {
     "convnext_tiny": EncoderFacts("raw", 256, True),
 }
 ENCODER_NAMES: Tuple[str, ...] = tuple(ENCODERS)
+OFFICIAL_ENCODERS: Tuple[str, ...] = tuple(n for n, f in ENCODERS.items() if f.torchvision)
 
 
 def encoder_facts(name: str) -> EncoderFacts:

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """ImageNet encoder weights for training (``--pretrained_model``), without PyTorch.
 
-File format (written by ``python -m tools.convert_torchvision_densenet``): an HDF5 file with one dataset
+File format (written by ``python -m tools.convert_torchvision_imagenet``): an HDF5 file with one dataset
 per encoder variable, stored under the Keras variable path (``encoder.conv0/kernel``,
 ``encoder.denseblock1.denselayer1.norm1/moving_mean``, ...; ``/`` makes HDF5 groups), already in
 Keras layout, plus root attributes ``format``, ``encoder`` and ``source``. Loading is by name and
@@ -17,14 +17,28 @@ from typing import Dict, Iterable, Mapping
 import h5py
 import numpy as np
 
-from utils.encoders import ENCODER_PREFIX, encoder_facts
+from utils.encoders import DEFAULT_ENCODER, ENCODER_PREFIX, OFFICIAL_ENCODERS, encoder_facts
 from utils.io import atomic_write_bytes
 
 ENCODER_WEIGHTS_FORMAT = "bts-tf encoder weights v1"
-# The command that fetches and converts each BTS DenseNet's torchvision ImageNet weights into
-# default_encoder_weights_path (the script's argument picks the architecture).
-INIT_COMMANDS = {"densenet161_bts": "./init_densenet_161.sh",
-                 "densenet121_bts": "./init_densenet_161.sh densenet121"}
+# The command that fetches and converts each official encoder's torchvision ImageNet weights
+# into default_encoder_weights_path (the script's argument picks the architecture; none: DenseNet-161).
+IMAGENET_SCRIPT = "./init_densenet_161.sh"
+INIT_COMMANDS = {name: IMAGENET_SCRIPT if name == DEFAULT_ENCODER
+                 else f"{IMAGENET_SCRIPT} {name.removesuffix('_bts')}" for name in OFFICIAL_ENCODERS}
+IMAGENET_CONVERTER = "python -m tools.convert_torchvision_imagenet"
+
+
+def official_encoder_problem(encoder: str, what: str) -> str:
+    """Why ``what`` (PyTorch weights) cannot fill ``encoder``, in one line ('' if they can)."""
+    if encoder in OFFICIAL_ENCODERS:
+        return ""
+    twin = f"{encoder}_bts" if f"{encoder}_bts" in OFFICIAL_ENCODERS else ""
+    if twin:
+        return (f"--encoder {encoder!r} is the keras.applications network, which {what} do not "
+                f"fit; use --encoder {twin}")
+    return f"--encoder {encoder!r}: {what} convert only to the official encoders " \
+           f"{', '.join(OFFICIAL_ENCODERS)}"
 
 
 class PretrainedWeightsError(ValueError):
@@ -80,7 +94,7 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
 
     if not tf.io.gfile.exists(path):
         raise PretrainedWeightsError(
-            f"encoder weights {path!r} do not exist (./init_densenet_161.sh [densenet121] creates them)")
+            f"encoder weights {path!r} do not exist ({IMAGENET_SCRIPT} [ARCH] creates them)")
     with tf.io.gfile.GFile(path, "rb") as handle:
         data = handle.read()
     arrays: Dict[str, np.ndarray] = {}
@@ -89,7 +103,7 @@ def read_encoder_weights(path: str) -> Dict[str, np.ndarray]:
             if handle.attrs.get("format") != ENCODER_WEIGHTS_FORMAT:
                 raise PretrainedWeightsError(
                     f"{path!r} is not a bts-tf encoder weights file (no format attribute "
-                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with python -m tools.convert_torchvision_densenet")
+                    f"{ENCODER_WEIGHTS_FORMAT!r}); convert it with {IMAGENET_CONVERTER}")
             handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
                               if isinstance(item, h5py.Dataset) else None)
     except OSError as err:
