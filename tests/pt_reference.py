@@ -335,15 +335,19 @@ def torchvision_taps(base_model, encoder, x):
     return taps
 
 
-def official_random_state(encoder, nf=512, seed=0):
-    """A random official-format BTS state dict for ``encoder``: ``encoder.base_model.*`` with
+def official_key_shapes(encoder, nf=512):
+    """PT key → shape of an official BTS checkpoint for ``encoder``: ``encoder.base_model.*`` with
     torchvision's keys (the ResNets' unused ``fc`` included) + the PT V2 decoder."""
-    base = torchvision_base_model(encoder)
     shapes = _Shapes()
-    for key, value in base.state_dict().items():
+    for key, value in torchvision_base_model(encoder).state_dict().items():
         shapes["encoder.base_model." + key] = tuple(value.shape)
     shapes.update(decoder_shapes(TORCHVISION_ENCODERS[encoder][2], nf))
-    return random_state_dict(shapes, seed=seed)
+    return shapes
+
+
+def official_random_state(encoder, nf=512, seed=0):
+    """A random official-format BTS state dict for ``encoder`` (:func:`official_key_shapes`)."""
+    return random_state_dict(official_key_shapes(encoder, nf), seed=seed)
 
 
 def reference_official_forward(state, encoder, image_nchw, focal, nf, max_depth, kitti):

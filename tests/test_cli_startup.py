@@ -146,6 +146,27 @@ def test_help_gives_every_option_a_help_text_and_every_value_a_default(target):
             assert "default" in help_text, f"{target}: {invocation} shows no default: {help_text!r}"
 
 
+def test_encoder_help_tells_the_official_encoders_from_the_keras_backbones():
+    from utils.encoders import ENCODERS, OFFICIAL_ENCODERS
+
+    entries = dict(_help_entries(run_cli("bts_test.py", "--help")[1]))
+    text = entries["--encoder ENCODER"]
+    official, keras_part = text.split("; keras.applications backbones")
+    keras_part, smoke = keras_part.split("; smoke-test encoder")
+
+    def listed(part):  # the names after the group's colon
+        return [name.strip() for name in part.split(":", 1)[1].split("(docs")[0].split(",")]
+
+    assert official.startswith("official BTS encoders (torchvision-exact")
+    assert listed(official) == list(OFFICIAL_ENCODERS) == [
+        "densenet161_bts", "densenet121_bts", "resnet50_bts", "resnet101_bts", "resnext50_bts",
+        "resnext101_bts", "mobilenetv2_bts"]
+    assert "not the official models" in keras_part
+    assert listed(keras_part) == [n for n in ENCODERS if n not in OFFICIAL_ENCODERS and n != "densenet_tiny"]
+    assert "resnet50" in listed(keras_part) and "resnet50_bts" not in listed(keras_part)
+    assert listed(smoke) == ["densenet_tiny"] and text.endswith("(default: densenet161_bts)")
+
+
 def test_training_help_shows_the_recipe_defaults():
     entries = dict(_help_entries(run_cli("bts_main.py", "--help")[1]))
     assert entries["--num_epochs NUM_EPOCHS"].endswith("(default: 50)")

@@ -9,9 +9,6 @@ reproduce it.
 """
 import os
 import re
-import subprocess
-import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -333,57 +330,3 @@ def test_torchvision_file_with_foreign_keys_is_rejected(tmp_path):
     state["fc.weight"] = torch.ones(3, 3)
     with pytest.raises(cpc.ConversionError, match="fc.weight"):
         ctd.convert_state(cpc.extract_state_dict(state), "tiny", densenet_config=TINY_DENSENET)
-
-
-# --------------------------------------------------------------------------------------------
-# The download-and-convert scripts (downloads pre-placed: no network in tests)
-# --------------------------------------------------------------------------------------------
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_script(name, args, models_dir):
-    env = {**os.environ, "BTS_MODELS_DIR": str(models_dir), "PYTHON": sys.executable}
-    return subprocess.run(["bash", os.path.join(ROOT, name), *args], env=env, capture_output=True,
-                          text=True, timeout=600)
-
-
-def test_init_densenet_rejects_a_download_with_the_wrong_checksum(tmp_path):
-    download = tmp_path / "downloads" / "densenet161-8d451a50.pth"
-    download.parent.mkdir()
-    download.write_bytes(b"truncated download")
-    result = run_script("init_densenet_161.sh", [], tmp_path)
-    assert result.returncode == 1
-    assert "expected 8d451a50" in result.stderr and not download.exists()
-    assert not (tmp_path / "densenet161_imagenet").exists()
-
-
-def test_init_scripts_reject_unknown_choices(tmp_path):
-    assert run_script("init_densenet_161.sh", ["vgg16"], tmp_path).returncode == 2
-    assert run_script("init_bts_pretrained.sh", ["cityscapes"], tmp_path).returncode == 2
-    result = run_script("init_bts_pretrained.sh", ["nyu", "resnext101"], tmp_path)
-    assert result.returncode == 2
-
-
-@pytest.mark.slow
-def test_zoo_archive_converts_to_a_model_matching_the_reference_forward(tmp_path):
-    """Full-size DenseNet-121 KITTI checkpoint in a zoo-style zip → script → .keras → parity."""
-    cfg = bts_model.DENSENET_CONFIGS["densenet121_bts"]
-    state = random_state_dict(official_shapes(cfg, 512), seed=11)
-    name = "bts_eigen_v2_pytorch_densenet121"
-    checkpoint = tmp_path / "model"
-    torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "global_step": 1}, checkpoint)
-    (tmp_path / "downloads").mkdir()
-    with zipfile.ZipFile(tmp_path / "downloads" / f"{name}.zip", "w") as archive:
-        archive.write(checkpoint, f"{name}/model")
-    result = run_script("init_bts_pretrained.sh", ["eigen", "densenet121"], tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    output = tmp_path / name / "model.keras"
-    assert f"--checkpoint_path {output}" in result.stdout
-    model = bts_model.build_bts_model(bts_model.BtsConfig.for_dataset("kitti", encoder="densenet121_bts"))
-    load_model_weights(model, str(output))
-    image, focal = random_inputs(batch=1, height=64, width=64)
-    want = reference_bts_forward(float64_state(state), _nchw(image), torch.from_numpy(focal).double(),
-                                 cfg, 512, 80.0, kitti=True)["depth"]
-    np.testing.assert_allclose(keras_predict(model, image, focal), want, atol=1e-3, rtol=0)
-    again = run_script("init_bts_pretrained.sh", ["eigen", "densenet121"], tmp_path)
-    assert again.returncode == 0 and "already converted" in again.stdout  # idempotent
