@@ -7,6 +7,7 @@ Importing it skips the importing test module when PyTorch is absent (it is insta
 requirements-dev.txt).
 """
 import math
+import re
 import sys
 
 import pytest
@@ -308,6 +309,7 @@ TORCHVISION_ENCODERS = {
     "densenet121_bts": ("densenet121", True, (64, 64, 128, 256, 1024)),
 }
 RESNET_TAP_NAMES = ("relu", "layer1", "layer2", "layer3", "layer4")
+DENSENET_TAP_NAMES = ("relu0", "pool0", "transition1", "transition2", "norm5")
 MOBILENETV2_TAP_COUNTS = (2, 4, 7, 11, 19)  # upstream counts the features modules from 1
 
 
@@ -329,7 +331,8 @@ def torchvision_taps(base_model, encoder, x):
         if encoder == "mobilenetv2_bts":
             if position in MOBILENETV2_TAP_COUNTS:
                 taps.append(x)
-        elif any(tap in name for tap in RESNET_TAP_NAMES):
+        elif any(tap in name for tap in (DENSENET_TAP_NAMES if encoder.startswith("densenet")
+                                         else RESNET_TAP_NAMES)):
             taps.append(x)
     assert len(taps) == 5
     return taps
@@ -346,8 +349,35 @@ def official_key_shapes(encoder, nf=512):
 
 
 def official_random_state(encoder, nf=512, seed=0):
-    """A random official-format BTS state dict for ``encoder`` (:func:`official_key_shapes`)."""
-    return random_state_dict(official_key_shapes(encoder, nf), seed=seed)
+    """A random official-format BTS state dict for ``encoder`` (:func:`official_key_shapes`).
+
+    The last BN of each residual branch (``bn3``) gets γ in [0.1, 0.3]: with γ near 1 the
+    residual stream of the 101-layer networks grows to ~1e3 by layer3 and the decoder turns
+    float32 rounding into centimetres of depth, which says nothing about the conversion
+    (trained and torchvision-initialised networks keep it near 1).
+    """
+    state = random_state_dict(official_key_shapes(encoder, nf), seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    for key in state:
+        if re.fullmatch(r"encoder\.base_model\.layer\d\.\d+\.bn3\.weight", key):
+            state[key] = 0.1 + 0.2 * torch.rand(state[key].shape, generator=g)
+    return state
+
+
+def official_initial_state(encoder, nf=512, seed=0):
+    """An official-format state dict as upstream's model starts training from scratch:
+    torchvision's own initialisation (BN γ 1, β 0, statistics 0 / 1) and a Xavier-uniform decoder."""
+    torch.manual_seed(seed)
+    state = {"encoder.base_model." + k: v for k, v in torchvision_base_model(encoder).state_dict().items()}
+    for key, shape in decoder_shapes(TORCHVISION_ENCODERS[encoder][2], nf).items():
+        leaf = key.rsplit(".", 1)[1]
+        if leaf == "num_batches_tracked":
+            state[key] = torch.tensor(0)
+        elif len(shape) == 4:
+            state[key] = torch.nn.init.xavier_uniform_(torch.empty(shape))
+        else:
+            state[key] = torch.ones(shape) if leaf in ("weight", "running_var") else torch.zeros(shape)
+    return state
 
 
 def reference_official_forward(state, encoder, image_nchw, focal, nf, max_depth, kitti):

@@ -1,5 +1,6 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """The benchmark scripts: --quick runs produce valid JSON with consistent statistics."""
+import dataclasses
 import glob
 import json
 import os
@@ -7,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import bench_model, run_all
+from benchmarks import bench_model, common, run_all
 
 QUICK_CASES = ["quick_forward_64x96_fp32", "quick_train_64x96_b2_bf16"]
 
@@ -30,6 +31,7 @@ def test_quick_model_benchmark_writes_valid_json_and_profile(tmp_path, capsys):
     forward, train = payload["model"]
     assert (forward["kind"], forward["precision"], forward["batch"]) == ("forward", "fp32", 1)
     assert (train["kind"], train["precision"], train["batch"]) == ("train", "bf16", 2)
+    assert forward["encoder"] == train["encoder"] == "densenet_tiny"
     for record in payload["model"]:
         _check_timing(record)
         assert len(record["times_s"]) == 3
@@ -55,9 +57,42 @@ def test_unknown_case_is_a_one_line_error():
 
 
 def test_case_tables_cover_the_issue_sizes():
-    names = [case.name for case in bench_model.select_cases(None, quick=False)]
-    assert names == ["forward_480x640_fp32", "forward_480x640_bf16", "forward_352x1216_fp32",
-                     "forward_352x1216_bf16", "train_416x544_b2_fp32", "train_416x544_b2_bf16"]
+    cases = bench_model.select_cases(None, quick=False)
+    assert [case.name for case in cases] == [
+        "forward_480x640_fp32", "forward_480x640_bf16", "forward_352x1216_fp32",
+        "forward_352x1216_bf16", "train_416x544_b2_fp32", "train_416x544_b2_bf16",
+        "resnet50_bts_forward_480x640_fp32", "resnet50_bts_train_416x544_b2_fp32",
+        "resnext101_bts_forward_480x640_fp32", "resnext101_bts_train_416x544_b2_fp32"]
+    by_name = {case.name: case for case in cases}
+    train = by_name["resnext101_bts_train_416x544_b2_fp32"]
+    assert (train.kind, train.height, train.width, train.batch, train.precision) == (
+        "train", 416, 544, 2, "fp32")
+    # The rows build the encoder they name, at the official nf 512; the others DenseNet-161.
+    assert {name: common.model_config(case.dataset, False, case.encoder).encoder
+            for name, case in by_name.items() if "_bts_" in name} == {
+        "resnet50_bts_forward_480x640_fp32": "resnet50_bts", "resnet50_bts_train_416x544_b2_fp32": "resnet50_bts",
+        "resnext101_bts_forward_480x640_fp32": "resnext101_bts",
+        "resnext101_bts_train_416x544_b2_fp32": "resnext101_bts"}
+    assert common.model_config("nyu", False, "resnext101_bts").bts_size == 512
+    assert common.model_config(by_name["forward_480x640_fp32"].dataset, False,
+                               by_name["forward_480x640_fp32"].encoder).encoder == "densenet161_bts"
+    # selectable by name, in the order given, like the DenseNet-161 rows
+    chosen = bench_model.select_cases(["resnext101_bts_forward_480x640_fp32", "forward_480x640_fp32"],
+                                      quick=False)
+    assert [case.encoder for case in chosen] == ["resnext101_bts", ""]
+
+
+def test_an_encoder_row_times_the_encoder_it_names():
+    # The resnet50_bts forward row at a small size: the record names the encoder built and the
+    # model it timed has resnet50_bts BTS's learnable parameter count (tests/test_official_encoders.py).
+    case = dataclasses.replace(bench_model.select_cases(["resnet50_bts_forward_480x640_fp32"], False)[0],
+                               height=64, width=96)
+    model = common.build_model(case, quick=False)
+    assert common.model_config(case.dataset, False, case.encoder).encoder == "resnet50_bts"
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == 47_481_968
+    record = bench_model.run_case(case, warmup=1, repeats=1)
+    assert record["encoder"] == "resnet50_bts" and record["name"] == "resnet50_bts_forward_480x640_fp32"
+    _check_timing(record)
 
 
 def test_peak_rss_follows_a_large_allocation_and_resets():

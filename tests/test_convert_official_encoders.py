@@ -39,6 +39,9 @@ def tap_layers(encoder):
     """Keras layers whose outputs are upstream's five features."""
     if encoder == "mobilenetv2_bts":
         return ["encoder.1.conv.2", "encoder.3.add", "encoder.6.add", "encoder.10.add", "encoder.18.2"]
+    if encoder.startswith("densenet"):  # norm5 before the decoder's ReLU, as upstream's tap
+        return ["encoder.relu0", "encoder.pool0", "encoder.transition1.pool", "encoder.transition2.pool",
+                "encoder.norm5"]
     blocks = bts_model.RESNET_CONFIGS[encoder].layers
     return ["encoder.relu"] + [f"encoder.layer{s}.{n - 1}.relu" for s, n in enumerate(blocks, start=1)]
 
@@ -92,7 +95,7 @@ def test_official_checkpoint_has_upstreams_parameter_count_and_maps_onto_the_ker
 
 
 @pytest.mark.parametrize("encoder, dataset", [("resnet50_bts", "nyu"), ("resnext50_bts", "kitti"),
-                                              ("mobilenetv2_bts", "nyu"),
+                                              ("densenet121_bts", "kitti"), ("mobilenetv2_bts", "nyu"),
                                               pytest.param("resnet101_bts", "kitti", marks=pytest.mark.slow),
                                               pytest.param("resnext101_bts", "nyu", marks=pytest.mark.slow)])
 def test_converted_checkpoint_reproduces_torchvision_taps_lpg_maps_and_depth(tmp_path, encoder, dataset):
@@ -194,3 +197,38 @@ def test_torchvision_file_of_another_family_is_rejected_in_one_line(tmp_path):
     with pytest.raises(cpc.ConversionError) as info:
         ctd.convert_state(state, "mobilenetv2_bts")
     assert "\n" not in str(info.value) and "not a torchvision mobilenet_v2 state dict" in str(info.value)
+
+
+@pytest.mark.slow
+def test_bts_main_trains_resnext50_from_the_converted_imagenet_start(tmp_path, plane_frames):
+    """The user's path: torchvision file → converter CLI → ``bts_main.py --encoder resnext50_bts``
+    → run folder; the frozen stem keeps its ImageNet values, the rest of the encoder trains."""
+    import h5py
+
+    source = tmp_path / "resnext50_32x4d-00000000.pth"
+    torch.save(torchvision_base_model("resnext50_bts").state_dict(), source)
+    start = tmp_path / "resnext50_imagenet" / "weights.h5"
+    subprocess.run([sys.executable, "-m", "tools.convert_torchvision_imagenet", "--pytorch_checkpoint",
+                    str(source), "--encoder", "resnext50_bts", "--output_path", str(start)],
+                   check=True, capture_output=True, timeout=900)
+    data = plane_frames(96, 128, 8)
+    result = subprocess.run(
+        [sys.executable, "bts_main.py", "--dataset", "nyu", "--encoder", "resnext50_bts", "--bts_size", "128",
+         "--data_path", str(data), "--gt_path", str(data), "--filenames_file", str(data / "train.txt"),
+         "--input_height", "64", "--input_width", "96", "--batch_size", "2", "--num_epochs", "1",
+         "--seed", "3", "--adam_eps", "1e-3", "--pretrained_model", str(start),
+         "--log_directory", str(tmp_path / "logs"), "--model_name", "run"],
+        capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"encoder initialised from {start}" in result.stderr
+    model = bts_model.build_bts_model(BtsConfig(encoder="resnext50_bts", bts_size=128))
+    load_model_weights(model, str(tmp_path / "logs" / "run"))
+    with h5py.File(start, "r") as imagenet:
+        def changed(path):
+            return not np.array_equal(imagenet[path][()], next(v for v in model.weights if v.path == path).numpy())
+
+        assert not changed("encoder.conv1/kernel")  # the stem: frozen (upstream 'base_model.conv1')
+        assert not changed("encoder.layer2.0.bn2/gamma")  # block BN γ: frozen ('.bn')
+        assert changed("encoder.layer1.0.downsample.1/gamma")  # the shortcut BN trains
+        assert changed("encoder.layer3.1.conv2/kernel")  # grouped 3×3 convs train
+        assert changed("encoder.layer2.0.bn2/moving_mean")  # frozen BNs still track statistics
