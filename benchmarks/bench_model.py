@@ -3,9 +3,14 @@
 
     python -m benchmarks.bench_model                      # all cases (~30 min on 2 AVX2 cores)
     python -m benchmarks.bench_model --cases forward_480x640_bf16 --repeats 10
+    python -m benchmarks.bench_model --cases resnext101_bts_forward_480x640_fp32 forward_480x640_fp32
     python -m benchmarks.bench_model --quick              # tiny model, 64x96 (CI smoke run)
     python -m benchmarks.bench_model --profile_dir /tmp/bts_profile   # + TensorBoard trace
 
+Cases: DenseNet-161 BTS (the default encoder, nf 512) forward at 480x640 (NYU) and 352x1216
+(KITTI crop), batch 1, and a training step at 416x544, batch 2, each fp32 and bf16; next to it the
+official ``resnet50_bts`` and ``resnext101_bts`` encoders (nf 512), forward 480x640 and training
+step 416x544 b2 in fp32 (``<encoder>_forward_480x640_fp32``, ``<encoder>_train_416x544_b2_fp32``).
 Each case builds the model under its dtype policy, wraps one step in a ``tf.function`` (the first
 call traces: reported separately as ``first_call_s``), runs ``--warmup`` untimed calls, then
 ``--repeats`` timed ones; median/min/max are reported with the process's peak RSS during the case
@@ -53,8 +58,20 @@ def _cases(prefix: str, forward_sizes, train_size, train_batch: int) -> List[Cas
     return cases
 
 
+# The other official encoders timed next to DenseNet-161: the NYU forward pass and the training
+# step, fp32 (on CPUs without AMX bf16 convolutions are emulated, and their gradients several
+# times slower than fp32: see docs/performance.md).
+ENCODER_CASE_ENCODERS = ("resnet50_bts", "resnext101_bts")
+
+
+def _encoder_cases(encoder: str) -> List[Case]:
+    return [Case(f"{encoder}_forward_480x640_fp32", "forward", 480, 640, 1, "fp32", "nyu", encoder),
+            Case(f"{encoder}_train_416x544_b2_fp32", "train", 416, 544, 2, "fp32", "nyu", encoder)]
+
+
 # NYU test size, KITTI benchmark crop, NYU training crop at the upstream batch of 2 per GPU... here.
-FULL_CASES = _cases("", [((480, 640), "nyu"), ((352, 1216), "kitti")], (416, 544), 2)
+FULL_CASES = (_cases("", [((480, 640), "nyu"), ((352, 1216), "kitti")], (416, 544), 2)
+              + [case for encoder in ENCODER_CASE_ENCODERS for case in _encoder_cases(encoder)])
 QUICK_CASES = _cases("quick_", [(QUICK_SIZE, "nyu")], QUICK_SIZE, 2)
 
 
@@ -190,6 +207,7 @@ def run_case(case: Case, *, quick: bool = False, warmup: int = 2, repeats: int =
     timing = time_calls(step, batch, warmup, repeats)
     record = dataclasses.asdict(case)
     record.update(timing)
+    record["encoder"] = common.model_config(case.dataset, quick, case.encoder).encoder
     record.update(images_per_s=case.batch / timing["median_s"], peak_rss_mib=peak_rss_mib(),
                   load_avg_1min_before=load_before, load_avg_1min_after=os.getloadavg()[0],
                   jit_compile=jit_compile)

@@ -44,10 +44,14 @@ class Case:
     batch: int
     precision: str  # key of POLICIES
     dataset: str = "nyu"
+    encoder: str = ""  # "": the benchmark model (DenseNet-161, or the tiny encoder with --quick)
 
 
-def model_config(dataset: str, quick: bool) -> "bts_model.BtsConfig":
-    """DenseNet-161 BTS for ``dataset``, or the tiny encoder for --quick runs."""
+def model_config(dataset: str, quick: bool, encoder: str = "") -> "bts_model.BtsConfig":
+    """BTS for ``dataset``: with ``encoder`` that encoder at its default nf, else DenseNet-161
+    (nf 512), or the tiny encoder (nf 128) for --quick runs."""
+    if encoder:
+        return bts_model.BtsConfig.for_dataset(dataset, encoder=encoder)
     return bts_model.BtsConfig.for_dataset(dataset, encoder=QUICK_ENCODER if quick else DEFAULT_ENCODER,
                                            bts_size=QUICK_BTS_SIZE if quick else 512)
 
@@ -55,7 +59,7 @@ def model_config(dataset: str, quick: bool) -> "bts_model.BtsConfig":
 def build_model(case: Case, quick: bool) -> keras.Model:
     """BTS under the case's dtype policy (any Keras backend)."""
     keras.mixed_precision.set_global_policy(POLICIES[case.precision])
-    return bts_model.build_bts_model(model_config(case.dataset, quick))
+    return bts_model.build_bts_model(model_config(case.dataset, quick, case.encoder))
 
 
 def check_repeats(args) -> None:

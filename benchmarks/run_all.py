@@ -7,8 +7,9 @@
 
 Sections of the JSON (``--bench_output``, default ``benchmarks/results/run_all.json``):
 
-* ``model``: the cases of ``bench_model.py`` (forward 480×640 and 352×1216, train step 416×544
-  batch 2, fp32 and bf16), median/min/max seconds after warm-up and peak RSS.
+* ``model``: the cases of ``bench_model.py`` (DenseNet-161: forward 480×640 and 352×1216, train
+  step 416×544 batch 2, fp32 and bf16; ``resnet50_bts`` and ``resnext101_bts``: forward 480×640
+  and train step 416×544 batch 2, fp32), median/min/max seconds after warm-up and peak RSS.
 * ``dataloader``: the NYU training chain (``bench_dataloader.py``'s settings: rotation, crops,
   flips, colour, batch 4) from image files and from TFRecords, samples/s per epoch after a
   warm-up epoch (median/min/max over epochs), synthetic 480×640 frames.

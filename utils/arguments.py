@@ -29,9 +29,17 @@ from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Opt
 from utils.configs import (BEST_DIR, DISTRIBUTION_STRATEGIES, KERAS_SUFFIXES, MIN_BTS_SIZE, PRECISIONS, BtsConfig,
                            EvalConfig, PipelineConfig, TrainConfig)
 from utils.datasets import DATASETS, get_dataset_facts
-from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, encoder_facts
+from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, OFFICIAL_ENCODERS, encoder_facts
 
-ENCODERS_HELP = f"one of: {', '.join(ENCODER_NAMES)} (docs/encoders.md)"
+# --encoder's help, grouped from the encoder table: the official PyTorch BTS encoders, the
+# keras.applications backbones (the names with Keras ImageNet weights) and the smoke-test rest.
+KERAS_BACKBONES = tuple(n for n in ENCODER_NAMES if n not in OFFICIAL_ENCODERS and encoder_facts(n).imagenet)
+SMOKE_TEST_ENCODERS = tuple(n for n in ENCODER_NAMES if n not in OFFICIAL_ENCODERS + KERAS_BACKBONES)
+ENCODERS_HELP = (f"official BTS encoders (torchvision-exact; PyTorch BTS checkpoints and torchvision "
+                 f"ImageNet weights convert): {', '.join(OFFICIAL_ENCODERS)}; keras.applications "
+                 f"backbones (Keras ImageNet weights, not the official models): "
+                 f"{', '.join(KERAS_BACKBONES)}; smoke-test encoder (tests, CI; random weights): "
+                 f"{', '.join(SMOKE_TEST_ENCODERS)} (docs/encoders.md)")
 
 
 def _add_model(group: argparse._ArgumentGroup) -> None:
@@ -85,13 +93,16 @@ def _add_data(group: argparse._ArgumentGroup) -> None:
 def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--log_directory", type=str, default="./models/", help="run root (local or gs://)")
     group.add_argument("--pretrained_model", type=str, default="",
-                       help="ImageNet encoder weights: a file from ./init_densenet_161.sh (default "
-                            "./models/<densenet161|densenet121>_imagenet/weights.h5 for the "
-                            "DenseNets) or 'imagenet' for keras.applications encoders")
+                       help="ImageNet encoder weights: for the official *_bts encoders a file from "
+                            "./init_densenet_161.sh ARCH (default ./models/ARCH_imagenet/weights.h5, "
+                            "ARCH = the encoder name without _bts); 'imagenet' for keras.applications "
+                            "backbones (Keras's weights)")
     group.add_argument("--fix_first_conv_blocks", action="store_true",
-                       help="also freeze the first two units of stage 1 (DenseNet: dense layers)")
+                       help="also freeze the first two units of stage 1 (DenseNet: dense layers; "
+                            "mobilenetv2_bts: nothing, as upstream)")
     group.add_argument("--fix_first_conv_block", action="store_true",
-                       help="also freeze the first unit of stage 1 (DenseNet: dense layer)")
+                       help="also freeze the first unit of stage 1 (DenseNet: dense layer; "
+                            "mobilenetv2_bts: nothing, as upstream)")
     group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
     group.add_argument("--batch_size", type=int, default=4, help="global batch size")
     group.add_argument("--num_epochs", type=int, default=50, help="epochs to train (unless --num_steps)")
