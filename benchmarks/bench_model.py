@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """Model speed on this machine: forward latency and training-step time, fp32 and bf16.
 
-    python -m benchmarks.bench_model                      # all cases (~30 min on 2 AVX2 cores)
+    python -m benchmarks.bench_model                      # all cases (~45 min on 2 AVX2 cores)
     python -m benchmarks.bench_model --cases forward_480x640_bf16 --repeats 10
     python -m benchmarks.bench_model --cases resnext101_bts_forward_480x640_fp32 forward_480x640_fp32
     python -m benchmarks.bench_model --quick              # tiny model, 64x96 (CI smoke run)

@@ -1,7 +1,7 @@
 # Copyright (C) 2026 bts-tf authors. SPDX-License-Identifier: GPL-3.0-or-later
 """One run, one JSON: model speed, input-pipeline throughput and end-to-end ``bts_test.py``.
 
-    python -m benchmarks.run_all                     # full sizes (~35 min on 2 AVX2 cores)
+    python -m benchmarks.run_all                     # full sizes (~50 min on 2 AVX2 cores)
     python -m benchmarks.run_all --quick             # tiny model, few images (CI smoke run)
     python -m benchmarks.run_all --profile_dir /tmp/bts_profile --bench_output results.json
 
