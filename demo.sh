@@ -12,7 +12,7 @@ PY=.venv/bin/python
 
 DATA=demo_data/nyu
 # The data's recipe: regenerated when it changes (an older demo_data/ is replaced, not mixed in).
-RECIPE="--dataset nyu --output $DATA --num_train 240 --num_test 8 --height 192 --width 256 --seed 0"
+RECIPE="--dataset nyu --output $DATA --num_train 240 --num_test 8 --height 144 --width 192 --seed 0"
 echo "== 1/3 synthetic NYU-layout rooms ($DATA)"
 if [ "$(cat "$DATA/.recipe" 2>/dev/null)" != "$RECIPE" ]; then
   rm -rf "$DATA"

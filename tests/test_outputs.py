@@ -246,7 +246,7 @@ def test_shipped_test_arguments_with_the_demo_flags_rerun(tmp_path, weights, syn
     demo = open(os.path.join(ROOT, "demo.sh")).read()
     flags = "--save_png --save_cmap --save_point_cloud --overwrite"
     assert flags in demo
-    data = synthetic_dataset("nyu", 1, 2, 192, 256, seed=2)  # demo.sh's frame size, 2 test frames
+    data = synthetic_dataset("nyu", 1, 2, 144, 192, seed=2)  # demo.sh's frame size, 2 test frames
     argv = [os.path.join(ROOT, "arguments_test_synthetic.txt"), *TINY, "--checkpoint_path",
             weights, "--data_path", data["data_path_eval"], "--gt_path", data["gt_path_eval"],
             "--filenames_file", data["test_filenames"], "--output_directory",
