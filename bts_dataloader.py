@@ -3,28 +3,32 @@
 
 Public API (other modules code against exactly this):
 
-* ``read_filenames_file(path, data_path="", gt_path="") -> list[Sample]``: parse an upstream list
-  (``rgb depth focal`` per line, ``None`` for a missing depth). Roots are joined the PyTorch way
+* ``read_filenames_file(path, data_path="", gt_path="", *, without_gt=False) -> list[Sample]``:
+  parse an upstream list (``rgb depth focal`` per line, ``None`` for a missing depth;
+  ``without_gt``: a test list of ``rgb focal`` lines, the KITTI benchmark's). Roots are joined the PyTorch way
   (``os.path.join(root, "./" + column)``, so NYU's leading ``/`` does not reset the root; ``gs://``
   roots work). Blank lines are skipped; an empty file, a wrong column count or a bad focal is a
-  one-line :class:`DataError` naming the file and line.
+  one-line :class:`DataError` naming the file and line. A KITTI training line may add the right
+  camera's ``rgb depth`` as columns 4-5 (``Sample.right_rgb_path/right_depth_path``).
 * ``normalize_image(image01, mode="torch")``: (..., 3) float in [0, 1] -> encoder input. Modes:
   ``torch`` (ImageNet mean/std, our DenseNets), ``tf`` (x*2-1), ``caffe`` (BGR, x*255 - mean),
   ``raw`` (unchanged). An encoder's mode is ``utils.encoders.encoder_facts(name).normalization``.
-* ``make_dataset(cfg, mode, *, samples=None, epoch=0) -> tf.data.Dataset`` with ``cfg`` a
+* ``make_dataset(cfg, mode, *, samples=None, epoch=0, last_batch) -> tf.data.Dataset`` with ``cfg`` a
   ``utils.configs.PipelineConfig`` and mode in train / eval / test; ``samples`` replaces the
   config's file list (validation splits).
 
   - train: ONE epoch (callers repeat by calling again with the next ``epoch`` and resume with
     ``.skip(n)``), shuffled with a seed derived from (``cfg.seed`` or 0, epoch) whenever
-    ``cfg.seed`` is set or ``cfg.deterministic``; batches of ``cfg.batch_size`` with
-    ``drop_remainder=True``: ``{"image": (B,h,w,3) float32 normalised, "depth": (B,h,w,1) float32
-    metres (0 = invalid), "focal": (B,) float32}``, h, w = ``cfg.input_height/width``.
-    Augmentation per sample in design §5.5 order (NYU border crop / KITTI KB crop if
+    ``cfg.seed`` is set or ``cfg.deterministic``; batches of ``cfg.batch_size`` (the last one
+    dropped, kept smaller or filled up: ``last_batch``): ``{"image": (B,h,w,3) float32
+    normalised, "depth": (B,h,w,1) float32 metres (0 = invalid), "focal": (B,) float32}``,
+    h, w = ``cfg.input_height/width``. Augmentation per sample in design §5.5 order (NYU border crop / KITTI KB crop if
     ``--do_kb_crop``, rotation if ``--do_random_rotate`` by ``--degree``, random crop, flip,
     photometric), drawn with stateless random ops seeded by (seed, epoch, line index), so a
     resumed epoch gives the very same batches. No ``py_function`` anywhere. Frames that are not
-    480x640 (synthetic demo data) get the NYU border box scaled to their size.
+    480x640 (synthetic demo data) get the NYU border box scaled to their size. With
+    ``cfg.use_right`` (KITTI, PT ``--use_right``) a line whose draw 10 is > 0.5 reads its right
+    camera (columns 4-5 of a 5-column line) instead (:func:`choose_cameras`).
   - eval: batch 1, no augmentation: ``{"image": (1,H,W,3)`` normalised full image (KB-cropped for
     KITTI with ``--do_kb_crop``), ``"depth": (1,Hgt,Wgt,1)`` full-size ground truth in metres (zeros
     when the line has none), ``"has_depth": (1,) bool, "focal": (1,) float32, "index": (1,) int64}``.
@@ -90,8 +94,10 @@ MANIFEST_SUFFIX = ".manifest.json"  # written by bts_convert_data.py next to the
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Leading bytes of the RGB formats tf.io.decode_image reads: JPEG, PNG, GIF, BMP.
 RGB_MAGICS = (b"\xff\xd8\xff", PNG_SIGNATURE, b"GIF8", b"BM")
-# Number of uniform draws per training sample (see _augment_draws).
-_NUM_DRAWS = 10
+# Number of uniform draws per training sample (see _augment_draws); the first 10 do not depend on
+# it (a longer stateless draw starts with the same values).
+_NUM_DRAWS = 11
+RIGHT_CAMERA_DRAW = 10  # --use_right: the sample reads the right camera when this draw > 0.5
 _ERROR_TAG = re.compile(r"BTS_DATA_ERROR<<(.*?)>>", re.S)
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -106,6 +112,10 @@ class Sample:
     line_number: int  # 1-based line in the list file
     line: str  # the line as written
     source: str = ""  # the list file
+    # KITTI's right camera (image_03): columns 4 and 5 of a 5-column line, which PT's --use_right
+    # reads; None on a 3-column line.
+    right_rgb_path: Optional[str] = None
+    right_depth_path: Optional[str] = None
 
     @property
     def where(self) -> str:
@@ -125,26 +135,40 @@ def join_root(root: str, column: str) -> str:
 
 
 def parse_filenames_line(text: str, line_number: int, source: str, data_path: str = "",
-                         gt_path: str = "") -> Sample:
-    """Parse ``rgb depth focal``; a one-line DataError naming ``source`` and the line otherwise."""
+                         gt_path: str = "", *, without_gt: bool = False) -> Sample:
+    """Parse ``rgb depth focal``; a one-line DataError naming ``source`` and the line otherwise.
+
+    ``without_gt``: a test list without ground truth (``--dataset kitti_benchmark``): lines are
+    ``rgb focal``, or ``rgb depth focal`` whose depth column is ignored; no Sample has a depth.
+    """
     columns = text.split()
     where = f"{source} line {line_number}"
-    if len(columns) != 3:
-        raise DataError(f"{where}: expected 3 columns 'rgb_path depth_path focal', got "
-                        f"{len(columns)}: {text.strip()!r}")
+    if without_gt and len(columns) == 2:
+        columns = [columns[0], "None", columns[1]]
+    if len(columns) not in ((3,) if without_gt else (3, 5)):  # 5: + the right camera's two
+        expected = ("2 columns 'rgb_path focal' (or 3, 'rgb_path None focal')" if without_gt
+                    else "3 columns 'rgb_path depth_path focal' (or 5, + the right camera's "
+                         "'rgb_path depth_path')")
+        raise DataError(f"{where}: expected {expected}, got {len(columns)}: {text.strip()!r}")
     try:
         focal = float(columns[2])
     except ValueError:
         raise DataError(f"{where}: focal {columns[2]!r} is not a number") from None
     if not math.isfinite(focal) or focal <= 0:
         raise DataError(f"{where}: focal {columns[2]!r} must be a positive number of pixels")
-    depth = None if columns[1] == "None" else join_root(gt_path, columns[1])
+    depth = None if without_gt or columns[1] == "None" else join_root(gt_path, columns[1])
+    right = [None, None]
+    if len(columns) == 5:
+        right = [join_root(data_path, columns[3]),
+                 None if columns[4] == "None" else join_root(gt_path, columns[4])]
     return Sample(join_root(data_path, columns[0]), depth, focal, line_number, text.rstrip("\r\n"),
-                  source)
+                  source, *right)
 
 
-def read_filenames_file(path: str, data_path: str = "", gt_path: str = "") -> List[Sample]:
-    """Read an upstream filenames file (local or ``gs://``) into Samples (design §5.1)."""
+def read_filenames_file(path: str, data_path: str = "", gt_path: str = "", *,
+                        without_gt: bool = False) -> List[Sample]:
+    """Read an upstream filenames file (local or ``gs://``) into Samples (design §5.1);
+    ``without_gt``: a test list of images only (:func:`parse_filenames_line`)."""
     if not path:
         raise DataError("is empty: no list of samples to read", "filenames_file")
     try:
@@ -152,7 +176,7 @@ def read_filenames_file(path: str, data_path: str = "", gt_path: str = "") -> Li
             text = handle.read()
     except (tf.errors.OpError, OSError) as err:
         raise DataError(f"cannot read filenames file {path}: {_first_line(err)}") from None
-    samples = [parse_filenames_line(line, number, path, data_path, gt_path)
+    samples = [parse_filenames_line(line, number, path, data_path, gt_path, without_gt=without_gt)
                for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not samples:
         raise DataError(f"filenames file {path} is empty")
@@ -453,9 +477,10 @@ def _check_at_least(image, height, width, where, what: str, *others):
 # Per-sample functions shared by files and TFRecords
 # ---------------------------------------------------------------------------------------------
 def _augment_draws(base_seed, index) -> tf.Tensor:
-    """(10,) uniform [0, 1) draws of one sample, a pure function of (base seed, line index).
+    """(11,) uniform [0, 1) draws of one sample, a pure function of (base seed, line index).
 
-    0 angle, 1 crop top, 2 crop left, 3 flip, 4 do-colour, 5 gamma, 6 brightness, 7-9 colour.
+    0 angle, 1 crop top, 2 crop left, 3 flip, 4 do-colour, 5 gamma, 6 brightness, 7-9 colour,
+    10 right camera (``--use_right``, :func:`choose_cameras`).
     """
     seed = tf.stack([tf.cast(base_seed, tf.int64), tf.cast(index, tf.int64)])
     return tf.random.stateless_uniform([_NUM_DRAWS], seed=seed, dtype=tf.float32)
@@ -806,6 +831,35 @@ def train_order(num_samples: int, base_seed: int) -> np.ndarray:
     return np.random.default_rng(base_seed).permutation(num_samples)
 
 
+def right_camera_draws(base_seed: int, num_samples: int) -> np.ndarray:
+    """(N,) float32: draw ``RIGHT_CAMERA_DRAW`` of :func:`_augment_draws` for line indexes 0..N-1."""
+    draws = tf.data.Dataset.range(num_samples).map(
+        lambda index: _augment_draws(base_seed, index)[RIGHT_CAMERA_DRAW],
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    return np.concatenate(list(draws.batch(8192).as_numpy_iterator()))
+
+
+def choose_cameras(samples: Sequence[Sample], base_seed: int) -> List[Sample]:
+    """PT ``--use_right``: ``samples`` with about half of them reading KITTI's right camera.
+
+    Sample i reads its line's columns 4 and 5 (``image_03`` and its ground truth) instead of 1
+    and 2 when its draw ``RIGHT_CAMERA_DRAW`` is > 0.5 (PT: ``random.random() > 0.5``): a
+    function of (seed, epoch, line index) like its augmentation, so a resumed epoch reads the same
+    files. A line without the right camera's columns, or a right-camera file that is not there
+    (local paths; the trainer checks columns 1-2), is a one-line DataError naming the line.
+    """
+    lacking = next((s for s in samples if s.right_rgb_path is None), None)
+    if lacking is not None:
+        raise DataError(f"{lacking.where}: --use_right needs the right camera's 'rgb_path "
+                        f"depth_path' as columns 4 and 5; the line has {len(lacking.line.split())} "
+                        f"columns: {lacking.line.strip()!r}")
+    right_views = [dataclasses.replace(s, rgb_path=s.right_rgb_path, depth_path=s.right_depth_path)
+                   for s in samples]
+    check_files_exist(right_views)
+    right = right_camera_draws(base_seed, len(samples)) > 0.5
+    return [view if use else s for s, view, use in zip(samples, right_views, right)]
+
+
 def _remember(samples: Sequence[Sample]) -> None:
     """Keep the last few lists so ``data_errors`` can name the line of a failing path."""
     _RECENT_SAMPLES.insert(0, list(samples))
@@ -816,14 +870,23 @@ _RECENT_SAMPLES: List[List[Sample]] = []
 _RECENT_SHARDS: List[str] = []  # shards of the last TFRecord pipeline built
 
 
+LAST_BATCHES = ("drop", "keep", "fill")
+
+
 def make_dataset(cfg: PipelineConfig, mode: str, *, samples: Optional[Sequence[Sample]] = None,
-                 epoch: int = 0) -> tf.data.Dataset:
+                 epoch: int = 0, last_batch: str = "drop") -> tf.data.Dataset:
     """The input pipeline of ``mode`` (train / eval / test); see the module docstring.
 
     ``samples`` (a list read with ``read_filenames_file``) replaces the config's sources.
+    ``last_batch`` (train): what becomes of an epoch's last ``N mod B`` samples: ``drop`` them
+    (⌊N/B⌋ batches), ``keep`` them as a smaller last batch (⌈N/B⌉, as PT's DataLoader), or
+    ``fill`` that batch up to B with the epoch's first samples again (⌈N/B⌉ batches of B: static
+    shapes, equal replica shares).
     """
     if mode not in MODES:
         raise ValueError(f"mode {mode!r} is unknown; expected one of {MODES}")
+    if last_batch not in LAST_BATCHES:
+        raise ValueError(f"last_batch {last_batch!r} is unknown; expected one of {LAST_BATCHES}")
     seed, deterministic = cfg.seed, cfg.deterministic
     base_seed = epoch_seed(seed, epoch, deterministic)
     parallel = AUTOTUNE if cfg.num_threads in (0, -1) else cfg.num_threads
@@ -836,6 +899,8 @@ def make_dataset(cfg: PipelineConfig, mode: str, *, samples: Optional[Sequence[S
             samples = read_filenames_file(cfg.filenames_file, cfg.data_path, cfg.gt_path)
         if not samples:
             raise DataError("make_dataset got an empty sample list")
+        if mode == "train" and cfg.use_right:  # this epoch's camera of every line
+            samples = choose_cameras(samples, base_seed)
         _remember(samples)
         order = None
         if mode == "train":
@@ -849,8 +914,10 @@ def make_dataset(cfg: PipelineConfig, mode: str, *, samples: Optional[Sequence[S
 
     if mode == "train":
         # Per-sample augmentation, then fixed-size batches (static shapes for XLA / TPU).
+        if last_batch == "fill":  # B−1 more from the start (cycled): exactly ⌈N/B⌉ whole batches
+            records = records.concatenate(records.repeat().take(cfg.batch_size - 1))
         data = records.map(_train_map(cfg, base_seed), num_parallel_calls=parallel)
-        data = data.batch(cfg.batch_size, drop_remainder=True)
+        data = data.batch(cfg.batch_size, drop_remainder=last_batch != "keep")
     else:
         data = records.map(_eval_map(cfg, with_depth=(mode == "eval")), num_parallel_calls=parallel)
         data = data.batch(1)
@@ -887,7 +954,7 @@ def describe_data_error(err: BaseException, samples: Optional[Sequence[Sample]] 
         path = found.group(1)
         for listed in ([samples] if samples else []) + _RECENT_SAMPLES:
             for s in listed:
-                if path in (s.rgb_path, s.depth_path):
+                if path in (s.rgb_path, s.depth_path, s.right_rgb_path, s.right_depth_path):
                     return f"{s.where}: file not found: {path}"
         return f"file not found: {path}"
     if isinstance(err, tf.errors.DataLossError) and _RECENT_SHARDS:
@@ -908,7 +975,8 @@ def _find_unreadable(message: str, samples: Optional[Sequence[Sample]] = None) -
         return None
     for listed in [samples] if samples else _RECENT_SAMPLES[:1]:
         for s in listed:
-            for path, reader in ((s.rgb_path, load_image), (s.depth_path, load_depth_png)):
+            for path, reader in ((s.rgb_path, load_image), (s.depth_path, load_depth_png),
+                                 (s.right_rgb_path, load_image), (s.right_depth_path, load_depth_png)):
                 if path is None:
                     continue
                 try:

@@ -63,9 +63,17 @@ class BatchNorm(keras.layers.BatchNormalization):
     The moving variance is updated with the unbiased batch variance, as PyTorch does. Under
     other Keras backends (``benchmarks/gpu_check_jax.py`` on JAX) it is Keras's own BN, whose
     moving variance is biased: train with TensorFlow.
+
+    ``use_moving_statistics`` (``--bn_no_track_stats``, PT ``bn_init_as_tf``; set per layer by
+    ``bts_trainer.use_moving_statistics``): normalise with the moving statistics and leave them
+    unchanged even when called with ``training=True``; γ/β keep their own ``trainable``. Not
+    part of the layer's config: a training mode, not a property of the saved model.
     """
 
+    use_moving_statistics = False
+
     def call(self, inputs, training=None, mask=None):
+        training = training and not self.use_moving_statistics
         if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or \
                 keras.backend.backend() != "tensorflow":
             # Other backends (speed runs under JAX): Keras BN, whose moving variance is biased.

@@ -444,15 +444,26 @@ def quantization_note(evaluation: EvalConfig) -> str:
     return "metrics on float32 predictions, not quantised to the 16-bit PNG grid"
 
 
+def protocol_note(evaluation: EvalConfig) -> str:
+    """The line naming a non-default evaluation protocol ('' for the offline one, and where the
+    official online one scores identically: NYU, KITTI without the KB crop)."""
+    if evaluation.protocol == "offline" or not evaluation.do_kb_crop:
+        return ""
+    return ("official online protocol (upstream bts_main.py online_eval): ground truth cut to the "
+            "352x1216 KB crop, crop fractions of the crop; not the published numbers' protocol")
+
+
 def score_prediction(gt_m: np.ndarray, depth_m: np.ndarray, evaluation: EvalConfig
                      ) -> Optional[Dict[str, float]]:
-    """Metrics of one prediction against its full-size ground truth (utils.metrics.evaluate_image);
-    with ``evaluation.quantize`` the depth is scored as its raw PNG reads back."""
+    """Metrics of one prediction against its full-size ground truth (utils.metrics.evaluate_image,
+    under ``evaluation.protocol``); with ``evaluation.quantize`` the depth is scored as its raw
+    PNG reads back."""
     if evaluation.quantize:
         depth_m = quantize_depth(depth_m, get_dataset_facts(evaluation.dataset).depth_scale)
     return evaluate_image(gt_m, depth_m, evaluation.min_depth_eval, evaluation.max_depth_eval,
                           evaluation.dataset, eigen_crop=evaluation.eigen_crop,
-                          garg_crop=evaluation.garg_crop, do_kb_crop=evaluation.do_kb_crop)
+                          garg_crop=evaluation.garg_crop, do_kb_crop=evaluation.do_kb_crop,
+                          protocol=evaluation.protocol)
 
 
 def predict_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
@@ -500,6 +511,8 @@ def online_evaluator(pipeline: PipelineConfig, evaluation: EvalConfig
     """The trainer's ``evaluate_fn(model, samples) -> mean metrics``: the loop bts_test.py runs,
     with one compiled predictor per model."""
     LOGGER.info("validation: %s", quantization_note(evaluation))
+    if protocol_note(evaluation):
+        LOGGER.info("validation: %s", protocol_note(evaluation))
     cache: Dict[int, DepthPredictor] = {}
 
     def evaluate(model: keras.Model, samples: Sequence) -> Dict[str, float]:

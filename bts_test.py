@@ -5,6 +5,9 @@
     python bts_test.py arguments_test_nyu.txt --checkpoint_path models/bts_nyu_v2/model.keras
     # KITTI Eigen split: KB crop in, pasted back, Garg crop (see arguments_test_eigen.txt)
     python bts_test.py arguments_test_eigen.txt --checkpoint_path models/bts_eigen_v2
+    # KITTI online benchmark test images ('image_path focal' lines, no ground truth, no metrics)
+    python bts_test.py --dataset kitti_benchmark --checkpoint_path models/bts_eigen_v2 \
+        --data_path depth_selection/test_depth_prediction_anonymous --filenames_file test.txt
     # a training run folder alone: its bts_config.json says how to build the model
     # (outputs in result_my_run/: the folder is named after the model loaded)
     python bts_test.py arguments_test_nyu.txt --checkpoint_path models/my_run/best
@@ -36,6 +39,15 @@ the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame}.pn
 ``eval_with_pngs.py`` maps them back to the ground truth; KITTI raw PNGs hold the 352×1216 KB crop
 as upstream. With ``--image_path`` names mirror the inputs' relative paths and every output has
 the input's size.
+
+``--dataset kitti_benchmark`` (upstream's test-time dataset for the KITTI online depth-prediction
+benchmark, KITTI's facts): a list of ``image_path focal`` lines (upstream's ``image_path None
+focal`` too; any depth column is ignored), the KB crop always applied, the listed focal used, no
+ground truth and so no metrics (one line says so; ``--gt_path`` is ignored, ``--metrics_csv`` an
+error). It writes ``raw/<image file name>.png`` (no drive prefix), uint16 = depth × 256, KITTI's
+depth-PNG format (``--save_png`` by default). As upstream ``bts_test.py``, the PNG holds the
+prediction on the 352×1216 crop, not pasted back; the benchmark's test images are 352×1216
+already, so there it is the full frame.
 
 Outputs are all-or-nothing: every listed file is checked to exist before the first prediction,
 predictions are written to a hidden staging folder moved into place only when every image
@@ -117,6 +129,13 @@ def _validate(parser, args) -> None:
         parser.error("--image_path needs at least one file, folder or list file")
     if args.eigen_crop and args.garg_crop:
         LOGGER.warning("--eigen_crop and --garg_crop both given: the Garg crop is used")
+    if args.test_dataset:  # kitti_benchmark: a list of test images, no ground truth
+        if args.image_path is not None:
+            parser.error(f"--dataset {args.test_dataset} reads a --filenames_file of 'image_path "
+                         f"focal' lines; for --image_path use --dataset {args.dataset}")
+        if args.metrics_csv:
+            parser.error(f"--metrics_csv: --dataset {args.test_dataset} has no ground truth, so "
+                         "no metrics")
 
 
 def check_inputs(args) -> Optional[str]:
@@ -315,10 +334,13 @@ def read_samples(args):
 
     import bts_dataloader
 
-    samples = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path)
+    samples = bts_dataloader.read_filenames_file(args.filenames_file, args.data_path, args.gt_path,
+                                                 without_gt=bool(args.test_dataset))
     missing_rgb = next((s for s in samples if not tf.io.gfile.exists(s.rgb_path)), None)
     if missing_rgb is not None:
         raise bts_dataloader.DataError(f"{missing_rgb.where}: image not found: {missing_rgb.rgb_path}")
+    if args.test_dataset:  # no ground truth: evaluate_list says so
+        return samples
     if not args.gt_path:
         LOGGER.info("no --gt_path: predictions only, no metrics")
         return [dataclasses.replace(s, depth_path=None) for s in samples]
@@ -357,13 +379,17 @@ def evaluate_list(args, predictor, output: StagedOutput, samples) -> Optional[Di
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bts_predict import predict_samples, quantization_note
+    from bts_predict import predict_samples, protocol_note, quantization_note
 
-    names = [upstream_output_name(s.line.split()[0], args.dataset) for s in samples]
+    names = [output_name(s.line.split()[0], args) for s in samples]
     check_unique(names)
     with_gt = sum(s.depth_path is not None for s in samples)
     print(f"Now testing {len(samples)} images")
-    print(f"{len(samples) - with_gt} GT files missing")
+    if args.test_dataset:  # predict_samples reads no depth and scores nothing
+        print(f"--dataset {args.test_dataset}: test images without ground truth, predictions only: "
+              "no metrics are computed")
+    else:
+        print(f"{len(samples) - with_gt} GT files missing")
     pipeline = pipeline_config(args, "test", normalization=predictor.preprocessing)
     evaluation = eval_config(args)
     evaluated, per_image, timer = [], [], Throughput()
@@ -380,10 +406,21 @@ def evaluate_list(args, predictor, output: StagedOutput, samples) -> Optional[Di
                 per_image.append(done.metrics)
                 evaluated.append(done.index)
     timer.log()
+    if args.test_dataset:
+        return None
     order = averaging_order([names[i] + ".png" for i in evaluated],
                             os.path.join(output.path, "raw") if args.save_png else None)
+    note = "; ".join(filter(None, (quantization_note(evaluation), protocol_note(evaluation))))
     return summarise_metrics(args, [samples[i].line.split()[0] for i in evaluated], per_image,
-                             order, quantization_note(evaluation))
+                             order, note)
+
+
+def output_name(list_column: str, args) -> str:
+    """The raw-PNG name (no extension) of a list line's RGB path: upstream's, and for
+    ``--dataset kitti_benchmark`` the image's file name alone (upstream: no drive prefix)."""
+    if args.test_dataset:
+        return os.path.splitext(list_column.replace("\\", "/").rstrip("/").split("/")[-1])[0]
+    return upstream_output_name(list_column, args.dataset)
 
 
 def averaging_order(png_names: Sequence[str], raw_folder: Optional[str]) -> List[int]:
@@ -534,11 +571,28 @@ def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageI
 # -------------------------------------------------------------------------------------------
 # Main
 # -------------------------------------------------------------------------------------------
+def _benchmark_settings(args) -> None:
+    """``--dataset kitti_benchmark``: the KB crop on, no ground truth, raw PNGs by default."""
+    if not args.do_kb_crop:
+        LOGGER.info("--dataset %s: the KB crop is applied (as --do_kb_crop)", args.test_dataset)
+        args.do_kb_crop = True
+    if args.gt_path:
+        LOGGER.warning("--dataset %s has no ground truth: --gt_path %s is ignored",
+                       args.test_dataset, args.gt_path)
+        args.gt_path = ""
+    if not wants_outputs(args):
+        LOGGER.info("--dataset %s: writing raw uint16 PNGs (--save_png)", args.test_dataset)
+        args.save_png = True
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
-                      prog="bts_test.py", description="Evaluate BTS or predict depth maps.")
+                      prog="bts_test.py", description="Evaluate BTS or predict depth maps.",
+                      test_datasets=True)
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.test_dataset:
+        _benchmark_settings(args)
     if args.image_path is not None and not wants_outputs(args):
         LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
         args.save_png = args.save_cmap = True

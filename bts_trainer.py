@@ -8,7 +8,8 @@ variables, gradient accumulation and resume.
 Recipe (design §4, as PT): AdamW (ε ``--adam_eps``, decay ``--weight_decay`` on encoder variables
 only), learning rate polynomially decayed (power 0.9) from ``--learning_rate`` to
 ``--end_learning_rate`` (0.1·lr when negative) over the total steps, stem conv and all encoder BN
-γ/β frozen (BN still uses batch statistics), silog loss on the final depth only.
+γ/β frozen (BN still uses batch statistics; with ``--bn_no_track_stats`` every BN uses and keeps its
+moving statistics, :func:`use_moving_statistics`), silog loss on the final depth only.
 
 Everything comes in one :class:`utils.configs.TrainConfig` (built by the script from its flags);
 configuration problems found here are ``ConfigError(field)``, which the script reports as
@@ -19,7 +20,8 @@ Run folder ``{log_directory}/{model_name}``:
   ``bts_config.json``     the BtsConfig of every ckpt-N and of model.keras (also in ``best/``)
   ``arguments.txt``       the resolved arguments (replay with ``python bts_main.py arguments.txt``)
   ``summaries/``          TensorBoard: loss, learning rate, depth images, validation metrics
-  ``best/``               best weights per ``--best_metric`` (with online evaluation)
+  ``best/``               best weights per ``--best_metric`` (with online evaluation, scored
+                          under ``--online_eval_protocol``, offline by default)
   ``model.keras``         the final model
 Temporary files of killed or failed saves (TF's ``ckpt-N_temp/``) are removed at start-up; a save
 that fails (full disk) stops the run with one line, the earlier checkpoints intact.
@@ -40,6 +42,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import keras
+from keras import ops
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
@@ -265,6 +268,33 @@ def apply_freezing(model: keras.Model, encoder: str, first_blocks: int = 0) -> L
     return frozen
 
 
+def use_moving_statistics(model: keras.Model) -> List[str]:
+    """``--bn_no_track_stats`` (PT ``bn_init_as_tf`` after ``model.train()``): every BN layer of
+    ``model``, encoder and decoder, nested ones included, normalises with its moving statistics
+    and leaves them unchanged in training steps too. γ/β keep their ``trainable`` flags (the
+    recipe's frozen encoder γ/β stay frozen, the decoder's train). Call after
+    :func:`apply_freezing`. Returns the BN layers' names.
+
+    ``bts_model.BatchNorm`` has a switch for it; Keras's own BN (inside keras.applications
+    backbones) uses moving statistics only when not trainable, so such a layer is made
+    non-trainable, which is the same when its γ/β are frozen already and a ConfigError otherwise.
+    """
+    switched = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, bts_model.BatchNorm):
+            layer.use_moving_statistics = True
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            if layer.trainable_weights:
+                raise ConfigError("bn_no_track_stats", f"the Keras BatchNormalization {layer.name} "
+                                  "has trainable gamma/beta, which it cannot keep while normalising "
+                                  "with its moving statistics; use an official *_bts encoder")
+            layer.trainable = False
+        else:
+            continue
+        switched.append(layer.name)
+    return switched
+
+
 def default_pretrained_path(encoder: str) -> str:
     """Where ./init_densenet_161.sh puts the ImageNet weights of ``encoder`` ('' if nowhere)."""
     from utils.pretrained import INIT_COMMANDS, default_encoder_weights_path
@@ -278,11 +308,45 @@ def learning_rate_schedule(learning_rate: float, end_learning_rate: float, total
         learning_rate, max(total_steps, 1), end_learning_rate, power=0.9)
 
 
+@keras.saving.register_keras_serializable(package="bts")
+class TorchAdamW(keras.optimizers.AdamW):
+    """``keras.optimizers.AdamW`` with ``torch.optim.AdamW``'s update (the official optimiser).
+
+    Per step t, with the decay applied first by the base class (θ ← θ − lr·wd·θ, as PyTorch):
+    m ← β1·m + (1−β1)·g,  v ← β2·v + (1−β2)·g²,
+    θ ← θ − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + ε).
+    Keras's AdamW divides by √v + ε instead, i.e. ε·√(1−β2ᵗ) in PyTorch's terms: with the
+    recipe's ε = 1e-3 and gradients ~1e-3 its first updates are a few percent of PyTorch's.
+    Same slots (m, v) as the parent, so its checkpoints restore into either class.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("amsgrad"):
+            raise ValueError("TorchAdamW does not implement amsgrad")
+        super().__init__(*args, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        step = ops.cast(self.iterations + 1, variable.dtype)
+        correction_1 = 1 - ops.power(ops.cast(self.beta_1, variable.dtype), step)
+        correction_2 = 1 - ops.power(ops.cast(self.beta_2, variable.dtype), step)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(correction_2)), self.epsilon)
+        self.assign_sub(variable, ops.divide(ops.multiply(m, lr / correction_1), denominator))
+
+
+ADAMW_CLASSES = {"pytorch": TorchAdamW, "keras": keras.optimizers.AdamW}
+
+
 def make_optimizer(config: TrainConfig, model: keras.Model, total_steps: int):
-    """AdamW with PT's groups: weight decay on trainable encoder variables only."""
+    """AdamW (``--adamw``) with PT's groups: weight decay on trainable encoder variables only."""
     schedule = learning_rate_schedule(config.learning_rate, config.final_learning_rate, total_steps)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
-                                       beta_1=0.9, beta_2=0.999, epsilon=config.adam_eps)
+    optimizer = ADAMW_CLASSES[config.adamw](learning_rate=schedule, weight_decay=config.weight_decay,
+                                            beta_1=0.9, beta_2=0.999, epsilon=config.adam_eps)
     decoder = [v for v in model.trainable_variables if not bts_model.is_encoder_variable(v)]
     optimizer.exclude_from_weight_decay(var_list=decoder)  # must precede build()
     if config.mixed_precision == "fp16":
@@ -321,23 +385,34 @@ class RunState:
 
 
 def steps_per_epoch(num_samples: int, samples_per_step: int) -> int:
-    """Full steps in one epoch (the last partial batch is dropped for static shapes)."""
-    return num_samples // samples_per_step
+    """Steps in one epoch: ⌈N / samples per step⌉, as PT's DataLoader (its last batch is partial)."""
+    return -(-num_samples // samples_per_step)
+
+
+def last_batch_policy(replicas: int, accumulation: int) -> str:
+    """How an epoch's last ``N mod B`` samples are batched (``bts_dataloader.make_dataset``).
+
+    One device, no accumulation: a smaller last batch, as PT (the step traces once more for it).
+    Several replicas or micro-batches need B whole samples to split evenly: the last batch is
+    filled up with the epoch's first samples, so the step count (the schedule) is still PT's.
+    """
+    return "keep" if replicas == 1 and accumulation == 1 else "fill"
 
 
 def epoch_dataset(pipeline: PipelineConfig, samples, epoch: int, skip_steps: int, seed: int,
-                  samples_per_step: int) -> tf.data.Dataset:
+                  samples_per_step: int, last_batch: str = "keep") -> tf.data.Dataset:
     """One epoch of training batches of ``samples_per_step``, resumed after ``skip_steps``.
 
     ``pipeline``: the training split's settings (its batch size and seed are replaced here).
     ``samples``: a list of Samples (image files) or the ``bts_dataloader.ShardSet`` of
     ``--tfrecord_path``; either way the epoch's order is a function of (seed, epoch) only.
+    ``last_batch``: :func:`last_batch_policy`.
     """
     shards = isinstance(samples, bts_dataloader.ShardSet)
     pipeline = dataclasses.replace(pipeline, batch_size=samples_per_step, seed=seed,
                                    tfrecord_path=samples.tfrecord_path if shards else "")
     dataset = bts_dataloader.make_dataset(pipeline, "train", samples=None if shards else samples,
-                                          epoch=epoch)
+                                          epoch=epoch, last_batch=last_batch)
     if shards:
         # AUTO would shard TFRecords by file over workers, giving each its own steps per epoch;
         # by data (as lists already are) every worker reads the same epoch and stays in step.
@@ -560,6 +635,10 @@ class Trainer:
             except ValueError as err:  # e.g. keras.applications weights that do not load
                 raise TrainingError(str(err)) from None
             self.frozen = apply_freezing(self.model, config.model.encoder, config.first_blocks)
+            if config.bn_no_track_stats:
+                count = len(use_moving_statistics(self.model))
+                LOG.info("--bn_no_track_stats: %d BN layers normalise with their moving statistics "
+                         "and keep them", count)
             self.optimizer = make_optimizer(config, self.model, self.total_steps)
             self.state = RunState.create(seed)
             self.steps = StepFunctions(self.strategy, self.model, self.optimizer, config, loss_fn)
@@ -672,7 +751,8 @@ class Trainer:
                 self.best = {k: v["value"] for k, v in json.load(handle).items()}
 
     def _save_best(self, metrics: Dict[str, float]) -> None:
-        """Keep the best weights per ``--best_metric`` (one file, replaced atomically)."""
+        """Keep the best weights per ``--best_metric`` (one file, replaced atomically), as the
+        validation protocol (``--online_eval_protocol``) scored them; the record names it."""
         name = self.config.best_metric
         if name not in metrics or not is_better(name, metrics[name], self.best.get(name)):
             return
@@ -683,7 +763,8 @@ class Trainer:
         path = os.path.join(folder, f"model-best_{name}.weights.h5")
         self._assert_finite_weights(path)
         self._write_model_config(folder)  # first: best/ never holds weights it cannot describe
-        record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics}}
+        record = {name: {"value": metrics[name], "step": self.step, "metrics": metrics,
+                         "protocol": self.config.evaluation.protocol}}
         try:
             atomic_write(path, self.model.save_weights)
             atomic_write_text(self._best_path(), json.dumps(record, indent=2))
@@ -853,7 +934,8 @@ class Trainer:
         on only when its batches ran out, so a run stopped mid-epoch resumes mid-epoch."""
         epoch, skip = int(self.state.epoch.numpy()), int(self.state.step_in_epoch.numpy())
         dataset = epoch_dataset(self.config.data, self.train_samples, epoch, skip,
-                                int(self.state.data_seed.numpy()), self.samples_per_step)
+                                int(self.state.data_seed.numpy()), self.samples_per_step,
+                                last_batch_policy(self.strategy.num_replicas_in_sync, self.accumulation))
         for batch in epoch_batches(self.strategy, dataset, self._suspects(epoch, skip)):
             loss_t, finite, outputs = self.steps.train_step(batch)
             loss = float(loss_t)

@@ -83,7 +83,11 @@ def synthetic_arrays(case: Case, seed: int = 0) -> Dict[str, np.ndarray]:
 
 
 def make_optimizer(precision: str) -> keras.optimizers.Optimizer:
-    """AdamW as training uses it; fp16 additionally needs dynamic loss scaling."""
+    """AdamW with training's settings; fp16 additionally needs dynamic loss scaling.
+
+    Keras's AdamW, not bts_trainer.TorchAdamW: the same ops per variable (the two differ only in
+    where ε goes), and this module must import without TensorFlow (gpu_check_jax.py).
+    """
     optimizer = keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-2, epsilon=1e-6)
     if precision == "fp16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -150,6 +150,54 @@ def test_gradient_accumulation_runs_and_counts_optimizer_steps(plane_data_480x64
     assert trainer.steps_per_epoch == 3  # 6 samples / (1 × 2)
 
 
+def test_official_step_counts_keep_the_last_partial_batch():
+    # PT's DataLoader: ⌈N/B⌉ steps per epoch. NYU's 24,231 samples and KITTI Eigen's 23,158 at batch 4.
+    assert trainer_lib.steps_per_epoch(24231, 4) * 50 == 302_900
+    assert trainer_lib.steps_per_epoch(23158, 4) * 50 == 289_500
+    assert trainer_lib.last_batch_policy(replicas=1, accumulation=1) == "keep"
+    assert trainer_lib.last_batch_policy(replicas=2, accumulation=1) == "fill"
+
+
+def _numbered_list(data, tmp_path):
+    """The data's train.txt with focal 500 + line index, so a batch tells which lines it holds."""
+    lines = (data / "train.txt").read_text().split("\n")
+    numbered = [" ".join(line.split()[:2] + [str(500 + i)]) for i, line in enumerate(filter(None, lines))]
+    (tmp_path / "numbered.txt").write_text("\n".join(numbered) + "\n")
+    return ["--filenames_file", tmp_path / "numbered.txt"]
+
+
+def _epoch_batches(trainer):
+    """Train one epoch and record the list lines of every step's batch."""
+    seen, original = [], trainer.steps.train_step
+
+    def recording_step(batch):
+        seen.append(sorted(int(round(f)) - 500 for f in batch["focal"].numpy()))
+        return original(batch)
+
+    trainer.steps.train_step = recording_step
+    trainer.train()
+    return seen
+
+
+def test_one_device_epoch_ends_with_the_partial_batch(plane_data_480x640, tmp_path):
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_epochs", "1", "--batch_size", "4",
+                       *_numbered_list(plane_data_480x640, tmp_path))
+    assert trainer.steps_per_epoch == 2 and trainer.total_steps == 2  # ⌈6/4⌉
+    batches = _epoch_batches(trainer)
+    assert [len(b) for b in batches] == [4, 2]
+    assert sorted(sum(batches, [])) == list(range(6))  # every sample once, as PT
+
+
+def test_accumulation_fills_the_last_batch_with_the_epochs_first_samples(plane_data_480x640, tmp_path):
+    trainer = _trainer(plane_data_480x640, tmp_path, "--num_epochs", "1", "--batch_size", "2",
+                       "--gradient_accumulation_steps", "2", *_numbered_list(plane_data_480x640, tmp_path))
+    assert trainer.steps_per_epoch == 2  # ⌈6/4⌉: PT's count, whole micro-batches
+    batches = _epoch_batches(trainer)
+    assert [len(b) for b in batches] == [4, 4]
+    flat = sum(batches, [])
+    assert set(flat) == set(range(6)) and len(flat) == 8  # two of the first batch seen again
+
+
 # ------------------------------------------------------------------ processes
 def _run_main(argv, **kwargs):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}

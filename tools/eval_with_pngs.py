@@ -35,9 +35,10 @@ LOGGER = logging.getLogger("eval_with_pngs")
 
 def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float,
                     max_depth: float, *, eigen_crop: bool = False, garg_crop: bool = False,
-                    do_kb_crop: bool = False
+                    do_kb_crop: bool = False, protocol: str = "offline"
                     ) -> Tuple[List[str], List[Optional[dict]], List[str]]:
-    """(evaluated names, per-image metrics (None: no valid pixel), names whose GT is missing)."""
+    """(evaluated names, per-image metrics (None: no valid pixel), names whose GT is missing);
+    ``protocol``: ``utils.metrics.evaluate_image``'s (``--online_eval_protocol``)."""
     import tensorflow as tf
 
     if not tf.io.gfile.isdir(pred_path):
@@ -57,7 +58,7 @@ def evaluate_folder(pred_path: str, gt_root: str, dataset: str, min_depth: float
         gt = read_depth_png(gt_file, scale)
         per_image.append(metrics.evaluate_image(gt, pred, min_depth, max_depth, dataset,
                                                 eigen_crop=eigen_crop, garg_crop=garg_crop,
-                                                do_kb_crop=do_kb_crop))
+                                                do_kb_crop=do_kb_crop, protocol=protocol))
         evaluated.append(name)
     return evaluated, per_image, missing
 
@@ -88,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         names, per_image, missing = evaluate_folder(
             args.pred_path, args.gt_path, args.dataset, args.min_depth_eval, args.max_depth_eval,
             eigen_crop=args.eigen_crop, garg_crop=args.garg_crop,
-            do_kb_crop=args.do_kb_crop and args.dataset == "kitti")
+            do_kb_crop=args.do_kb_crop and args.dataset == "kitti", protocol=args.online_eval_protocol)
         print(f"Evaluating {len(names) + len(missing)} files")
         print(f"{len(missing)} GT files missing")
         mean = metrics.average_metrics(per_image)

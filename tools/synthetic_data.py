@@ -17,7 +17,9 @@ piecewise planar, which is what BTS's local planar guidance assumes.
 * ``kitti``: road scenes (road, building facades, cars, sky) in the KITTI layout: raw frames
   ``<date>/<drive>/image_02/data/0000000000.png`` and sparse ground truth
   ``data_depth_annotated/<drive>/proj_depth/groundtruth/image_02/0000000000.png`` (uint16 x256,
-  0 = no LiDAR return); some test frames have no ground truth (``None`` in the list).
+  0 = no LiDAR return); some test frames have no ground truth (``None`` in the list). Training
+  frames also have the right camera (``image_03``, ``KITTI_BASELINE_M`` to the right, and its
+  ground truth under ``groundtruth/image_03``), listed as columns 4-5 for ``--use_right``.
 
 Focal lengths are the datasets' (518.8579, KITTI per date) scaled by width / 640 or / 1242, so at
 the real sizes (480x640, 375x1242) the lists carry exactly the upstream values.
@@ -57,6 +59,7 @@ KITTI_REFERENCE_WIDTH = 1242
 KITTI_FRAMES_PER_DRIVE = 5
 KITTI_LIDAR_DENSITY = 0.25  # fraction of pixels below the horizon band with a ground-truth value
 KITTI_NO_GT_EVERY = 4  # every 4th test frame has no ground truth ('None')
+KITTI_BASELINE_M = 0.54  # image_03 (right colour camera) sits this far right of image_02
 SKY = -1  # surface id of rays that hit nothing
 
 
@@ -270,11 +273,22 @@ def kitti_scene(rng: np.random.Generator, height: int, width: int, focal_1242: f
                  scales)
 
 
+def shifted_scene(scene: Scene, offset: np.ndarray) -> Scene:
+    """``scene`` with every surface moved by ``offset`` (world metres); the camera stays at 0."""
+    def move(box: Box) -> Box:
+        return Box(tuple(np.add(box.lo, offset)), tuple(np.add(box.hi, offset)))
+
+    room = None if scene.room is None else move(scene.room)
+    return dataclasses.replace(scene, room=room, boxes=tuple(move(b) for b in scene.boxes))
+
+
 def render_frame(dataset: str, height: int, width: int, seed: Tuple[int, ...],
-                 focal_1242: float = KITTI_FOCALS["2011_09_26"]) -> Dict[str, object]:
+                 focal_1242: float = KITTI_FOCALS["2011_09_26"], baseline: float = 0.0) -> Dict[str, object]:
     """Render one frame. Returns rgb (H,W,3) uint8, depth (H,W) float64 metres (0 = no value),
     surface (H,W) ids, points (H,W,3) world points, and the ``scene``. KITTI depth is dense here
-    (beyond 80 m and sky set to 0); the writer makes it sparse."""
+    (beyond 80 m and sky set to 0); the writer makes it sparse. ``baseline``: the same scene seen
+    by a camera moved that many metres along its own x axis (KITTI's right camera: 0.54), its
+    textures fixed to the surfaces."""
     rng = np.random.default_rng(list(seed))
     if dataset == "nyu":
         scene = nyu_scene(rng, height, width)
@@ -284,7 +298,12 @@ def render_frame(dataset: str, height: int, width: int, seed: Tuple[int, ...],
         sky = (0.55, 0.7, 0.95)
     else:
         raise ValueError(f"dataset {dataset!r} is unknown; expected 'nyu' or 'kitti'")
-    depth, surface, points = trace(scene, height, width)
+    if baseline:
+        offset = scene.rotation[:, 0] * baseline  # the camera's move in world coordinates
+        depth, surface, points = trace(shifted_scene(scene, -offset), height, width)
+        points = points + offset
+    else:
+        depth, surface, points = trace(scene, height, width)
     rgb = shade(scene, surface, points, rng, sky)
     max_depth = get_dataset_facts(dataset).max_depth
     depth = np.where(np.isfinite(depth) & (depth <= max_depth), depth, 0.0)
@@ -363,7 +382,18 @@ def _generate_kitti(output: str, num_train: int, num_test: int, height: int, wid
             gt_rel = f"{drive}/proj_depth/groundtruth/image_02/{name}"
             rng = np.random.default_rng([seed, 4, i, int(split == "test")])
             save_image(os.path.join(gt_root, gt_rel), encode_depth(sparse_lidar(frame["depth"], rng), "kitti"))
-            lines[split].append(f"{rgb_rel} {gt_rel} {focal:.4f}")
+            line = f"{rgb_rel} {gt_rel} {focal:.4f}"
+            if split == "train":  # + the right camera (image_03) and its ground truth, for --use_right
+                right = render_frame("kitti", height, width, (seed, 3, i), KITTI_FOCALS[date],
+                                     baseline=KITTI_BASELINE_M)
+                right_rgb_rel = rgb_rel.replace("/image_02/", "/image_03/")
+                right_gt_rel = gt_rel.replace("/image_02/", "/image_03/")
+                save_image(os.path.join(output, right_rgb_rel), right["rgb"])
+                right_rng = np.random.default_rng([seed, 5, i])
+                save_image(os.path.join(gt_root, right_gt_rel),
+                           encode_depth(sparse_lidar(right["depth"], right_rng), "kitti"))
+                line += f" {right_rgb_rel} {right_gt_rel}"
+            lines[split].append(line)
     paths = {
         "train_filenames": os.path.join(output, "eigen_train_files_with_gt.txt"),
         "test_filenames": os.path.join(output, "eigen_test_files_with_gt.txt"),

@@ -26,10 +26,11 @@ import sys
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple,
                     Union)
 
-from utils.configs import (BEST_DIR, DISTRIBUTION_STRATEGIES, KERAS_SUFFIXES, MIN_BTS_SIZE, PRECISIONS, BtsConfig,
-                           EvalConfig, PipelineConfig, TrainConfig)
-from utils.datasets import DATASETS, get_dataset_facts
+from utils.configs import (ADAMW_VARIANTS, BEST_DIR, DISTRIBUTION_STRATEGIES, KERAS_SUFFIXES, MIN_BTS_SIZE,
+                           PRECISIONS, BtsConfig, EvalConfig, PipelineConfig, TrainConfig)
+from utils.datasets import DATASETS, TEST_ONLY_DATASETS, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, OFFICIAL_ENCODERS, encoder_facts
+from utils.metrics import EVAL_PROTOCOLS
 
 # --encoder's help, grouped from the encoder table: the official PyTorch BTS encoders, the
 # keras.applications backbones (the names with Keras ImageNet weights) and the smoke-test rest.
@@ -47,8 +48,12 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--model_name", type=str, default="bts_nyu",
                        help="run name: the run folder under --log_directory and the result_* folder")
     group.add_argument("--encoder", type=str, default=DEFAULT_ENCODER, help=ENCODERS_HELP)
-    group.add_argument("--dataset", type=str, default="nyu", choices=sorted(DATASETS),
-                       help="dataset: depth range, crops, focal and input sizes follow it")
+    group.add_argument("--dataset", type=str, default="nyu",
+                       choices=sorted(DATASETS) + sorted(TEST_ONLY_DATASETS),
+                       help="dataset: depth range, crops, focal and input sizes follow it; "
+                            "kitti_benchmark (bts_test.py only): the KITTI online benchmark's test "
+                            "images, list lines 'image_path focal', KB crop, raw/<image name>.png, "
+                            "no ground truth and no metrics")
     group.add_argument("--max_depth", type=float, default=None,
                        help="maximum output depth in metres (default: 10 NYU, 80 KITTI)")
     group.add_argument("--bts_size", type=int, default=None,
@@ -103,6 +108,13 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--fix_first_conv_block", action="store_true",
                        help="also freeze the first unit of stage 1 (DenseNet: dense layer; "
                             "mobilenetv2_bts: nothing, as upstream)")
+    group.add_argument("--bn_no_track_stats", action="store_true",
+                       help="PT bn_init_as_tf: every BN layer (encoder and decoder) normalises with "
+                            "its moving statistics and keeps them unchanged while training; "
+                            "gamma/beta train as without the flag")
+    group.add_argument("--use_right", action="store_true",
+                       help="KITTI: each sample reads the right camera (list columns 4-5, image_03) "
+                            "with p 0.5, per epoch; refused for other datasets")
     group.add_argument("--retrain", action="store_true", help="restart the step count from 0")
     group.add_argument("--batch_size", type=int, default=4, help="global batch size")
     group.add_argument("--num_epochs", type=int, default=50, help="epochs to train (unless --num_steps)")
@@ -112,6 +124,10 @@ def _add_train(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--end_learning_rate", type=float, default=-1.0,
                        help="final learning rate of the polynomial decay (< 0: 0.1 x --learning_rate)")
     group.add_argument("--adam_eps", type=float, default=1e-6, help="AdamW epsilon")
+    group.add_argument("--adamw", choices=ADAMW_VARIANTS, default="pytorch",
+                       help="AdamW update: pytorch (epsilon added to the bias-corrected sqrt(v), as "
+                            "the official torch.optim.AdamW) or keras (keras.optimizers.AdamW: epsilon "
+                            "added to the uncorrected sqrt(v), smaller first steps when epsilon is large)")
     group.add_argument("--weight_decay", type=float, default=1e-2, help="AdamW decay on the encoder only")
     group.add_argument("--variance_focus", type=float, default=0.85, help="lambda of the silog loss")
     group.add_argument("--gradient_accumulation_steps", type=int, default=1,
@@ -158,7 +174,18 @@ def _add_eval(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--eval_summary_directory", type=str, default="",
                        help="write the online-eval TensorBoard scalars to {this}/{model_name} "
                             "(default: the run's summaries/)")
-    group.add_argument("--best_metric", type=str, default="silog", help="metric that picks the best checkpoint")
+    group.add_argument("--best_metric", type=str, default="silog",
+                       help="metric that picks the best checkpoint (best/), as online validation "
+                            "scores it under --online_eval_protocol")
+    group.add_argument("--online_eval_protocol", choices=EVAL_PROTOCOLS, default="offline",
+                       help="how KITTI with --do_kb_crop is scored by online validation, and so "
+                            "which weights --best_metric keeps in best/ (bts_test.py follows it "
+                            "too): offline, the published numbers' protocol (the 352x1216 "
+                            "prediction pasted into the full frame, Garg/Eigen fractions of the "
+                            "full frame, as eval_with_pngs.py), or official_online, upstream "
+                            "bts_main.py's online_eval (ground truth cut to the 352x1216 KB crop, "
+                            "the fractions of that crop; add --no_quantize_eval for its float "
+                            "depth). NYU, and KITTI without --do_kb_crop: both identical")
     group.add_argument("--no_quantize_eval", action="store_true",
                        help="score the float32 depth as predicted; by default predictions are "
                             "quantised to the 16-bit PNG grid first, as bts_test.py's saved PNGs "
@@ -558,11 +585,14 @@ def parse_args(
     description: str = "",
     prog: Optional[str] = None,
     validate: Optional[Callable[[argparse.ArgumentParser, argparse.Namespace], None]] = None,
+    test_datasets: bool = False,
 ) -> argparse.Namespace:
     """Parse ``argv`` (default ``sys.argv[1:]``) for a script using ``groups``.
 
     ``validate(parser, args)`` may reject impossible combinations with ``parser.error``.
-    :func:`explicit_flags` of the result tells which flags were given.
+    :func:`explicit_flags` of the result tells which flags were given. ``test_datasets``: the
+    script accepts ``utils.datasets.TEST_ONLY_DATASETS`` (``bts_test.py``); see
+    :func:`resolve_test_dataset`. Every other script refuses them in one line.
     """
     groups = tuple(groups)
     parser = build_parser(groups, description=description, prog=prog)
@@ -578,6 +608,7 @@ def parse_args(
             parser.error(f"unknown flag {flag}{_closest_flag(parser, flag)}")
         parser.error(f"unexpected argument {flag!r}")
     args._explicit = _explicit_destinations(groups, typed)
+    resolve_test_dataset(parser, args, test_datasets)
     encoder = getattr(args, "encoder", DEFAULT_ENCODER)
     if encoder not in ENCODER_NAMES:  # before any model code runs: the table is plain Python
         parser.error(f"--encoder {encoder!r} is unknown; valid encoders: {', '.join(ENCODER_NAMES)}")
@@ -588,6 +619,24 @@ def parse_args(
     if validate is not None:
         validate(parser, args)
     return args
+
+
+def resolve_test_dataset(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                         allowed: bool) -> None:
+    """``--dataset kitti_benchmark`` (a ``TEST_ONLY_DATASETS`` name): where ``allowed``,
+    ``args.test_dataset`` keeps the name and ``args.dataset`` becomes the dataset whose facts it
+    uses ('kitti'), so every table look-up below works unchanged; ``args.test_dataset`` is ''
+    for the others. Where not allowed (training, conversion, ...), a one-line parser error."""
+    name = getattr(args, "dataset", None)
+    if allowed:
+        args.test_dataset = name if name in TEST_ONLY_DATASETS else ""
+    if name not in TEST_ONLY_DATASETS:
+        return
+    variant = TEST_ONLY_DATASETS[name]
+    if not allowed:
+        parser.error(f"--dataset {name} is for bts_test.py only ({variant.description}); "
+                     f"training and evaluation need ground truth: use --dataset {variant.base}")
+    args.dataset = variant.base
 
 
 def write_argument_file(args: Union[argparse.Namespace, Mapping[str, Any]], path: str) -> None:
@@ -710,6 +759,7 @@ def pipeline_config(args: argparse.Namespace, split: str = "train", *,
         deterministic=bool(getattr(args, "deterministic", False)),
         num_threads=int(getattr(args, "num_threads", -1) if getattr(args, "num_threads", -1) is not None
                         else -1),
+        use_right=bool(getattr(args, "use_right", False)) and split == "train",
     )
     values.update(overrides)
     return PipelineConfig(**values)
@@ -726,7 +776,8 @@ def eval_config(args: argparse.Namespace, **overrides) -> EvalConfig:
                   eigen_crop=bool(getattr(args, "eigen_crop", False)),
                   garg_crop=bool(getattr(args, "garg_crop", False)),
                   do_kb_crop=bool(getattr(args, "do_kb_crop", False)),
-                  quantize=not getattr(args, "no_quantize_eval", False))
+                  quantize=not getattr(args, "no_quantize_eval", False),
+                  protocol=getattr(args, "online_eval_protocol", None) or "offline")
     values.update(overrides)
     return EvalConfig(**values)
 

@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 
 from utils.datasets import DatasetFacts, KITTI_FOCAL_NORMALISER, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, NORMALIZATION_MODES, DenseNetConfig, encoder_facts
+from utils.metrics import EVAL_PROTOCOLS
 
 CONFIG_VERSION = 1
 MIN_BTS_SIZE = 128  # the reduction heads need bts_size/32 >= 4 channels (PT reduction_1x1)
@@ -151,6 +152,8 @@ class PipelineConfig:
     prefix or glob; wins over the file list when set). ``normalization`` is the model's input
     normalisation, supplied by the caller (see utils.encoders). ``input_height/width``: the
     training crop. ``seed`` None and not ``deterministic``: unseeded, parallel-order augmentation.
+    ``use_right`` (``--use_right``, KITTI training lists only): each sample reads the list's
+    right-camera columns instead with probability 0.5, per epoch (``bts_dataloader.choose_cameras``).
     """
 
     facts: DatasetFacts
@@ -170,6 +173,7 @@ class PipelineConfig:
     num_threads: int = -1  # -1 / 0: tf.data AUTOTUNE
     xla_compatible: bool = False  # gather-based resampling (see bts_dataloader.apply_transform)
     jit: bool = True  # augmentation as one XLA-compiled function (see bts_dataloader.train_sample)
+    use_right: bool = False  # KITTI training: a seeded half of the samples read the right camera
 
     def __post_init__(self):
         if not isinstance(self.facts, DatasetFacts):
@@ -183,6 +187,12 @@ class PipelineConfig:
                 raise ConfigError(field, f"must be a positive integer, got {value!r}")
         if self.degree < 0:
             raise ConfigError("degree", f"must be >= 0, got {self.degree}")
+        if self.use_right and self.facts.name != "kitti":
+            raise ConfigError("use_right", f"reads KITTI's right camera (image_03); --dataset "
+                                           f"{self.facts.name} has none")
+        if self.use_right and self.tfrecord_path:
+            raise ConfigError("use_right", "reads the right camera's columns 4 and 5 of "
+                                           "--filenames_file; --tfrecord_path shards hold one camera")
 
     @property
     def dataset(self) -> str:
@@ -196,6 +206,10 @@ class EvalConfig:
     ``quantize``: round predictions to the saved-PNG grid (1/depth_scale m, as ``bts_test.py``'s
     PNG files hold them) before scoring, so online validation and ``bts_test.py`` report the same
     numbers for the same weights; False scores the float32 depth as predicted.
+    ``protocol`` (``--online_eval_protocol``, ``utils.metrics.EVAL_PROTOCOLS``): ``offline``, the
+    published numbers' (KB-crop prediction pasted into the full frame), or ``official_online``,
+    upstream ``bts_main.py``'s online eval (ground truth cut to the KB crop); they differ only for
+    KITTI with ``do_kb_crop``.
     """
 
     dataset: str
@@ -205,6 +219,7 @@ class EvalConfig:
     garg_crop: bool = False
     do_kb_crop: bool = False
     quantize: bool = True
+    protocol: str = "offline"
 
     def __post_init__(self):
         get_dataset_facts(self.dataset)
@@ -213,6 +228,9 @@ class EvalConfig:
                                                 f"--max_depth_eval {self.max_depth_eval}")
         if self.do_kb_crop and self.dataset != "kitti":
             object.__setattr__(self, "do_kb_crop", False)  # the KB crop is a KITTI convention
+        if self.protocol not in EVAL_PROTOCOLS:
+            raise ConfigError("online_eval_protocol", f"{self.protocol!r} is unknown; expected one "
+                                                      f"of {', '.join(EVAL_PROTOCOLS)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +238,9 @@ class EvalConfig:
 # ---------------------------------------------------------------------------------------------
 DISTRIBUTION_STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("none", "bf16", "fp16")  # Keras policies float32, mixed_bfloat16, mixed_float16
+# --adamw: PyTorch's update (ε added to the bias-corrected √v̂, as the official code) or Keras's
+# (ε added to the uncorrected √v, an implicit warm-up while √(1−β2ᵗ) is small).
+ADAMW_VARIANTS = ("pytorch", "keras")
 # What --validation_split with --tfrecord_path gets (after "--validation_split ").
 VALIDATION_SPLIT_WITH_SHARDS = (
     "holds out scenes of --filenames_file, which --tfrecord_path shards cannot split: train from "
@@ -290,6 +311,8 @@ class TrainConfig:
     best_metric: str
     eval_summary_directory: str
     argument_text: str = ""
+    adamw: str = "pytorch"
+    bn_no_track_stats: bool = False  # every BN normalises with (and keeps) its moving statistics
 
     def __post_init__(self):
         for field in _AT_LEAST_ONE:
@@ -309,7 +332,7 @@ class TrainConfig:
         _in_range("validation_split", self.validation_split, 0.0, 1.0, closed_high=False)
         if self.seed is not None and not 0 <= self.seed < 2 ** 31:
             raise ConfigError("seed", f"must be an integer in [0, 2147483647], got {self.seed!r}")
-        for field, choices in (("mixed_precision", PRECISIONS),
+        for field, choices in (("mixed_precision", PRECISIONS), ("adamw", ADAMW_VARIANTS),
                                ("distribution_strategy", DISTRIBUTION_STRATEGIES)):
             if getattr(self, field) not in choices:
                 raise ConfigError(field, f"{getattr(self, field)!r} is not one of {', '.join(choices)}")

@@ -84,6 +84,31 @@ KITTI_GARG_CROP_FRACTIONS = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 KITTI_EIGEN_CROP_FRACTIONS = (0.3324324, 0.91351351, 0.0359477, 0.96405229)
 
 
+@dataclasses.dataclass(frozen=True)
+class TestOnlyDataset:
+    """A test-time variant of a dataset of :data:`DATASETS`, for ``bts_test.py`` alone.
+
+    It has no ground truth (nothing is scored) and uses every fact of ``base`` (depth scale,
+    max depth, focal scaling, KB crop); ``utils.arguments.parse_args`` keeps its name in
+    ``args.test_dataset`` and sets ``args.dataset`` to ``base``.
+    """
+
+    name: str
+    base: str  # the DATASETS entry whose facts it uses
+    kb_crop: bool  # the KB crop is always applied (as --do_kb_crop)
+    description: str  # for --help and error messages
+
+
+TEST_ONLY_DATASETS = {
+    # The KITTI online depth-prediction benchmark's test images (352x1216, no public ground
+    # truth): list lines 'image_path focal' (or upstream's 'image_path None focal'), predictions
+    # written as raw/<image file name>.png, uint16 = depth x 256 (upstream bts_test.py).
+    "kitti_benchmark": TestOnlyDataset(
+        name="kitti_benchmark", base="kitti", kb_crop=True,
+        description="KITTI online benchmark test images: no ground truth, no metrics"),
+}
+
+
 def get_dataset_facts(name: str) -> DatasetFacts:
     """Return the facts of ``name`` ('nyu' or 'kitti'); a clear error for anything else."""
     try:
@@ -102,6 +127,18 @@ def kb_crop_offsets(height, width) -> Tuple:
     """
     crop_h, crop_w = DATASETS["kitti"].kb_crop_size
     return height - crop_h, (width - crop_w) // 2
+
+
+def cut_kb_crop(frame: np.ndarray) -> np.ndarray:
+    """The 352×1216 KB crop of a full (H, W[, ...]) frame at :func:`kb_crop_offsets` (the inverse
+    of :func:`paste_kb_crop`; upstream's online evaluation cuts the ground truth so)."""
+    crop_h, crop_w = DATASETS["kitti"].kb_crop_size
+    height, width = np.shape(frame)[:2]
+    if height < crop_h or width < crop_w:
+        raise ValueError(f"the KB crop needs a frame of at least {crop_h}x{crop_w}, got "
+                         f"{height}x{width}")
+    top, left = kb_crop_offsets(height, width)
+    return frame[top:top + crop_h, left:left + crop_w]
 
 
 def paste_kb_crop(crop: np.ndarray, height: int, width: int) -> np.ndarray:

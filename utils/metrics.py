@@ -9,6 +9,11 @@ The protocol, as the official ``eval_with_pngs.py`` / ``bts_eval.py``:
    (after clipping, as ``eval_with_pngs.py``);
 4. ∧ an eval crop on the full-size ground truth (Garg wins over Eigen);
 5. metrics per image over its valid pixels (float32, as upstream), then averaged over images.
+
+``protocol="official_online"`` (``--online_eval_protocol``) is upstream ``bts_main.py``'s
+online evaluation instead: with ``--do_kb_crop`` the ground truth is cut to the 352×1216 KB crop
+(step 3) and the crop fractions of step 4 are those of the crop. NYU, and KITTI without the KB
+crop, score identically under both.
 """
 from __future__ import annotations
 
@@ -17,10 +22,14 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from utils.datasets import (KITTI_EIGEN_CROP_FRACTIONS, KITTI_GARG_CROP_FRACTIONS, NYU_EIGEN_CROP,
-                            paste_kb_crop)
+                            cut_kb_crop, paste_kb_crop)
 
 METRIC_NAMES = ("silog", "abs_rel", "log10", "rms", "sq_rel", "log_rms", "d1", "d2", "d3")
 HIGHER_IS_BETTER = frozenset({"d1", "d2", "d3"})
+# How a KITTI KB-cropped prediction meets its ground truth (--online_eval_protocol): "offline"
+# pastes it into the full frame (eval_with_pngs.py, the published numbers); "official_online"
+# cuts the ground truth to the crop (upstream bts_main.py's online_eval).
+EVAL_PROTOCOLS = ("offline", "official_online")
 
 
 def compute_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
@@ -90,18 +99,28 @@ def valid_mask(gt: np.ndarray, min_depth: float, max_depth: float, dataset: str 
 
 def evaluate_image(gt: np.ndarray, pred: np.ndarray, min_depth: float, max_depth: float,
                    dataset: str = "nyu", *, eigen_crop: bool = False, garg_crop: bool = False,
-                   do_kb_crop: bool = False) -> Optional[Dict[str, float]]:
+                   do_kb_crop: bool = False, protocol: str = "offline") -> Optional[Dict[str, float]]:
     """Metrics of one prediction against its full-size (H, W) ground truth; None if no valid pixel.
 
     Steps in the order of the official offline evaluator ``eval_with_pngs.py`` (which produced the
     published numbers): clip the prediction; zero non-finite GT; valid = min < gt < max; with
     ``do_kb_crop`` paste the 352×1216 prediction into a zero canvas of GT size (after clipping, so
     the pasted zeros stay zero; they lie outside the Garg crop); intersect with the eval crop.
+    ``protocol="official_online"``: with ``do_kb_crop`` the ground truth is cut to the KB crop
+    instead, and the eval crop is taken of that 352×1216 crop (upstream ``bts_main.py``'s
+    ``online_eval``); otherwise it changes nothing.
     """
+    if protocol not in EVAL_PROTOCOLS:
+        raise ValueError(f"evaluation protocol {protocol!r} is unknown; expected one of "
+                         f"{', '.join(EVAL_PROTOCOLS)}")
     gt = np.array(gt, dtype=np.float32, copy=True)
     gt[~np.isfinite(gt)] = 0  # eval_with_pngs zeroes inf/NaN ground truth
     pred = clip_prediction(pred, min_depth, max_depth)
-    if do_kb_crop:
+    if do_kb_crop and protocol == "official_online":
+        gt = np.ascontiguousarray(cut_kb_crop(gt))  # the crop fractions below are the crop's
+        if pred.shape != gt.shape:
+            raise ValueError(f"--do_kb_crop expects a {gt.shape} prediction, got {pred.shape}")
+    elif do_kb_crop:
         pred = paste_kb_crop(pred, *gt.shape)
     elif pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size "
