@@ -572,8 +572,11 @@ def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageI
 # Main
 # -------------------------------------------------------------------------------------------
 def _benchmark_settings(args) -> None:
-    """``--dataset kitti_benchmark``: the KB crop on, no ground truth, raw PNGs by default."""
-    if not args.do_kb_crop:
+    """``--dataset kitti_benchmark``: the KB crop on (its ``TEST_ONLY_DATASETS`` entry), no ground
+    truth, raw PNGs by default."""
+    from utils.datasets import TEST_ONLY_DATASETS
+
+    if TEST_ONLY_DATASETS[args.test_dataset].kb_crop and not args.do_kb_crop:
         LOGGER.info("--dataset %s: the KB crop is applied (as --do_kb_crop)", args.test_dataset)
         args.do_kb_crop = True
     if args.gt_path:
