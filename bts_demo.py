@@ -68,6 +68,7 @@ def load_predictors(args, checkpoints: Dict[str, str]):
     Each model is built as its checkpoint records (``bts_predict.load_model``); --encoder and
     --bts_size are needed only for checkpoints that record nothing."""
     from bts_predict import DepthPredictor, load_model
+    from bts_trainer import model_in_global_policy
     from utils.configs import ConfigError
 
     predictors = {}
@@ -82,6 +83,7 @@ def load_predictors(args, checkpoints: Dict[str, str]):
             # The outdoor slot's dataset is implied by its flag, not by --dataset.
             raise ConfigError("checkpoint_path_kitti", str(err).replace("does not suit", "is not a "
                               "KITTI model:", 1)) from None
+        model = model_in_global_policy(model, config)  # --mixed_precision's, set in main()
         predictor = DepthPredictor(model, dataset, encoder=config.encoder,
                                    do_kb_crop=args.do_kb_crop)
         LOGGER.info("%s model ready (max depth %g m); tracing it once (the full DenseNet-161 "
@@ -116,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from demo.app import create_app
 
     args = parse_args(groups=("model", "data", "serve"), argv=argv, validate=_validate, prog=PROG,
-                      description=__doc__.splitlines()[0])
+                      description=__doc__.splitlines()[0], defaults={"mixed_precision": "auto"})
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     problem = check_input_paths(args, files=("checkpoint_path", "checkpoint_path_kitti"))
@@ -137,7 +139,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
+    from bts_trainer import resolve_mixed_precision, set_precision_policy
+
     try:
+        set_precision_policy(resolve_mixed_precision(args.mixed_precision))  # before the models
         predictors = load_predictors(args, checkpoints)
         app = create_app(predictors, untrained=untrained)
         serve(app, args.host, args.port)

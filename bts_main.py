@@ -73,12 +73,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tensorflow as tf
 
     from bts_dataloader import DataError
-    from bts_trainer import Trainer, TrainingError, lost_worker_message
+    from bts_trainer import Trainer, TrainingError, lost_worker_message, resolve_mixed_precision, uses_tpu
     from utils.arguments import train_config
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
     try:
+        # auto resolved before the config: the run's arguments.txt records what was used
+        args.mixed_precision = resolve_mixed_precision(
+            args.mixed_precision, tpu=uses_tpu(args.distribution_strategy, args.tpu_name))
         config = train_config(args)
         trainer = Trainer(config, evaluate_fn=make_evaluate_fn(config))
         result = trainer.train()

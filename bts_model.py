@@ -106,14 +106,209 @@ class BatchNorm(keras.layers.BatchNormalization):
         return outputs
 
 
+# --------------------------------------------------------------------------------------------
+# How the graph computes (not what): ModelOps and the conv layers it selects
+# --------------------------------------------------------------------------------------------
+CONV1X1_CHOICES = ("conv", "matmul")
+PADDING_CHOICES = ("separate", "fused")
+UPCONV_CHOICES = ("upsample", "subpixel")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOps:
+    """Op choices that leave a model's weights, layer names and outputs as they are (issue #18).
+
+    ``conv1x1``: ``"conv"`` (a Conv2D op) or ``"matmul"``: every 1×1, stride-1, undilated,
+    ungrouped conv computes one MatMul of the (B·H·W, Cin) input by the kernel's (Cin, Cout)
+    view. ``padding``: ``"separate"`` (a ``ZeroPadding2D`` layer ``<conv>_pad`` before a 'valid'
+    conv) or ``"fused"``: the conv pads itself with the same symmetric zeros (TensorFlow: one
+    conv op with explicit paddings; other backends pad, then convolve) and an op-free
+    :class:`FusedPadding` keeps the pad layer's name and place. The stride-2 stems and strided
+    3×3 convs (depthwise too) are fused; the max-pool padding stays a layer. The default is the
+    graph the project has always built. Not part of BtsConfig: the checkpoint converters,
+    ``.keras``/``.weights.h5`` and ``ckpt-N`` files and PyTorch parity are the same for every
+    choice (a model of one choice loads another's files). ``upconv``: ``"upsample"`` (nearest ×2,
+    then the 3×3 conv at the doubled size) or ``"subpixel"``: the same conv computed on the small
+    map, 2.25× fewer multiply-adds (:class:`UpConv`); equal up to float rounding, since its kernel
+    taps are summed before they multiply.
+    """
+
+    conv1x1: str = "conv"
+    padding: str = "separate"
+    upconv: str = "upsample"
+
+    def __post_init__(self):
+        for field, value, choices in (("conv1x1", self.conv1x1, CONV1X1_CHOICES),
+                                      ("padding", self.padding, PADDING_CHOICES),
+                                      ("upconv", self.upconv, UPCONV_CHOICES)):
+            if value not in choices:
+                raise ConfigError("model_ops", f"{field}={value!r} is unknown; valid: "
+                                  f"{', '.join(f'{field}={c}' for c in choices)}")
+
+    @property
+    def matmul_1x1(self) -> bool:
+        return self.conv1x1 == "matmul"
+
+    @property
+    def fused_padding(self) -> bool:
+        return self.padding == "fused"
+
+    @property
+    def subpixel_upconv(self) -> bool:
+        return self.upconv == "subpixel"
+
+
+DEFAULT_MODEL_OPS = ModelOps()
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class FusedPadding(keras.layers.Layer):
+    """Stands where a ``ZeroPadding2D(padding)`` stood whose zeros the next conv now adds itself
+    (``explicit_padding``): the identity, no op. It keeps the layer's name and its place in the
+    model's layer list, by which ``tf.train.Checkpoint`` numbers the layers (``ckpt-N`` keys are
+    ``model/_operations/<index>/...``), so ckpt-N files load either way."""
+
+    def __init__(self, padding: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x):
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+def _pad_layer(x, pad: int, name: str, model_ops: ModelOps):
+    """``ZeroPadding2D(pad)`` on ``x``, or with fused padding the op-free :class:`FusedPadding`."""
+    layer = FusedPadding if model_ops.fused_padding else keras.layers.ZeroPadding2D
+    return layer(pad, name=name)(x)
+
+
+def _explicit_paddings(pad: int):
+    return [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+
+
+def _padded_shape(input_shape, pad: int):
+    """NHWC ``input_shape`` after ``pad`` zeros on each side of H and W (None stays None)."""
+    grow = lambda n: None if n is None else n + 2 * pad  # noqa: E731
+    return (input_shape[0], grow(input_shape[1]), grow(input_shape[2])) + tuple(input_shape[3:])
+
+
+def _conv_op(inputs, kernel, strides, dilation_rate, pad: int):
+    """Conv of NHWC ``inputs`` with ``pad`` symmetric zeros (then 'valid'): one op under TF."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
+        return tf.nn.conv2d(inputs, kernel, strides=list(strides),
+                            padding=_explicit_paddings(pad), dilations=list(dilation_rate))
+    return ops.conv(ops.pad(inputs, _explicit_paddings(pad)), kernel, strides=list(strides),
+                    padding="valid", dilation_rate=dilation_rate)
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` computed in one of ModelOps's ways; same variables and numbers.
+
+    ``matmul_1x1``: a 1×1 conv with stride 1, dilation 1 and one group computes a MatMul of the
+    (B·H·W, Cin) input by the kernel's (Cin, Cout) view (other shapes: the conv). Kernel
+    (1, 1, Cin, Cout) as ever. ``explicit_padding`` p (needs ``padding='valid'``): the conv
+    pads p zeros on each side of H and W itself, equal to ``ZeroPadding2D(p)`` before it.
+
+    Deliberately called ``Conv2D``: ``.keras``/``.weights.h5`` files address a model's layers by
+    their snake-cased class name, so a model built with any ModelOps reads and writes the same
+    weight files as the default one (whose plain convs are Keras's own Conv2D).
+    """
+
+    def __init__(self, *args, matmul_1x1: bool = False, explicit_padding: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.matmul_1x1, self.explicit_padding = bool(matmul_1x1), int(explicit_padding)
+        if self.explicit_padding and (self.padding != "valid" or self.data_format != "channels_last"):
+            raise ValueError(f"{self.name}: explicit_padding needs padding='valid' and "
+                             f"channels_last, got {self.padding!r}, {self.data_format!r}")
+
+    def _is_matmul(self) -> bool:
+        return (self.matmul_1x1 and tuple(self.kernel_size) == (1, 1)
+                and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.groups == 1 and self.data_format == "channels_last"
+                and not self.explicit_padding)
+
+    def convolution_op(self, inputs, kernel):
+        if self._is_matmul():
+            shape = ops.shape(inputs)
+            flat = ops.matmul(ops.reshape(inputs, (-1, kernel.shape[2])),
+                              ops.reshape(kernel, (kernel.shape[2], kernel.shape[3])))
+            return ops.reshape(flat, (*shape[:-1], kernel.shape[3]))
+        if self.explicit_padding:
+            return _conv_op(inputs, kernel, self.strides, self.dilation_rate, self.explicit_padding)
+        return super().convolution_op(inputs, kernel)
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
+
+    def get_config(self):
+        config = super().get_config()
+        if self.matmul_1x1:
+            config["matmul_1x1"] = True
+        if self.explicit_padding:
+            config["explicit_padding"] = self.explicit_padding
+        return config
+
+
+@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
+class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` with ``explicit_padding`` p (see :class:`Conv2D`; named
+    as Keras's for the same reason): p symmetric zeros inside the op, ``padding='valid'``."""
+
+    def __init__(self, *args, explicit_padding: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.explicit_padding = int(explicit_padding)
+        if self.explicit_padding and (self.padding != "valid" or self.data_format != "channels_last"):
+            raise ValueError(f"{self.name}: explicit_padding needs padding='valid' and "
+                             f"channels_last, got {self.padding!r}, {self.data_format!r}")
+
+    def call(self, inputs):
+        pad = self.explicit_padding
+        if not pad or keras.backend.backend() != "tensorflow":
+            return super().call(ops.pad(inputs, _explicit_paddings(pad)) if pad else inputs)
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
+        outputs = tf.nn.depthwise_conv2d(
+            inputs, self.kernel, strides=(1, *self.strides, 1), padding=_explicit_paddings(pad),
+            dilations=list(self.dilation_rate))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def compute_output_shape(self, input_shape):
+        return super().compute_output_shape(_padded_shape(input_shape, self.explicit_padding))
+
+    def get_config(self):
+        config = super().get_config()
+        if self.explicit_padding:
+            config["explicit_padding"] = self.explicit_padding
+        return config
+
+
 def _conv(filters: int, kernel: int, name: str, *, activation=None, strides: int = 1,
-          padding: str = "same", dilation: int = 1,
-          initializer="glorot_uniform") -> keras.layers.Conv2D:
-    """A bias-free conv (PT BTS has no conv biases); Xavier-uniform by default as PT's decoder."""
-    return keras.layers.Conv2D(
-        filters, kernel, strides=strides, padding=padding, dilation_rate=dilation,
-        use_bias=False, activation=activation, kernel_initializer=initializer, name=name,
-    )
+          padding: str = "same", dilation: int = 1, initializer="glorot_uniform",
+          model_ops: ModelOps = DEFAULT_MODEL_OPS, explicit_padding: int = 0
+          ) -> keras.layers.Conv2D:
+    """A bias-free conv (PT BTS has no conv biases); Xavier-uniform by default as PT's decoder.
+
+    Keras's Conv2D under the default ModelOps; :class:`Conv2D` where ``model_ops`` makes a 1×1
+    conv a MatMul or ``explicit_padding`` (the fused padding of a 'valid' conv) is set.
+    """
+    kwargs = dict(strides=strides, padding=padding, dilation_rate=dilation, use_bias=False,
+                  activation=activation, kernel_initializer=initializer, name=name)
+    matmul = model_ops.matmul_1x1 and kernel == 1 and strides == 1 and dilation == 1
+    if not (matmul or explicit_padding):
+        return keras.layers.Conv2D(filters, kernel, **kwargs)
+    extra = {"matmul_1x1": True} if matmul else {"explicit_padding": explicit_padding}
+    return Conv2D(filters, kernel, **kwargs, **extra)
 
 
 def _decoder_bn(name: str, epsilon: float = DECODER_BN_EPSILON) -> BatchNorm:
@@ -143,41 +338,45 @@ def _encoder_bn(name: str) -> BatchNorm:
                      name=ENCODER_PREFIX + name)
 
 
-def _dense_layer(x, config: DenseNetConfig, name: str):
+def _dense_layer(x, config: DenseNetConfig, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """torchvision _DenseLayer: BN→ReLU→1×1 (bn_size·k) →BN→ReLU→3×3 (k), concatenated to x."""
     p = ENCODER_PREFIX + name
     y = _encoder_bn(f"{name}.norm1")(x)
     y = keras.layers.ReLU(name=f"{p}.relu1")(y)
-    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_kaiming_normal())(y)
+    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_kaiming_normal(),
+              model_ops=model_ops)(y)
     y = _encoder_bn(f"{name}.norm2")(y)
     y = keras.layers.ReLU(name=f"{p}.relu2")(y)
     y = _conv(config.growth_rate, 3, f"{p}.conv2", initializer=_kaiming_normal())(y)
     return keras.layers.Concatenate(name=f"{p}.concat")([x, y])
 
 
-def _transition(x, name: str):
+def _transition(x, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """torchvision _Transition: BN→ReLU→1×1 conv (C/2)→2×2 average pool, stride 2."""
     p = ENCODER_PREFIX + name
     x = _encoder_bn(f"{name}.norm")(x)
     x = keras.layers.ReLU(name=f"{p}.relu")(x)
-    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_kaiming_normal())(x)
+    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_kaiming_normal(), model_ops=model_ops)(x)
     return keras.layers.AveragePooling2D(2, 2, name=f"{p}.pool")(x)
 
 
-def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTensor]:
+def densenet_encoder(image, config: DenseNetConfig, model_ops: ModelOps = DEFAULT_MODEL_OPS
+                     ) -> Dict[str, keras.KerasTensor]:
     """torchvision DenseNet ``features`` as a functional graph.
 
     Args:
       image: (B, H, W, 3) normalised RGB, H and W multiples of 32.
+      model_ops: how 1×1 convs and the stem padding compute (:class:`ModelOps`).
     Returns:
       dict with skip2 (B,H/2,W/2,c0) after relu0, skip4 (H/4) after pool0, skip8 (H/8) after
       transition1, skip16 (H/16) after transition2, dense32 (H/32) = ReLU(norm5).
     """
     p = ENCODER_PREFIX
-    # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; design §9.2).
-    x = keras.layers.ZeroPadding2D(3, name=p + "conv0_pad")(image)
+    # Symmetric padding as PyTorch (Keras 'same' pads bottom/right only at stride 2; design §9.2):
+    # a ZeroPadding2D layer, or inside the conv op with ModelOps(padding="fused").
+    x = _pad_layer(image, 3, p + "conv0_pad", model_ops)
     x = _conv(config.num_init_features, 7, p + "conv0", strides=2, padding="valid",
-              initializer=_kaiming_normal())(x)
+              initializer=_kaiming_normal(), explicit_padding=3 if model_ops.fused_padding else 0)(x)
     x = _encoder_bn("norm0")(x)
     skip2 = x = keras.layers.ReLU(name=p + "relu0")(x)
     # Zero padding equals PyTorch's -inf pool padding only because x >= 0 after the ReLU.
@@ -186,9 +385,9 @@ def densenet_encoder(image, config: DenseNetConfig) -> Dict[str, keras.KerasTens
     taps = []
     for block, num_layers in enumerate(config.block_config, start=1):
         for layer in range(1, num_layers + 1):
-            x = _dense_layer(x, config, f"denseblock{block}.denselayer{layer}")
+            x = _dense_layer(x, config, f"denseblock{block}.denselayer{layer}", model_ops)
         if block != len(config.block_config):
-            x = _transition(x, f"transition{block}")
+            x = _transition(x, f"transition{block}", model_ops)
             taps.append(x)
     x = _encoder_bn("norm5")(x)
     dense32 = keras.layers.ReLU(name=p + "relu5")(x)  # the BTS decoder's ReLU on norm5
@@ -208,7 +407,7 @@ def _kaiming_fan_out() -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class GroupedConv2D(keras.layers.Conv2D):
+class GroupedConv2D(Conv2D):
     """``Conv2D(groups=g)`` computed as g convolutions on channel slices, concatenated.
 
     Same kernel (kh, kw, Cin/g, Cout), config and numbers as Keras's grouped conv (group i maps
@@ -216,62 +415,79 @@ class GroupedConv2D(keras.layers.Conv2D):
     TensorFlow's CPU kernels have no gradient for a grouped conv without oneDNN, and Keras's
     fallback took 12 s per backward pass of one ResNeXt 3×3 conv (2×56×72×256) on AVX2 where
     the slices take 0.09 s; the slices' forward pass is faster there too (0.03 s vs 0.07 s).
+    ``matmul_1x1`` and ``explicit_padding`` as :class:`Conv2D` (whose subclass it is).
     """
 
     def convolution_op(self, inputs, kernel):
         if self.groups == 1:
             return super().convolution_op(inputs, kernel)
         pieces = zip(ops.split(inputs, self.groups, axis=-1), ops.split(kernel, self.groups, axis=-1))
+        if self.explicit_padding:
+            return ops.concatenate(
+                [_conv_op(x, k, self.strides, self.dilation_rate, self.explicit_padding)
+                 for x, k in pieces], axis=-1)
         return ops.concatenate(
             [ops.conv(x, k, strides=self.strides, padding=self.padding,
                       dilation_rate=self.dilation_rate, data_format=self.data_format)
              for x, k in pieces], axis=-1)
 
 
-def _torch_conv(x, filters: int, kernel: int, name: str, *, strides: int = 1, groups: int = 1):
+def _torch_conv(x, filters: int, kernel: int, name: str, *, strides: int = 1, groups: int = 1,
+                model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """PyTorch ``Conv2d(kernel, stride, padding=kernel // 2, groups, bias=False)`` on NHWC ``x``.
 
     Keras 'same' pads symmetrically only at stride 1; a strided conv gets an explicit symmetric
-    ZeroPadding2D (``<name>_pad``) and 'valid', as PyTorch (design §9.2). A 1×1 conv of stride 2
-    picks pixels (2i, 2j) in both.
+    ZeroPadding2D (``<name>_pad``) and 'valid', as PyTorch (design §9.2), or with
+    ``ModelOps(padding="fused")`` the same zeros inside the conv op (and an op-free
+    ``<name>_pad``). A 1×1 conv of stride 2 picks pixels (2i, 2j) in both.
     """
     p = ENCODER_PREFIX + name
     padding = "same" if kernel > 1 else "valid"
+    extra = {}
     if strides > 1 and kernel > 1:
-        x = keras.layers.ZeroPadding2D(kernel // 2, name=p + "_pad")(x)
         padding = "valid"
+        x = _pad_layer(x, kernel // 2, p + "_pad", model_ops)
+        if model_ops.fused_padding:
+            extra["explicit_padding"] = kernel // 2
+    if model_ops.matmul_1x1 and kernel == 1 and strides == 1 and groups == 1:
+        extra["matmul_1x1"] = True
     return GroupedConv2D(filters, kernel, strides=strides, padding=padding, groups=groups,
-                         use_bias=False, kernel_initializer=_kaiming_fan_out(), name=p)(x)
+                         use_bias=False, kernel_initializer=_kaiming_fan_out(), name=p, **extra)(x)
 
 
-def _bottleneck(x, planes: int, strides: int, config: ResNetConfig, name: str):
+def _bottleneck(x, planes: int, strides: int, config: ResNetConfig, name: str,
+                model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """torchvision Bottleneck (B,h,w,C) → (B,h/s,w/s,4·planes): 1×1 → 3×3/s (grouped) → 1×1 +
     shortcut (``downsample`` = 1×1/s conv + BN on a stage's first block), then ReLU."""
     p = ENCODER_PREFIX + name
     width = config.width(planes)
-    y = _encoder_bn(f"{name}.bn1")(_torch_conv(x, width, 1, f"{name}.conv1"))
+    y = _encoder_bn(f"{name}.bn1")(_torch_conv(x, width, 1, f"{name}.conv1", model_ops=model_ops))
     y = keras.layers.ReLU(name=f"{p}.relu1")(y)
-    y = _torch_conv(y, width, 3, f"{name}.conv2", strides=strides, groups=config.groups)
+    y = _torch_conv(y, width, 3, f"{name}.conv2", strides=strides, groups=config.groups,
+                    model_ops=model_ops)
     y = keras.layers.ReLU(name=f"{p}.relu2")(_encoder_bn(f"{name}.bn2")(y))
-    y = _encoder_bn(f"{name}.bn3")(_torch_conv(y, 4 * planes, 1, f"{name}.conv3"))
+    y = _encoder_bn(f"{name}.bn3")(_torch_conv(y, 4 * planes, 1, f"{name}.conv3", model_ops=model_ops))
     shortcut = x
     if strides != 1 or x.shape[-1] != 4 * planes:
-        shortcut = _torch_conv(x, 4 * planes, 1, f"{name}.downsample.0", strides=strides)
+        shortcut = _torch_conv(x, 4 * planes, 1, f"{name}.downsample.0", strides=strides,
+                               model_ops=model_ops)
         shortcut = _encoder_bn(f"{name}.downsample.1")(shortcut)
     y = keras.layers.Add(name=f"{p}.add")([y, shortcut])
     return keras.layers.ReLU(name=f"{p}.relu")(y)
 
 
-def resnet_encoder(image, config: ResNetConfig) -> Dict[str, keras.KerasTensor]:
+def resnet_encoder(image, config: ResNetConfig, model_ops: ModelOps = DEFAULT_MODEL_OPS
+                   ) -> Dict[str, keras.KerasTensor]:
     """torchvision ResNet / ResNeXt (everything before ``avgpool``) with the official BTS taps.
 
     Layer names are torchvision's module paths (``encoder.layer3.5.conv2``). Args: image
     (B, H, W, 3) normalised RGB, H and W multiples of 32. Returns skip2 (H/2, 64) after the
     stem ``relu``, skip4 (H/4, 256) ``layer1``, skip8 (H/8, 512) ``layer2``, skip16 (H/16, 1024)
     ``layer3``, dense32 (H/32, 2048) ``layer4`` (already ≥ 0: the decoder's ReLU is a no-op).
+    ``model_ops``: see :class:`ModelOps`.
     """
     p = ENCODER_PREFIX
-    x = _torch_conv(image, 64, 7, "conv1", strides=2)
+    x = _torch_conv(image, 64, 7, "conv1", strides=2, model_ops=model_ops)
     skip2 = x = keras.layers.ReLU(name=p + "relu")(_encoder_bn("bn1")(x))
     # Zero padding equals PyTorch's -inf pool padding because x >= 0 after the ReLU.
     x = keras.layers.ZeroPadding2D(1, name=p + "maxpool_pad")(x)
@@ -280,7 +496,7 @@ def resnet_encoder(image, config: ResNetConfig) -> Dict[str, keras.KerasTensor]:
     for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), config.layers), start=1):
         for block in range(blocks):
             strides = 2 if stage > 1 and block == 0 else 1
-            x = _bottleneck(x, planes, strides, config, f"layer{stage}.{block}")
+            x = _bottleneck(x, planes, strides, config, f"layer{stage}.{block}", model_ops)
         stages.append(x)
     return dict(zip(FEATURE_NAMES, [skip2] + stages))
 
@@ -292,54 +508,62 @@ MOBILENETV2_TAPS = (1, 3, 6, 10, 18)  # features indices of the official taps (i
 
 
 def _conv_bn_relu6(x, filters: int, kernel: int, name: str, *, strides: int = 1,
-                   depthwise: bool = False):
+                   depthwise: bool = False, model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """torchvision Conv2dNormActivation (``<name>.0`` conv, ``.1`` BN, ReLU6), PyTorch padding."""
     p = ENCODER_PREFIX + name
     if depthwise:  # groups = channels; Keras's DepthwiseConv2D kernel is (kh, kw, C, 1)
-        padding = "same"
+        padding, layer, extra = "same", keras.layers.DepthwiseConv2D, {}
         if strides > 1:
-            x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{p}.0_pad")(x)
             padding = "valid"
+            x = _pad_layer(x, kernel // 2, f"{p}.0_pad", model_ops)
+            if model_ops.fused_padding:
+                layer, extra = DepthwiseConv2D, {"explicit_padding": kernel // 2}
         # fan_in of a (kh, kw, C, 1) kernel = C·kh·kw = PyTorch's fan_out of its (C, 1, kh, kw)
-        x = keras.layers.DepthwiseConv2D(
+        x = layer(
             kernel, strides=strides, padding=padding, use_bias=False, name=f"{p}.0",
             depthwise_initializer=keras.initializers.VarianceScaling(2.0, "fan_in",
-                                                                     "untruncated_normal"))(x)
+                                                                     "untruncated_normal"),
+            **extra)(x)
     else:
-        x = _torch_conv(x, filters, kernel, f"{name}.0", strides=strides)
+        x = _torch_conv(x, filters, kernel, f"{name}.0", strides=strides, model_ops=model_ops)
     x = _encoder_bn(f"{name}.1")(x)
     return keras.layers.ReLU(6.0, name=f"{p}.2")(x)
 
 
-def _inverted_residual(x, channels: int, strides: int, expansion: int, name: str):
+def _inverted_residual(x, channels: int, strides: int, expansion: int, name: str,
+                       model_ops: ModelOps = DEFAULT_MODEL_OPS):
     """torchvision InvertedResidual: [1×1 expand] → 3×3 depthwise/s → 1×1 linear (+ x if same shape)."""
     inputs, index = x, 0
     hidden = int(round(x.shape[-1] * expansion))
     if expansion != 1:
-        x = _conv_bn_relu6(x, hidden, 1, f"{name}.conv.0")
+        x = _conv_bn_relu6(x, hidden, 1, f"{name}.conv.0", model_ops=model_ops)
         index = 1
-    x = _conv_bn_relu6(x, hidden, 3, f"{name}.conv.{index}", strides=strides, depthwise=True)
-    x = _torch_conv(x, channels, 1, f"{name}.conv.{index + 1}")
+    x = _conv_bn_relu6(x, hidden, 3, f"{name}.conv.{index}", strides=strides, depthwise=True,
+                       model_ops=model_ops)
+    x = _torch_conv(x, channels, 1, f"{name}.conv.{index + 1}", model_ops=model_ops)
     x = _encoder_bn(f"{name}.conv.{index + 2}")(x)
     if strides == 1 and inputs.shape[-1] == channels:
         x = keras.layers.Add(name=f"{ENCODER_PREFIX}{name}.add")([inputs, x])
     return x
 
 
-def mobilenetv2_encoder(image) -> Dict[str, keras.KerasTensor]:
+def mobilenetv2_encoder(image, model_ops: ModelOps = DEFAULT_MODEL_OPS
+                        ) -> Dict[str, keras.KerasTensor]:
     """torchvision ``mobilenet_v2().features`` (names ``encoder.<index>...``) with the official taps.
 
     Returns skip2 (H/2, 16) features[1], skip4 (H/4, 24) [3], skip8 (H/8, 32) [6], skip16
     (H/16, 64) [10], dense32 (H/32, 1280) [18] (ReLU6 output: the decoder's ReLU is a no-op).
+    ``model_ops``: see :class:`ModelOps`.
     """
-    x = _conv_bn_relu6(image, 32, 3, "0", strides=2)
+    x = _conv_bn_relu6(image, 32, 3, "0", strides=2, model_ops=model_ops)
     outputs, index = [], 1
     for expansion, channels, blocks, strides in MOBILENETV2_SETTING:
         for block in range(blocks):
-            x = _inverted_residual(x, channels, strides if block == 0 else 1, expansion, str(index))
+            x = _inverted_residual(x, channels, strides if block == 0 else 1, expansion, str(index),
+                                   model_ops)
             outputs.append(x)
             index += 1
-    outputs.append(_conv_bn_relu6(x, 1280, 1, str(index)))
+    outputs.append(_conv_bn_relu6(x, 1280, 1, str(index), model_ops=model_ops))
     return dict(zip(FEATURE_NAMES, [outputs[i - 1] for i in MOBILENETV2_TAPS]))
 
 
@@ -396,6 +620,8 @@ class EncoderSpec:
 
     ``build(image)`` returns the five features; builders with ``imagenet=True`` also accept
     ``build(image, weights="imagenet")`` (keras.applications weights, downloaded on first use).
+    Every builder accepts ``model_ops=`` (:class:`ModelOps`; the keras.applications graphs
+    ignore it).
     """
 
     build: Callable[..., Dict[str, keras.KerasTensor]]
@@ -414,10 +640,11 @@ def _official_spec(name: str, build: Callable, freeze: FreezeRule) -> EncoderSpe
 
 
 _SPECS: Dict[str, EncoderSpec] = {
-    **{name: _official_spec(name, lambda image, c=cfg: densenet_encoder(image, c), DENSENET_FREEZE)
+    **{name: _official_spec(name, lambda image, model_ops=DEFAULT_MODEL_OPS, c=cfg:
+                            densenet_encoder(image, c, model_ops), DENSENET_FREEZE)
        for name, cfg in DENSENET_CONFIGS.items()},
-    **{name: _official_spec(name, lambda image, c=cfg: resnet_encoder(image, c),
-                            TORCHVISION_RESNET_FREEZE)
+    **{name: _official_spec(name, lambda image, model_ops=DEFAULT_MODEL_OPS, c=cfg:
+                            resnet_encoder(image, c, model_ops), TORCHVISION_RESNET_FREEZE)
        for name, cfg in RESNET_CONFIGS.items()},
     "mobilenetv2_bts": _official_spec("mobilenetv2_bts", mobilenetv2_encoder,
                                       TORCHVISION_MOBILENETV2_FREEZE),
@@ -572,8 +799,8 @@ def _keras_encoder_spec(arch: str) -> EncoderSpec:
     backbone, freeze = KERAS_ENCODERS[arch]
     facts = encoder_facts(arch)
 
-    def build(image, weights: Optional[str] = None):
-        return keras_backbone_encoder(image, arch, backbone, weights)
+    def build(image, weights: Optional[str] = None, model_ops: ModelOps = DEFAULT_MODEL_OPS):
+        return keras_backbone_encoder(image, arch, backbone, weights)  # model_ops: not used
 
     return EncoderSpec(build, facts.normalization, default_bts_size=facts.default_bts_size,
                        freeze=freeze, imagenet=facts.imagenet)
@@ -592,11 +819,19 @@ class UpConv(keras.layers.Layer):
     """PT ``upconv``: nearest ×2 (pixel repetition) → 3×3 conv (no bias) → ELU.
 
     (B, h, w, C) → (B, 2h, 2w, filters). Sub-layer ``conv`` ↔ PT ``upconvN.conv``.
+
+    ``subpixel`` (:class:`ModelOps` ``upconv="subpixel"``): the same function without building
+    the doubled map. Output pixel (2i+a, 2j+b) of the 3×3 conv sees only the 2×2 input pixels
+    rows i−1+a..i+a, columns j−1+b..j+b, each repeated, so it is a 2×2 'valid' conv of the
+    zero-padded input with the 3×3 kernel's taps summed per input pixel (rows of phase a=0:
+    k0 | k1+k2; a=1: k0+k1 | k2; columns alike). Four such convs (16 taps per input pixel
+    against 36) and an interleave; same kernel variable, so every weight file is unchanged.
     """
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, subpixel: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.subpixel = bool(subpixel)
         self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest", name="up")
         self.conv = _conv(filters, 3, "conv", activation="elu")
 
@@ -605,13 +840,35 @@ class UpConv(keras.layers.Layer):
         self.conv.build(shape)
 
     def call(self, x):
-        return self.conv(self.upsample(x))
+        if not self.subpixel:
+            return self.conv(self.upsample(x))
+        kernel = ops.cast(self.conv.kernel, self.compute_dtype)  # (3, 3, Cin, Cout)
+        # Taps per phase along one axis: phase 0 → (k0, k1+k2), phase 1 → (k0+k1, k2).
+        rows = [ops.stack([kernel[0], kernel[1] + kernel[2]]),
+                ops.stack([kernel[0] + kernel[1], kernel[2]])]
+        padded = ops.pad(ops.cast(x, self.compute_dtype), [[0, 0], [1, 1], [1, 1], [0, 0]])
+        phases = []
+        for a in (0, 1):
+            for b in (0, 1):
+                rows_a = rows[a]  # (2, 3, Cin, Cout)
+                taps = ops.stack([rows_a[:, 0], rows_a[:, 1] + rows_a[:, 2]], axis=1) if b == 0 \
+                    else ops.stack([rows_a[:, 0] + rows_a[:, 1], rows_a[:, 2]], axis=1)
+                window = padded[:, a:ops.shape(padded)[1] - 1 + a, b:ops.shape(padded)[2] - 1 + b]
+                phases.append(ops.elu(ops.conv(window, taps, padding="valid")))
+        # (B, h, w, 4, C) with phase index 2a+b → (B, h, 2, w, 2, C) → (B, 2h, 2w, C)
+        shape = ops.shape(x)
+        stacked = ops.reshape(ops.stack(phases, axis=3), (shape[0], shape[1], shape[2], 2, 2, self.filters))
+        stacked = ops.transpose(stacked, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(stacked, (shape[0], 2 * shape[1], 2 * shape[2], self.filters))
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(self.upsample.compute_output_shape(input_shape))
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        config = {**super().get_config(), "filters": self.filters}
+        if self.subpixel:  # written only when set: default files stay as they were
+            config["subpixel"] = True
+        return config
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -621,13 +878,16 @@ class AtrousConv(keras.layers.Layer):
     [first_bn (eps 1.1e-5)] → ReLU → 1×1 conv to 2·filters → BN (eps 1e-5) → ReLU →
     3×3 conv, dilation = rate, padding = rate, to filters (no activation).
     PT names: ``first_bn``, ``aconv_sequence.1`` (conv1x1), ``.2`` (bn), ``.4`` (conv3x3).
+    ``matmul_1x1``: the 1×1 conv as a MatMul (:class:`ModelOps`).
     """
 
-    def __init__(self, filters: int, rate: int, apply_bn_first: bool = True, **kwargs):
+    def __init__(self, filters: int, rate: int, apply_bn_first: bool = True,
+                 matmul_1x1: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.rate, self.apply_bn_first = filters, rate, apply_bn_first
+        self.matmul_1x1 = bool(matmul_1x1)
         self.first_bn = _decoder_bn("first_bn") if apply_bn_first else None
-        self.conv1x1 = _conv(2 * filters, 1, "conv1x1")
+        self.conv1x1 = _conv(2 * filters, 1, "conv1x1", model_ops=_ops_1x1(self.matmul_1x1))
         self.bn = _decoder_bn("bn", epsilon=DASPP_MID_BN_EPSILON)
         self.conv3x3 = _conv(filters, 3, "conv3x3", dilation=rate)
 
@@ -651,8 +911,15 @@ class AtrousConv(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.filters,)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "rate": self.rate,
-                "apply_bn_first": self.apply_bn_first}
+        config = {**super().get_config(), "filters": self.filters, "rate": self.rate,
+                  "apply_bn_first": self.apply_bn_first}
+        if self.matmul_1x1:  # absent in the default model's config, as before ModelOps
+            config["matmul_1x1"] = True
+        return config
+
+
+def _ops_1x1(matmul_1x1: bool) -> ModelOps:
+    return ModelOps(conv1x1="matmul") if matmul_1x1 else DEFAULT_MODEL_OPS
 
 
 def reduction_chain(num_in: int, num_out: int) -> Tuple[Tuple[int, int], ...]:
@@ -674,16 +941,20 @@ class ReductionHead(keras.layers.Layer):
     d = σ(c2)·max_depth, n = (sinθ cosφ, sinθ sinφ, cosθ); output float32.
     Final (``reduc1x1``): (B,h,w,num_in) → (B,h,w,1) = σ(c0), not scaled by max_depth.
     Sub-layers ``inter_{in}_{out}`` ↔ PT ``reduc.inter_{in}_{out}.0``; head ``plane_params`` ↔
-    ``reduc.plane_params``, ``final`` ↔ ``reduc.final.0``.
+    ``reduc.plane_params``, ``final`` ↔ ``reduc.final.0``. ``matmul_1x1``: its 1×1 convs as
+    MatMuls (:class:`ModelOps`).
     """
 
     def __init__(self, num_in: int, num_out: int, max_depth: float, is_final: bool = False,
-                 **kwargs):
+                 matmul_1x1: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.num_in, self.num_out = num_in, num_out
         self.max_depth, self.is_final = float(max_depth), is_final
+        self.matmul_1x1 = bool(matmul_1x1)
+        model_ops = _ops_1x1(self.matmul_1x1)
         chain = reduction_chain(num_in, num_out)
-        self.inter = [_conv(o, 1, f"inter_{i}_{o}", activation="elu") for i, o in chain]
+        self.inter = [_conv(o, 1, f"inter_{i}_{o}", activation="elu", model_ops=model_ops)
+                      for i, o in chain]
         # tf.train.Checkpoint does not see inside Keras-tracked lists: give each conv an
         # attribute of its own too, or ckpt-N files would silently miss these kernels. (Keras's
         # .keras/.weights.h5 files keep reading them through ``inter``, which sorts first.)
@@ -691,7 +962,8 @@ class ReductionHead(keras.layers.Layer):
             setattr(self, f"tracked_{layer.name}", layer)
         head_in = chain[-1][1] if chain else num_in
         self.head_in = head_in
-        self.head = _conv(1 if is_final else 3, 1, "final" if is_final else "plane_params")
+        self.head = _conv(1 if is_final else 3, 1, "final" if is_final else "plane_params",
+                          model_ops=model_ops)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -722,8 +994,11 @@ class ReductionHead(keras.layers.Layer):
         return keras.KerasTensor(shape, dtype="float32")
 
     def get_config(self):
-        return {**super().get_config(), "num_in": self.num_in, "num_out": self.num_out,
-                "max_depth": self.max_depth, "is_final": self.is_final}
+        config = {**super().get_config(), "num_in": self.num_in, "num_out": self.num_out,
+                  "max_depth": self.max_depth, "is_final": self.is_final}
+        if self.matmul_1x1:  # absent in the default model's config, as before ModelOps
+            config["matmul_1x1"] = True
+        return config
 
 
 def lpg_offsets(upratio: int, dtype: str = "float32"):
@@ -842,27 +1117,31 @@ def _float32_rescaling(scale: float, name: str) -> keras.layers.Rescaling:
 
 def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_depth: float,
                 scale_by_focal: bool, encoder: str = "", preprocessing: str = "", *,
-                focal_normaliser: Optional[float] = None, model_config: Optional[dict] = None
-                ) -> keras.KerasTensor:
+                focal_normaliser: Optional[float] = None, model_config: Optional[dict] = None,
+                model_ops: ModelOps = DEFAULT_MODEL_OPS) -> keras.KerasTensor:
     """PT V2 decoder (design §1.3 table) on encoder ``features``; returns final depth (B,H,W,1).
 
     ``encoder``/``preprocessing`` are recorded in the final layer's config (see FinalDepth).
+    ``model_ops``: its 1×1 convs (DASPP, reduction heads) as MatMuls or not (:class:`ModelOps`).
     """
+    matmul = model_ops.matmul_1x1
+    up = dict(subpixel=True) if model_ops.subpixel_upconv else {}
     skip2, skip4, skip8, skip16 = (features[k] for k in ("skip2", "skip4", "skip8", "skip16"))
     concat = lambda name, xs: keras.layers.Concatenate(name=name)(xs)  # noqa: E731
 
     # H/32 → H/16: BN applies to the upconv output (conv → ELU → BN; design §9.2).
-    upconv5 = _decoder_bn("bn5")(UpConv(nf, name="upconv5")(features["dense32"]))
+    upconv5 = _decoder_bn("bn5")(UpConv(nf, name="upconv5", **up)(features["dense32"]))
     iconv5 = _conv(nf, 3, "conv5", activation="elu")(concat("concat5", [upconv5, skip16]))
 
     # H/16 → H/8 and the dense atrous pyramid on concat4.
-    upconv4 = _decoder_bn("bn4")(UpConv(nf // 2, name="upconv4")(iconv5))
+    upconv4 = _decoder_bn("bn4")(UpConv(nf // 2, name="upconv4", **up)(iconv5))
     concat4 = concat("concat4", [upconv4, skip8])
     iconv4 = _decoder_bn("bn4_2")(_conv(nf // 2, 3, "conv4", activation="elu")(concat4))
     daspp, pyramid = [], concat4
     for index, rate in enumerate((3, 6, 12, 18, 24)):
         source = iconv4 if index == 0 else pyramid
-        branch = AtrousConv(nf // 4, rate, apply_bn_first=index > 0, name=f"daspp_{rate}")(source)
+        branch = AtrousConv(nf // 4, rate, apply_bn_first=index > 0, matmul_1x1=matmul,
+                            name=f"daspp_{rate}")(source)
         daspp.append(branch)
         if rate != 24:
             pyramid = concat(f"concat4_{index + 2}", [pyramid, branch])
@@ -870,28 +1149,29 @@ def bts_decoder(features: Dict[str, keras.KerasTensor], focal, nf: int, max_dept
         concat("concat4_daspp", [iconv4] + daspp))
 
     # H/8 plane coefficients → LPG ×8 → full-resolution depth in units of max_depth.
-    plane8 = ReductionHead(nf // 4, nf // 4, max_depth, name="reduc8x8")(daspp_feat)
+    plane8 = ReductionHead(nf // 4, nf // 4, max_depth, matmul_1x1=matmul, name="reduc8x8")(daspp_feat)
     depth8 = _float32_rescaling(1.0 / max_depth, "depth_8x8_scaled")(
         LocalPlanarGuidance(8, name="lpg8x8")(plane8))
     depth8_ds = NearestDownsample(4, name="depth_8x8_scaled_ds")(depth8)
 
-    upconv3 = _decoder_bn("bn3")(UpConv(nf // 4, name="upconv3")(daspp_feat))
+    upconv3 = _decoder_bn("bn3")(UpConv(nf // 4, name="upconv3", **up)(daspp_feat))
     iconv3 = _conv(nf // 4, 3, "conv3", activation="elu")(
         concat("concat3", [upconv3, skip4, depth8_ds]))
-    plane4 = ReductionHead(nf // 4, nf // 8, max_depth, name="reduc4x4")(iconv3)
+    plane4 = ReductionHead(nf // 4, nf // 8, max_depth, matmul_1x1=matmul, name="reduc4x4")(iconv3)
     depth4 = _float32_rescaling(1.0 / max_depth, "depth_4x4_scaled")(
         LocalPlanarGuidance(4, name="lpg4x4")(plane4))
     depth4_ds = NearestDownsample(2, name="depth_4x4_scaled_ds")(depth4)
 
-    upconv2 = _decoder_bn("bn2")(UpConv(nf // 8, name="upconv2")(iconv3))
+    upconv2 = _decoder_bn("bn2")(UpConv(nf // 8, name="upconv2", **up)(iconv3))
     iconv2 = _conv(nf // 8, 3, "conv2", activation="elu")(
         concat("concat2", [upconv2, skip2, depth4_ds]))
-    plane2 = ReductionHead(nf // 8, nf // 16, max_depth, name="reduc2x2")(iconv2)
+    plane2 = ReductionHead(nf // 8, nf // 16, max_depth, matmul_1x1=matmul, name="reduc2x2")(iconv2)
     depth2 = _float32_rescaling(1.0 / max_depth, "depth_2x2_scaled")(
         LocalPlanarGuidance(2, name="lpg2x2")(plane2))
 
-    upconv1 = UpConv(nf // 16, name="upconv1")(iconv2)  # no BN after upconv1
-    reduc1 = ReductionHead(nf // 16, nf // 32, max_depth, is_final=True, name="reduc1x1")(upconv1)
+    upconv1 = UpConv(nf // 16, name="upconv1", **up)(iconv2)  # no BN after upconv1
+    reduc1 = ReductionHead(nf // 16, nf // 32, max_depth, is_final=True, matmul_1x1=matmul,
+                           name="reduc1x1")(upconv1)
     iconv1 = _conv(nf // 16, 3, "conv1", activation="elu")(
         concat("concat1", [upconv1, reduc1, depth2, depth4, depth8]))
     logits = _conv(1, 3, "get_depth")(iconv1)
@@ -911,21 +1191,23 @@ def encoder_spec(name: str) -> EncoderSpec:
             from None
 
 
-def build_bts_model(config: BtsConfig) -> keras.Model:
+def build_bts_model(config: BtsConfig, model_ops: ModelOps = DEFAULT_MODEL_OPS) -> keras.Model:
     """Build BTS as a functional ``keras.Model`` with inputs ``image`` (B,H,W,3) and ``focal`` (B,).
 
     Output: final depth in metres, (B, H, W, 1) float32. The final layer's config records
     ``config`` (see FinalDepth), so a saved ``.keras`` file says how it was built and fed.
+    ``model_ops`` (:class:`ModelOps`) only chooses how some layers compute: same weights, names
+    and outputs (float32 rounding aside) for every choice.
     """
     spec = encoder_spec(config.encoder)
     image = keras.Input((config.input_height, config.input_width, 3), name="image")
     focal = keras.Input((), name="focal")
     if config.densenet is not None:
-        features = densenet_encoder(image, config.densenet)
+        features = densenet_encoder(image, config.densenet, model_ops)
     elif config.imagenet_weights:
-        features = spec.build(image, weights=IMAGENET)
+        features = spec.build(image, weights=IMAGENET, model_ops=model_ops)
     else:
-        features = spec.build(image)
+        features = spec.build(image, model_ops=model_ops)
     # The encoder name recorded in the model: a DenseNet override is named by the table entry it
     # equals ('' for other shapes; its preprocessing is the DenseNets' either way).
     recorded = config.encoder if config.densenet is None else next(
@@ -934,7 +1216,7 @@ def build_bts_model(config: BtsConfig) -> keras.Model:
                      else ENCODERS["densenet_tiny"].preprocessing)
     depth = bts_decoder(features, focal, config.bts_size, config.max_depth, config.scale_by_focal,
                         recorded, preprocessing, focal_normaliser=config.focal_normaliser,
-                        model_config=config.to_dict())
+                        model_config=config.to_dict(), model_ops=model_ops)
     return keras.Model({"image": image, "focal": focal}, depth, name="bts")
 
 

@@ -32,7 +32,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Collection, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import keras
 import numpy as np
@@ -433,7 +433,8 @@ class SamplePrediction:
     maps: Optional[Dict[str, np.ndarray]]  # LPG maps (with_maps), each like depth
     has_gt: bool  # the frame has ground truth and was scored
     metrics: Optional[Dict[str, float]]  # None: no ground truth, or no valid pixel in the crop
-    seconds: float  # model time
+    seconds: float  # model time: that of the call that predicted it, divided by its frames
+    frames: int = 1  # frames predicted in that call (bts_test.py --batch_size)
 
 
 def quantization_note(evaluation: EvalConfig) -> str:
@@ -466,34 +467,70 @@ def score_prediction(gt_m: np.ndarray, depth_m: np.ndarray, evaluation: EvalConf
                           protocol=evaluation.protocol)
 
 
-def predict_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
-                    evaluation: EvalConfig, *, with_maps: bool = False
-                    ) -> Iterator[SamplePrediction]:
-    """Predict every sample (the data pipeline decodes, normalises and KB-crops, batch 1, in
-    list order) and score those with ground truth. A file that does not decode is a one-line
-    DataError naming its list line."""
-    has_gt = any(s.depth_path is not None for s in samples)
-    if pipeline.batch_size != 1:
-        pipeline = dataclasses.replace(pipeline, batch_size=1)
-    data = bts_dataloader.make_dataset(pipeline, "eval" if has_gt else "test", samples=samples)
-    batches = iter(data.prefetch(tf.data.AUTOTUNE))
+def _pipeline_frames(data: tf.data.Dataset, samples: Sequence) -> Iterator[Dict[str, np.ndarray]]:
+    """The frames of an eval/test pipeline (batches of 1) one at a time, as numpy without the
+    batch axis; a file that does not decode is a one-line DataError naming its list line."""
+    batches = iter(data)
     while True:
         with bts_dataloader.data_errors(samples):
             batch = next(batches, None)
         if batch is None:
             return
-        image, focal = batch["image"].numpy(), batch["focal"].numpy()  # (1, H, W, 3), (1,)
+        yield {key: value.numpy()[0] for key, value in batch.items()}
+
+
+def equal_shape_runs(frames: Iterable, batch_size: int, shape_of: Callable = lambda frame: frame.shape
+                     ) -> Iterator[List]:
+    """``frames`` in order, in groups of at most ``batch_size`` consecutive frames of one shape
+    (``shape_of(frame)``): a frame of another shape closes the group and starts the next, so
+    frames of different sizes are never predicted together and the list order is kept."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    run: List = []
+    for frame in frames:
+        if run and shape_of(frame) != shape_of(run[0]):
+            yield run
+            run = []
+        run.append(frame)
+        if len(run) == batch_size:  # full: predicted now, not when the next frame arrives
+            yield run
+            run = []
+    if run:
+        yield run
+
+
+def predict_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
+                    evaluation: EvalConfig, *, with_maps: bool = False
+                    ) -> Iterator[SamplePrediction]:
+    """Predict every sample and score those with ground truth, in list order.
+
+    The data pipeline decodes, normalises and KB-crops one frame at a time (prefetching ahead of
+    the model); up to ``pipeline.batch_size`` consecutive frames of one network-input size are
+    predicted in one call (:func:`equal_shape_runs`; online validation: 1), then each is scored
+    against its own full-size ground truth. A file that does not decode is a one-line DataError
+    naming its list line.
+    """
+    has_gt = any(s.depth_path is not None for s in samples)
+    batch_size = pipeline.batch_size
+    data = bts_dataloader.make_dataset(pipeline, "eval" if has_gt else "test", samples=samples)
+    data = data.prefetch(tf.data.AUTOTUNE if batch_size == 1 else 2 * batch_size)  # frames
+    runs = equal_shape_runs(_pipeline_frames(data, samples), batch_size,
+                            shape_of=lambda frame: frame["image"].shape)
+    for run in runs:
+        images = np.stack([frame["image"] for frame in run])  # (n, H, W, 3)
+        focal = np.stack([frame["focal"] for frame in run])  # (n,)
         start = time.perf_counter()
         if with_maps:
-            depth, maps = predictor.predict_batch(image, focal, with_maps=True)
-            maps = {name: value[0] for name, value in maps.items()}
+            depth, maps = predictor.predict_batch(images, focal, with_maps=True)
         else:
-            depth, maps = predictor.predict_batch(image, focal), None
-        seconds = time.perf_counter() - start
-        scored = has_gt and bool(batch["has_depth"][0])
-        metrics = (score_prediction(batch["depth"].numpy()[0, :, :, 0], depth[0], evaluation)
-                   if scored else None)
-        yield SamplePrediction(int(batch["index"][0]), depth[0], maps, scored, metrics, seconds)
+            depth, maps = predictor.predict_batch(images, focal), None
+        seconds = (time.perf_counter() - start) / len(run)
+        for i, frame in enumerate(run):
+            scored = has_gt and bool(frame["has_depth"])
+            metrics = score_prediction(frame["depth"][:, :, 0], depth[i], evaluation) if scored else None
+            frame_maps = None if maps is None else {name: value[i] for name, value in maps.items()}
+            yield SamplePrediction(int(frame["index"]), depth[i], frame_maps, scored, metrics, seconds,
+                                   frames=len(run))
 
 
 def evaluate_samples(predictor: DepthPredictor, samples: Sequence, pipeline: PipelineConfig,
@@ -510,6 +547,8 @@ def online_evaluator(pipeline: PipelineConfig, evaluation: EvalConfig
                      ) -> Callable[[keras.Model, Sequence], Dict[str, float]]:
     """The trainer's ``evaluate_fn(model, samples) -> mean metrics``: the loop bts_test.py runs,
     with one compiled predictor per model."""
+    if pipeline.batch_size != 1:  # validation predicts frame by frame, as it always has
+        pipeline = dataclasses.replace(pipeline, batch_size=1)
     LOGGER.info("validation: %s", quantization_note(evaluation))
     if protocol_note(evaluation):
         LOGGER.info("validation: %s", protocol_note(evaluation))

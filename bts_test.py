@@ -57,14 +57,16 @@ succeeded (a failed run leaves no output folder), and a non-empty output folder 
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -90,12 +92,19 @@ class Throughput:
 
     def __init__(self) -> None:
         self.first_s: Optional[float] = None
+        self.first_count = 0
+        self._first_left = 0  # images of the first call still to come
         self.rest_s = 0.0
         self.rest_count = 0
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, frames: int = 1) -> None:
+        """One image's share of a call that predicted ``frames`` images (``--batch_size``)."""
         if self.first_s is None:
-            self.first_s = seconds
+            self.first_s, self._first_left = 0.0, frames
+        if self._first_left > 0:
+            self.first_s += seconds
+            self.first_count += 1
+            self._first_left -= 1
         else:
             self.rest_s += seconds
             self.rest_count += 1
@@ -103,7 +112,8 @@ class Throughput:
     def log(self) -> None:
         if self.first_s is None:
             return
-        message = f"inference: first image {self.first_s:.1f} s (includes tracing)"
+        first = "first image" if self.first_count == 1 else f"first batch of {self.first_count} images"
+        message = f"inference: {first} {self.first_s:.1f} s (includes tracing)"
         if self.rest_count:
             message += (f"; next {self.rest_count} images {self.rest_s:.1f} s = "
                         f"{self.rest_count / max(self.rest_s, 1e-9):.2f} images/s")
@@ -316,6 +326,56 @@ def save_prediction(args, predictor, folder: str, name: str, depth: np.ndarray, 
         write("ply", ".ply", image_io.save_point_cloud, depth, rgb, intrinsics)
 
 
+class BackgroundWriter:
+    """Writes the outputs of one image after another on a worker thread while the model predicts
+    the next ones; a context manager.
+
+    One worker: files are created in submission (list) order, so a folder lists them as a serial
+    run would, and ``averaging_order`` sums the metrics in the same order on every run. At most
+    ``max_pending`` writes wait (``submit`` blocks until the oldest is done), bounding the memory
+    held by queued predictions. The first failed write (an OutputError) is raised in the caller's
+    thread, at the next ``submit`` or on leaving the block. Leaving the block waits for every
+    write: on success all files are written before the staging folder is moved into place; on an
+    error queued writes are dropped and the one running finishes, so nothing is written into a
+    staging folder after it is removed.
+    """
+
+    def __init__(self, max_pending: int = 8) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bts_test-write")
+        self._pending: collections.deque = collections.deque()
+        self._failed = threading.Event()  # set by the first failed write: the queued ones skip
+        self.max_pending = max(1, int(max_pending))
+
+    def submit(self, write: Callable, *args, **kwargs) -> None:
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
+            self._pending.popleft().result()  # re-raises the write's error here
+        self._pending.append(self._pool.submit(self._guarded, write, *args, **kwargs))
+
+    def _guarded(self, write: Callable, *args, **kwargs) -> None:
+        if self._failed.is_set():
+            return
+        try:
+            write(*args, **kwargs)
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:  # failing already: stop, keep the first error
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def check_unique(names: Sequence[str]) -> None:
     seen = set()
     for name in names:
@@ -394,14 +454,19 @@ def evaluate_list(args, predictor, output: StagedOutput, samples) -> Optional[Di
     evaluation = eval_config(args)
     evaluated, per_image, timer = [], [], Throughput()
     predictions = predict_samples(predictor, samples, pipeline, evaluation, with_maps=args.save_lpg)
-    with logging_redirect_tqdm():  # log lines above the bar, never glued onto it
+
+    def write(done) -> None:  # on the writer's thread, while the model predicts the next frames
+        rgb = intrinsics = None
+        if args.save_point_cloud:
+            rgb, intrinsics = sample_intrinsics(args, samples[done.index], done.depth.shape)
+        save_prediction(args, predictor, output.path, names[done.index], done.depth, rgb=rgb,
+                        maps=done.maps, intrinsics=intrinsics, shown_folder=output.folder)
+
+    # log lines above the bar, never glued onto it; every file written before the staging moves
+    with logging_redirect_tqdm(), BackgroundWriter(max_pending=2 * pipeline.batch_size + 2) as writer:
         for done in tqdm(predictions, total=len(samples), desc="testing", unit="img"):
-            timer.add(done.seconds)
-            rgb = intrinsics = None
-            if args.save_point_cloud:
-                rgb, intrinsics = sample_intrinsics(args, samples[done.index], done.depth.shape)
-            save_prediction(args, predictor, output.path, names[done.index], done.depth, rgb=rgb,
-                            maps=done.maps, intrinsics=intrinsics, shown_folder=output.folder)
+            timer.add(done.seconds, done.frames)
+            writer.submit(write, done)
             if done.has_gt:
                 per_image.append(done.metrics)
                 evaluated.append(done.index)
@@ -517,8 +582,8 @@ def _read_image_list(path: str, data_path: str) -> List[ImageItem]:
     return items
 
 
-def image_stream(items: Sequence[ImageItem]):
-    """tf.data stream of decoded images (decoding overlaps inference via prefetch).
+def image_stream(items: Sequence[ImageItem], prefetch: int = 2):
+    """tf.data stream of decoded images (decoding overlaps inference: ``prefetch`` images ahead).
 
     Elements: index, uint8 RGB (H, W, 3) and an error message ('' when the image decoded), so a
     bad file stops the run with a line naming it instead of a TF trace.
@@ -534,37 +599,64 @@ def image_stream(items: Sequence[ImageItem]):
 
     signature = (tf.TensorSpec((), tf.int64), tf.TensorSpec((None, None, 3), tf.uint8),
                  tf.TensorSpec((), tf.string))
-    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(prefetch)
 
 
 def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageItem]) -> None:
     """Predict depth for the ``--image_path`` inputs (:func:`collect_images`) and write the
-    requested outputs at input size."""
+    requested outputs at input size.
+
+    As ``DepthPredictor.predict_image`` (crop, normalise, pad, predict, map back), with up to
+    ``--batch_size`` consecutive images of one network-input size predicted in one call
+    (``bts_predict.equal_shape_runs``) and the outputs written on a worker thread
+    (:class:`BackgroundWriter`).
+    """
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     import bts_dataloader
+    from bts_predict import as_rgb_uint8, equal_shape_runs
 
+    batch_size = int(getattr(args, "batch_size", 1) or 1)
     print(f"Now predicting {len(items)} images")
     timer = Throughput()
-    with logging_redirect_tqdm():  # log lines above the bar, never glued onto it
-        for index, rgb, error in tqdm(image_stream(items), total=len(items), desc="predicting",
-                                      unit="img"):
+
+    def network_inputs() -> Iterator[tuple]:  # (index, rgb, placement, normalised crop), in order
+        for index, rgb, error in image_stream(items, prefetch=max(2, 2 * batch_size)):
             item = items[int(index)]
             if error.numpy():
                 raise bts_dataloader.DataError(error.numpy().decode("utf-8", "replace"))
-            rgb = rgb.numpy()
-            focal = args.focal or item.focal or args.fx or predictor.default_focal
+            rgb = as_rgb_uint8(rgb.numpy(), item.path)
+            placement = predictor.placement_for(*rgb.shape[:2])
+            yield int(index), rgb, placement, predictor.normalize(predictor.crop(rgb, placement))
+
+    def write(item: ImageItem, rgb, placement, depth, maps) -> None:  # on the writer's thread
+        depth = predictor.restore(depth, placement)
+        if maps is not None:
+            maps = {name: predictor.restore(value, placement) for name, value in maps.items()}
+        given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
+        intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2],
+                                                 args.fx or given_focal, args.fy or given_focal,
+                                                 args.cx, args.cy)
+        save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
+                        intrinsics=intrinsics, shown_folder=output.folder)
+
+    # log lines above the bar, never glued onto it; every file written before the staging moves
+    with logging_redirect_tqdm(), BackgroundWriter(max_pending=2 * batch_size + 2) as writer, \
+            tqdm(total=len(items), desc="predicting", unit="img") as bar:
+        for run in equal_shape_runs(network_inputs(), batch_size, shape_of=lambda frame: frame[3].shape):
+            focal = np.array([args.focal or items[index].focal or args.fx or predictor.default_focal
+                              for index, *_ in run], np.float32)
             start = time.perf_counter()
-            predicted = predictor.predict_image(rgb, focal, with_maps=args.save_lpg)
-            timer.add(time.perf_counter() - start)
+            predicted = predictor.predict_batch(np.stack([frame[3] for frame in run]), focal,
+                                                with_maps=args.save_lpg)
+            seconds = (time.perf_counter() - start) / len(run)
             depth, maps = predicted if args.save_lpg else (predicted, None)
-            given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
-            intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2],
-                                                     args.fx or given_focal, args.fy or given_focal,
-                                                     args.cx, args.cy)
-            save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
-                            intrinsics=intrinsics, shown_folder=output.folder)
+            for k, (index, rgb, placement, _) in enumerate(run):
+                timer.add(seconds, len(run))
+                frame_maps = None if maps is None else {name: value[k] for name, value in maps.items()}
+                writer.submit(write, items[index], rgb, placement, depth[k], frame_maps)
+                bar.update()
     timer.log()
 
 
@@ -589,9 +681,10 @@ def _benchmark_settings(args) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(groups=("model", "data", "eval", "test"), argv=argv, validate=_validate,
-                      prog="bts_test.py", description="Evaluate BTS or predict depth maps.",
-                      test_datasets=True)
+    args = parse_args(groups=("model", "data", "eval", "test", "predict_batch"), argv=argv,
+                      validate=_validate, prog="bts_test.py",
+                      description="Evaluate BTS or predict depth maps.",
+                      test_datasets=True, defaults={"mixed_precision": "auto"})
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.test_dataset:
@@ -615,13 +708,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import bts_dataloader
     from bts_predict import DepthPredictor, load_model
+    from bts_trainer import model_in_global_policy, resolve_mixed_precision, set_precision_policy
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
     try:
         samples = read_samples(args) if items is None else None  # every listed image exists
+        set_precision_policy(resolve_mixed_precision(args.mixed_precision))  # before the model
         model, config = load_model(args.checkpoint_path, model_config(args),
                                    explicit=explicit_model_fields(args))
+        model = model_in_global_policy(model, config)
         predictor = DepthPredictor(model, args.dataset, encoder=config.encoder,
                                    post_process=args.post_process, do_kb_crop=args.do_kb_crop)
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:

@@ -39,7 +39,7 @@ import signal
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import keras
 from keras import ops
@@ -51,8 +51,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 import bts_dataloader
 import bts_losses
 import bts_model
-from utils import checkpoints, visualization
-from utils.configs import MODEL_CONFIG_NAME, BtsConfig, ConfigError, PipelineConfig, TrainConfig
+from utils import checkpoints, precision, visualization
+from utils.configs import (AUTO_PRECISION, MODEL_CONFIG_NAME, BtsConfig, ConfigError, PipelineConfig,
+                           TrainConfig)
 from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
                       write_errors, write_failure_reason)
 from utils.metrics import METRIC_NAMES, is_better
@@ -363,8 +364,80 @@ PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixe
 
 
 def set_precision_policy(mixed_precision: str) -> None:
-    """The global Keras dtype policy of ``--mixed_precision`` (none, bf16, fp16)."""
+    """The global Keras dtype policy of ``--mixed_precision`` (none, bf16, fp16; ``auto`` is
+    resolved first, :func:`resolve_mixed_precision`)."""
+    if mixed_precision not in PRECISION_POLICIES:
+        raise ValueError(f"--mixed_precision {mixed_precision!r} has no dtype policy (auto is "
+                         "resolved with resolve_mixed_precision first)")
     keras.mixed_precision.set_global_policy(PRECISION_POLICIES[mixed_precision])
+
+
+PRECISION_LOG = logging.getLogger("bts.precision")
+
+
+def visible_gpus() -> List[Tuple[str, Optional[Tuple[int, int]]]]:
+    """(name, compute capability or None) of every GPU TensorFlow sees (no device is started)."""
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(device)
+        except (ValueError, tf.errors.OpError):
+            details = {}
+        gpus.append((details.get("device_name") or device.name, details.get("compute_capability")))
+    return gpus
+
+
+def uses_tpu(distribution_strategy: str, tpu_name: str) -> bool:
+    """Whether training runs on a TPU (:func:`strategy_choice`'s rule), for ``auto``."""
+    return distribution_strategy == "tpu" or (distribution_strategy == "auto" and bool(tpu_name))
+
+
+def resolve_mixed_precision(requested: str, *, tpu: bool = False) -> str:
+    """``--mixed_precision`` for this machine: ``auto`` becomes none, bf16 or fp16 by the rules of
+    ``utils/precision.py`` (the visible GPUs, ``tpu``, the CPU's /proc/cpuinfo flags and
+    TF_ENABLE_ONEDNN_OPTS), logged in one line; other values are returned unchanged, unlogged.
+
+    Call it once at start-up, before the policy is set and any model or strategy is built.
+    """
+    if requested != AUTO_PRECISION:
+        return requested
+    resolved, reason = precision.resolve_precision(
+        requested, cpu_flags=precision.cpu_bf16_features(precision.read_cpuinfo()),
+        gpus=visible_gpus(), tpu=tpu, onednn_off=precision.onednn_disabled(os.environ))
+    PRECISION_LOG.info(precision.auto_message(resolved, reason))
+    return resolved
+
+
+def model_in_global_policy(model: keras.Model, config: BtsConfig) -> keras.Model:
+    """``model`` computing under the global dtype policy: a ``.keras`` file records the policy of
+    each layer as it was saved, so loading one under another policy keeps part of the model in
+    the saver's (a float32 file under mixed_bfloat16 keeps a float32 encoder, a bf16-trained one
+    a bf16 encoder under float32). Such a model is rebuilt from ``config`` (the one
+    ``bts_predict.load_model`` returns) and its weights copied layer by layer; a model that
+    already computes so is returned as it is. CheckpointError when the rebuilt model does not
+    match."""
+    policy = keras.mixed_precision.global_policy().name
+    if policy == "float32" and all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    rebuilt = bts_model.build_bts_model(config)
+    loaded = {layer.name: layer for layer in model.layers}
+    if all(loaded.get(layer.name) is not None
+           and loaded[layer.name].dtype_policy.name == layer.dtype_policy.name for layer in rebuilt.layers):
+        return model
+    for layer in rebuilt.layers:
+        if not layer.weights:
+            continue
+        source = loaded.get(layer.name)
+        try:
+            if source is None:
+                raise ValueError("absent from the loaded model")
+            layer.set_weights(source.get_weights())
+        except ValueError as err:
+            raise checkpoints.CheckpointError(
+                f"cannot rebuild the model under the {policy} dtype policy: layer {layer.name}: "
+                f"{str(err).splitlines()[0][:200]}; use --mixed_precision none") from None
+    PRECISION_LOG.info("model rebuilt under the %s dtype policy (the checkpoint recorded another)", policy)
+    return rebuilt
 
 
 # --------------------------------------------------------------------------------------------

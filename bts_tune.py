@@ -348,6 +348,11 @@ def prepare_study(args: argparse.Namespace):
     if problem:
         raise TuneError(problem)
     space = load_search_space(args.search_space)
+    if args.mixed_precision == "auto":  # opt-in; resolved once, so every trial records the same
+        from bts_trainer import resolve_mixed_precision, uses_tpu
+
+        args.mixed_precision = resolve_mixed_precision(
+            args.mixed_precision, tpu=uses_tpu(args.distribution_strategy, args.tpu_name))
     base = study_config(args)
     try:  # before any trial: every trial's run folder and the study outputs go there
         check_writable_folder(args.log_directory, "--log_directory")

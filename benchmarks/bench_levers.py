@@ -29,6 +29,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH_DIR)
 
 FORWARD = "forward_480x640_fp32"
+FORWARD_BF16 = "forward_480x640_bf16"
 TRAIN = "train_416x544_b2_fp32"
 
 
@@ -43,6 +44,9 @@ class Lever:
     flags: Tuple[str, ...] = ()
     keras_bn: bool = False  # swap bts_model.BatchNorm's fused kernel for Keras 3's own BN
     repeats: int = 3
+    # Compare each case with the baseline's same case (the baseline then also times this lever's
+    # bf16 cases), not with its fp32 counterpart: for levers that are not the precision itself.
+    same_precision_baseline: bool = False
 
 
 LEVERS = (
@@ -61,6 +65,16 @@ LEVERS = (
           cases=("forward_480x640_bf16",), repeats=1),
     Lever("bf16_onednn", "mixed_bfloat16 policy with TF_ENABLE_ONEDNN_OPTS=1",
           cases=("forward_480x640_bf16",), env=(("TF_ENABLE_ONEDNN_OPTS", "1"),), repeats=1),
+    # bts_model.ModelOps (same weights and outputs; bf16 training is too slow here to time).
+    Lever("conv1x1_matmul", "1x1 stride-1 convs as one MatMul each (--model_ops conv1x1=matmul)",
+          cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "conv1x1=matmul"),
+          same_precision_baseline=True),
+    Lever("fused_padding", "symmetric ZeroPadding2D fused into its conv op (--model_ops padding=fused)",
+          cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "padding=fused"),
+          same_precision_baseline=True),
+    Lever("subpixel_upconv", "upconvs as four 2x2 convs on the small map (--model_ops upconv=subpixel)",
+          cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "upconv=subpixel"),
+          same_precision_baseline=True),
 )
 QUICK_FORWARD, QUICK_TRAIN = "quick_forward_64x96_fp32", "quick_train_64x96_b2_fp32"
 
@@ -94,14 +108,27 @@ def run_lever(lever: Lever, warmup: int) -> List[Dict[str, object]]:
             return json.load(handle)["model"]
 
 
+def baseline_with_cases_for(levers: Sequence[Lever]) -> Lever:
+    """The baseline lever, also timing the cases that ``same_precision_baseline`` levers need."""
+    baseline = next(lever for lever in LEVERS if lever.name == "baseline")
+    extra = [case for lever in levers if lever.same_precision_baseline for case in lever.cases
+             if case not in baseline.cases]
+    return dataclasses.replace(baseline, cases=baseline.cases + tuple(dict.fromkeys(extra)))
+
+
 def compare(results: Dict[str, List[Dict[str, object]]]) -> List[Dict[str, object]]:
-    """Rows of (lever, case, median, ratio to the baseline's same case where it was timed)."""
+    """Rows of (lever, case, median, ratio to the baseline's reference case where it was timed).
+
+    The reference is the baseline's fp32 case of the same kind and size (what bf16 is measured
+    against), or the very same case for ``same_precision_baseline`` levers (and the baseline).
+    """
     baseline = {r["name"]: r["median_s"] for r in results.get("baseline", [])}
+    same_precision = {lever.name for lever in LEVERS if lever.same_precision_baseline} | {"baseline"}
     fp32_of = lambda name: name.replace("_bf16", "_fp32")  # noqa: E731  (bf16 vs fp32 case)
     rows = []
     for lever, records in results.items():
         for r in records:
-            reference = baseline.get(fp32_of(r["name"]))
+            reference = baseline.get(r["name"] if lever in same_precision else fp32_of(r["name"]))
             rows.append({"lever": lever, "case": r["name"], "median_s": r["median_s"],
                          "min_s": r["min_s"], "max_s": r["max_s"],
                          "first_call_s": r["first_call_s"], "peak_rss_mib": r["peak_rss_mib"],
@@ -151,7 +178,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if "baseline" not in args.levers:
         args.levers.insert(0, "baseline")  # the ratios need it
     results: Dict[str, List[Dict[str, object]]] = {}
-    for lever in (lever for lever in LEVERS if lever.name in args.levers):
+    selected = [lever for lever in LEVERS if lever.name in args.levers]
+    selected = [baseline_with_cases_for(selected) if lever.name == "baseline" else lever
+                for lever in selected]
+    for lever in selected:
         lever = quick_variant(lever) if args.quick else lever
         print(f"== {lever.name}: {lever.description}", flush=True)
         results[lever.name] = run_lever(lever, args.warmup)

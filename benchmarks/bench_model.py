@@ -6,6 +6,7 @@
     python -m benchmarks.bench_model --cases resnext101_bts_forward_480x640_fp32 forward_480x640_fp32
     python -m benchmarks.bench_model --quick              # tiny model, 64x96 (CI smoke run)
     python -m benchmarks.bench_model --profile_dir /tmp/bts_profile   # + TensorBoard trace
+    python -m benchmarks.bench_model --model_ops conv1x1=matmul padding=fused   # bts_model.ModelOps
 
 Cases: DenseNet-161 BTS (the default encoder, nf 512) forward at 480x640 (NYU) and 352x1216
 (KITTI crop), batch 1, and a training step at 416x544, batch 2, each fp32 and bf16; next to it the
@@ -17,7 +18,10 @@ call traces: reported separately as ``first_call_s``), runs ``--warmup`` untimed
 (VmHWM, reset before each case) and the CPU seconds per call (all threads; on a shared machine
 wall time grows with the load much more than CPU time). Inputs are synthetic: speed does not depend on pixel values.
 The training step is a plain GradientTape step with the silog loss and AdamW (as bts_main.py's),
-batch statistics in every BN. Results go to a table on stdout and to a JSON file.
+batch statistics in every BN. ``--model_ops KEY=VALUE ...`` (on the command line, not in an
+argument file) builds every case's model with that :class:`bts_model.ModelOps` (``conv1x1=conv|matmul``,
+``padding=separate|fused``; default the standard graph), recorded in each result. Results go to a
+table on stdout and to a JSON file.
 """
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ from benchmarks import common
 from benchmarks.common import (QUICK_SIZE, Case, build_model, default_output, format_table, peak_rss_mib,
                                reset_peak_rss, write_json)
 from bts_losses import silog_loss
+from bts_model import DEFAULT_MODEL_OPS, ModelOps
 from utils.arguments import parse_args
+from utils.configs import ConfigError
 from utils.datasets import get_dataset_facts
 
 LOG = logging.getLogger("bench_model")
@@ -86,6 +92,52 @@ def select_cases(names: Optional[Sequence[str]], quick: bool) -> List[Case]:
         raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: "
                          f"{', '.join(case.name for case in FULL_CASES + QUICK_CASES)}")
     return [known[name] for name in names]
+
+
+# --------------------------------------------------------------------------------------------
+# --model_ops
+# --------------------------------------------------------------------------------------------
+MODEL_OPS_FLAG = "--model_ops"
+
+
+def parse_model_ops(values: Sequence[str]) -> ModelOps:
+    """``["conv1x1=matmul", "padding=fused"]`` → ModelOps; a one-line SystemExit otherwise."""
+    fields = {field.name for field in dataclasses.fields(ModelOps)}
+    chosen: Dict[str, str] = {}
+    for value in values:
+        key, sep, choice = value.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} {value!r}: expected KEY=VALUE "
+                             f"with KEY one of {', '.join(sorted(fields))}")
+        chosen[key] = choice
+    try:
+        return ModelOps(**chosen)
+    except ConfigError as err:
+        raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} {err}") from None
+
+
+def split_model_ops(argv: Sequence[str]):
+    """(ModelOps, the other arguments): ``--model_ops`` takes the KEY=VALUE words after it
+    (``--model_ops=KEY=VALUE`` works too); everything else goes on to the argument parser."""
+    rest, values, index, given = [], [], 0, False
+    argv = list(argv)
+    while index < len(argv):
+        token = argv[index]
+        if token == MODEL_OPS_FLAG or token.startswith(MODEL_OPS_FLAG + "="):
+            given = True
+            if "=" in token:
+                values.append(token.split("=", 1)[1])
+            index += 1
+            while index < len(argv) and "=" in argv[index] and not argv[index].startswith("-"):
+                values.append(argv[index])
+                index += 1
+            continue
+        rest.append(token)
+        index += 1
+    if given and not values:
+        raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} needs KEY=VALUE words, e.g. "
+                         f"{MODEL_OPS_FLAG} conv1x1=matmul padding=fused")
+    return parse_model_ops(values), rest
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,13 +242,14 @@ def format_op_summary(name: str, rows: Sequence[Dict[str, object]]) -> str:
 
 
 def run_case(case: Case, *, quick: bool = False, warmup: int = 2, repeats: int = 5,
-             profile_dir: str = "", jit_compile: bool = False) -> Dict[str, object]:
+             profile_dir: str = "", jit_compile: bool = False,
+             model_ops: ModelOps = DEFAULT_MODEL_OPS) -> Dict[str, object]:
     """Build, time (and optionally profile) one case; returns its result record."""
     keras.backend.clear_session()
     gc.collect()
     reset_peak_rss()
     load_before = os.getloadavg()[0]
-    model = build_model(case, quick)
+    model = build_model(case, quick, model_ops)
     batch = synthetic_inputs(case)
     if case.kind == "forward":
         step = make_forward_step(model, jit_compile)
@@ -210,7 +263,7 @@ def run_case(case: Case, *, quick: bool = False, warmup: int = 2, repeats: int =
     record["encoder"] = common.model_config(case.dataset, quick, case.encoder).encoder
     record.update(images_per_s=case.batch / timing["median_s"], peak_rss_mib=peak_rss_mib(),
                   load_avg_1min_before=load_before, load_avg_1min_after=os.getloadavg()[0],
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, model_ops=dataclasses.asdict(model_ops))
     if profile_dir:
         logdir = os.path.join(profile_dir, case.name)
         profile_step(step, batch, logdir)
@@ -237,12 +290,15 @@ def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object
     """All selected cases of ``args`` (parsed with the ``bench`` group), in order.
 
     ``on_case(records_so_far)`` runs after each case (e.g. to save partial results).
+    ``args.model_ops`` (a ModelOps, set by :func:`main`) defaults to the standard graph.
     """
     common.check_repeats(args)
+    model_ops = getattr(args, "model_ops", DEFAULT_MODEL_OPS)
     records = []
     for case in select_cases(args.cases, args.quick):
         records.append(run_case(case, quick=args.quick, warmup=args.warmup, repeats=args.repeats,
-                                profile_dir=args.profile_dir, jit_compile=args.jit_compile))
+                                profile_dir=args.profile_dir, jit_compile=args.jit_compile,
+                                model_ops=model_ops))
         LOG.info("%s: median %.3f s", case.name, records[-1]["median_s"])
         if on_case is not None:
             on_case(records)
@@ -251,11 +307,17 @@ def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    model_ops, argv = split_model_ops(sys.argv[1:] if argv is None else argv)
     args = parse_args(groups=("bench",), argv=argv, prog="bench_model.py",
-                      description="Forward and training-step speed of BTS on this machine.")
+                      description="Forward and training-step speed of BTS on this machine. "
+                                  f"{MODEL_OPS_FLAG} KEY=VALUE ...: conv1x1=conv|matmul, "
+                                  "padding=separate|fused (bts_model.ModelOps; default conv1x1=conv "
+                                  "padding=separate).")
+    args.model_ops = model_ops
     output = args.bench_output or default_output("bench_model")
     save = lambda records: write_json(  # noqa: E731  (after every case: long runs keep results)
-        output, {"environment": environment(), "quick": args.quick, "model": records})
+        output, {"environment": environment(), "quick": args.quick,
+                 "model_ops": dataclasses.asdict(model_ops), "model": records})
     records = run_model_benchmarks(args, on_case=save)
     print(format_table(records))
     for record in records:

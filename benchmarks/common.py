@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 import bts_model
+from benchmarks._protocol import peak_rss_mib, reset_peak_rss  # noqa: F401  (re-exported)
 from utils.datasets import get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER
 from utils.io import atomic_write_text
@@ -56,10 +57,11 @@ def model_config(dataset: str, quick: bool, encoder: str = "") -> "bts_model.Bts
                                            bts_size=QUICK_BTS_SIZE if quick else 512)
 
 
-def build_model(case: Case, quick: bool) -> keras.Model:
-    """BTS under the case's dtype policy (any Keras backend)."""
+def build_model(case: Case, quick: bool,
+                model_ops: "bts_model.ModelOps" = bts_model.DEFAULT_MODEL_OPS) -> keras.Model:
+    """BTS under the case's dtype policy (any Keras backend), its ops chosen by ``model_ops``."""
     keras.mixed_precision.set_global_policy(POLICIES[case.precision])
-    return bts_model.build_bts_model(model_config(case.dataset, quick, case.encoder))
+    return bts_model.build_bts_model(model_config(case.dataset, quick, case.encoder), model_ops)
 
 
 def check_repeats(args) -> None:
@@ -118,33 +120,6 @@ def select_gpu_cases(names, quick: bool) -> List[Case]:
     if unknown:
         raise SystemExit(f"error: --cases {' '.join(unknown)} unknown; valid: {', '.join(by_name)}")
     return [by_name[name] for name in names]
-
-
-# --------------------------------------------------------------------------------------------
-# Memory
-# --------------------------------------------------------------------------------------------
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter (VmHWM) of this process; False where unsupported."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process since the last reset, in MiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource  # fallback: lifetime peak (ru_maxrss is KiB on Linux)
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -109,8 +109,8 @@ def recorded_throughput(bts_test) -> Iterator[List[List[float]]]:
             self.times: List[float] = []
             runs.append(self.times)
 
-        def add(self, seconds: float) -> None:
-            super().add(seconds)
+        def add(self, seconds: float, frames: int = 1) -> None:
+            super().add(seconds, frames)
             self.times.append(seconds)
 
     bts_test.Throughput = Recorder

@@ -21,6 +21,17 @@ from utils.encoders import DENSENET_CONFIGS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any test imports TensorFlow
 
+
+@pytest.fixture(autouse=True)
+def _auto_precision_is_float32(monkeypatch):
+    """``--mixed_precision auto`` (bts_test.py's and the demo's default) resolves as on a CPU
+    without AMX/AVX512-BF16 in every in-process test, whatever CPU runs the suite: numbers
+    compared with float32 training or references stay float32 on AMX machines too.
+    tests/test_mixed_precision_auto.py patches the same reader with the CPUs it checks."""
+    from utils import precision
+
+    monkeypatch.setattr(precision, "read_cpuinfo", lambda path=precision.CPUINFO_PATH: "")
+
 # ------------------------------------------------------------------ the tiny model
 # The registered smoke-test encoder (growth 8, 16 initial features, one layer per dense block,
 # bottleneck 2: seconds to trace) with the smallest legal decoder width.

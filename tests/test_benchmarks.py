@@ -134,6 +134,24 @@ def test_gpu_check_refuses_without_gpu_and_its_workload_runs_on_cpu(capsys):
     assert run["images"] == 4 and run["images_per_s"] == pytest.approx(4 / run["seconds"])
 
 
+def test_quick_bf16_depth_benchmark_compares_both_precisions_on_the_same_frames(tmp_path, capsys):
+    from benchmarks import bench_bf16_depth
+
+    output = tmp_path / "bf16.json"
+    assert bench_bf16_depth.main(["--quick", "--bench_output", str(output)]) == 0
+    payload = json.loads(output.read_text())
+    assert payload["quick"] is True and payload["frames"] == len(payload["per_frame"]) == 2
+    assert payload["auto"]["resolved"] in ("none", "bf16") and payload["auto"]["reason"]
+    # bf16 really ran (the depth moved) and stayed close: 8 mantissa bits, tiny random model
+    assert 0 < payload["mean_abs_m"] <= payload["max_abs_m"] < 0.5
+    assert payload["max_abs_m"] == max(f["max_abs_m"] for f in payload["per_frame"])
+    for name, change in payload["metrics_change"].items():
+        assert change == pytest.approx(payload["metrics_bf16"][name] - payload["metrics_fp32"][name])
+        assert abs(change) < 0.05 * max(1.0, abs(payload["metrics_fp32"][name]))
+    shown = capsys.readouterr().out
+    assert "bf16 vs fp32 depth, 2 frames" in shown and shown.count("silog, abs_rel") == 2
+
+
 @pytest.mark.slow
 def test_quick_lever_run_compares_each_lever_with_the_same_run_baseline(tmp_path, capsys):
     from benchmarks import bench_levers

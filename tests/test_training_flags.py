@@ -129,7 +129,8 @@ def test_online_eval_on_frames_not_multiple_of_32_matches_bts_test(eval_run, eva
     # bts_test.py on the final model (the weights of step 2) pads the same frames the same way; it
     # scores the mm-quantised depth PNG values, hence the small tolerance.
     table = tmp_path / "metrics.csv"
-    test = _run("bts_test.py", ["--dataset", "nyu", *TINY,
+    # --mixed_precision none: validation is float32 (auto picks bf16 on AMX machines)
+    test = _run("bts_test.py", ["--dataset", "nyu", *TINY, "--mixed_precision", "none",
                                 "--checkpoint_path", logs / "run" / "model.keras",
                                 "--data_path", eval_frames, "--gt_path", eval_frames,
                                 "--filenames_file", eval_frames / "train.txt", "--metrics_csv", table])

@@ -27,7 +27,7 @@ from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Opt
                     Union)
 
 from utils.configs import (ADAMW_VARIANTS, BEST_DIR, DISTRIBUTION_STRATEGIES, KERAS_SUFFIXES, MIN_BTS_SIZE,
-                           PRECISIONS, BtsConfig, EvalConfig, PipelineConfig, TrainConfig)
+                           PRECISION_CHOICES, BtsConfig, EvalConfig, PipelineConfig, TrainConfig)
 from utils.datasets import DATASETS, TEST_ONLY_DATASETS, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, OFFICIAL_ENCODERS, encoder_facts
 from utils.metrics import EVAL_PROTOCOLS
@@ -67,9 +67,11 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--checkpoint_path", type=str, default="",
                        help="weights to load: a .keras/.weights.h5 file, a training checkpoint or a run "
                             "folder (default: none)")
-    group.add_argument("--mixed_precision", type=str, default="none", choices=list(PRECISIONS),
-                       help="compute dtype policy (loss, LPG and final depth stay float32); on a "
-                            "CPU bf16 only pays with AMX/AVX512-BF16 (docs/performance.md)")
+    group.add_argument("--mixed_precision", type=str, default="none", choices=list(PRECISION_CHOICES),
+                       help="compute dtype policy: none (float32), bf16, fp16, or auto: bf16 on a TPU, "
+                            "on GPUs of compute capability 8.0+ and on CPUs with AMX/AVX512-BF16, "
+                            "else none, logged once at start-up (loss, LPG and final depth stay "
+                            "float32; docs/performance.md)")
 
 
 def _add_data(group: argparse._ArgumentGroup) -> None:
@@ -225,6 +227,14 @@ def _add_test(group: argparse._ArgumentGroup) -> None:
                        help="folder of raw PNG predictions (tools/eval_with_pngs.py; default: none)")
 
 
+def _add_predict_batch(group: argparse._ArgumentGroup) -> None:
+    # bts_test.py's own --batch_size (inference only): a script with the training group has that
+    # group's --batch_size (the global training batch) instead; build_parser skips this group there.
+    group.add_argument("--batch_size", type=int, default=1,
+                       help="frames predicted together; frames of one batch must share a size: "
+                            "consecutive frames of another size start a new batch")
+
+
 def _add_convert(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--num_shards", type=int, default=64, help="number of TFRecord shards")
     group.add_argument("--num_workers", type=int, default=0, help="converter processes (0: CPU count)")
@@ -296,6 +306,7 @@ GROUPS: Dict[str, tuple] = {
     "distribute": ("distribution", _add_distribute),
     "eval": ("evaluation", _add_eval),
     "test": ("testing and prediction", _add_test),
+    "predict_batch": ("batched prediction", _add_predict_batch),
     "convert": ("TFRecord conversion", _add_convert),
     "weights": ("pretrained weight conversion", _add_weights),
     "serve": ("serving and export", _add_serve),
@@ -376,15 +387,21 @@ def _add_general(parser: argparse.ArgumentParser) -> None:
                              "(a TF_CPP_MIN_LOG_LEVEL you set is respected too)")
 
 
-def build_parser(groups: Iterable[str], description: str = "", prog: Optional[str] = None) -> _Parser:
+def build_parser(groups: Iterable[str], description: str = "", prog: Optional[str] = None,
+                 defaults: Optional[Mapping[str, Any]] = None) -> _Parser:
     """A parser holding the flags of ``groups`` (keys of ``GROUPS``), each in its own help section,
-    and ``--verbose``."""
+    and ``--verbose``; ``defaults`` (flag destination -> value) replace the groups' defaults for
+    this script (``--help`` shows them), e.g. ``--mixed_precision auto`` where it predicts."""
     parser = _Parser(description=description, prog=prog, fromfile_prefix_chars="@", allow_abbrev=False,
                      formatter_class=DefaultsHelpFormatter)
     _add_general(parser)
     for key in groups:
+        if key == "predict_batch" and "train" in groups:  # the training group's --batch_size serves
+            continue
         title, add = GROUPS[key]
         add(parser.add_argument_group(title))
+    if defaults:
+        parser.set_defaults(**defaults)
     return parser
 
 
@@ -586,16 +603,18 @@ def parse_args(
     prog: Optional[str] = None,
     validate: Optional[Callable[[argparse.ArgumentParser, argparse.Namespace], None]] = None,
     test_datasets: bool = False,
+    defaults: Optional[Mapping[str, Any]] = None,
 ) -> argparse.Namespace:
     """Parse ``argv`` (default ``sys.argv[1:]``) for a script using ``groups``.
 
     ``validate(parser, args)`` may reject impossible combinations with ``parser.error``.
     :func:`explicit_flags` of the result tells which flags were given. ``test_datasets``: the
     script accepts ``utils.datasets.TEST_ONLY_DATASETS`` (``bts_test.py``); see
-    :func:`resolve_test_dataset`. Every other script refuses them in one line.
+    :func:`resolve_test_dataset`. Every other script refuses them in one line. ``defaults``: this
+    script's own defaults (see :func:`build_parser`).
     """
     groups = tuple(groups)
-    parser = build_parser(groups, description=description, prog=prog)
+    parser = build_parser(groups, description=description, prog=prog, defaults=defaults)
     typed = _command_line_tokens(sys.argv[1:] if argv is None else argv)
     try:
         argv = expand_argv(sys.argv[1:] if argv is None else argv)
@@ -735,8 +754,9 @@ def frozen_first_blocks(args: argparse.Namespace) -> int:
 def pipeline_config(args: argparse.Namespace, split: str = "train", *,
                     normalization: Optional[str] = None, **overrides) -> PipelineConfig:
     """The PipelineConfig of ``split``: 'train' (the training list/shards, --batch_size), 'eval'
-    (online validation: the *_eval lists, batch 1) or 'test' (bts_test.py: the main list, batch
-    1). ``normalization`` defaults to --encoder's."""
+    (online validation: the *_eval lists, batch 1) or 'test' (bts_test.py: the main list,
+    --batch_size frames predicted together, ``bts_predict.predict_samples``; 1 where the script
+    has no such flag). ``normalization`` defaults to --encoder's."""
     if split not in ("train", "eval", "test"):
         raise ValueError(f"split {split!r} is unknown; expected train, eval or test")
     facts = get_dataset_facts(args.dataset)
@@ -747,7 +767,7 @@ def pipeline_config(args: argparse.Namespace, split: str = "train", *,
         normalization=normalization or encoder_facts(getattr(args, "encoder", DEFAULT_ENCODER)).normalization,
         input_height=int(getattr(args, "input_height", None) or facts.train_input_size[0]),
         input_width=int(getattr(args, "input_width", None) or facts.train_input_size[1]),
-        batch_size=int(getattr(args, "batch_size", 1) or 1) if split == "train" else 1,
+        batch_size=int(getattr(args, "batch_size", 1) or 1) if split != "eval" else 1,
         filenames_file=getattr(args, "filenames_file" + suffix, "") or "",
         data_path=getattr(args, "data_path" + suffix, "") or "",
         gt_path=getattr(args, "gt_path" + suffix, "") or "",

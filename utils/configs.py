@@ -151,7 +151,10 @@ class PipelineConfig:
     Sources: ``filenames_file`` (+ ``data_path``/``gt_path`` roots) or ``tfrecord_path`` (a shard
     prefix or glob; wins over the file list when set). ``normalization`` is the model's input
     normalisation, supplied by the caller (see utils.encoders). ``input_height/width``: the
-    training crop. ``seed`` None and not ``deterministic``: unseeded, parallel-order augmentation.
+    training crop. ``batch_size``: training, the batch; test (``bts_test.py --batch_size``), the
+    frames ``bts_predict.predict_samples`` predicts together (runs of equal size; the eval/test
+    pipeline itself yields one frame at a time); online validation, 1.
+    ``seed`` None and not ``deterministic``: unseeded, parallel-order augmentation.
     ``use_right`` (``--use_right``, KITTI training lists only): each sample reads the list's
     right-camera columns instead with probability 0.5, per epoch (``bts_dataloader.choose_cameras``).
     """
@@ -238,6 +241,11 @@ class EvalConfig:
 # ---------------------------------------------------------------------------------------------
 DISTRIBUTION_STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("none", "bf16", "fp16")  # Keras policies float32, mixed_bfloat16, mixed_float16
+# --mixed_precision also takes "auto": the script resolves it to one of PRECISIONS for its machine
+# (bts_trainer.resolve_mixed_precision, utils/precision.py) before any config or model is built, so
+# a TrainConfig, and the run folder's arguments.txt, hold the resolved value, never "auto".
+AUTO_PRECISION = "auto"
+PRECISION_CHOICES = PRECISIONS + (AUTO_PRECISION,)
 # --adamw: PyTorch's update (ε added to the bias-corrected √v̂, as the official code) or Keras's
 # (ε added to the uncorrected √v, an implicit warm-up while √(1−β2ᵗ) is small).
 ADAMW_VARIANTS = ("pytorch", "keras")
@@ -332,6 +340,10 @@ class TrainConfig:
         _in_range("validation_split", self.validation_split, 0.0, 1.0, closed_high=False)
         if self.seed is not None and not 0 <= self.seed < 2 ** 31:
             raise ConfigError("seed", f"must be an integer in [0, 2147483647], got {self.seed!r}")
+        if self.mixed_precision == AUTO_PRECISION:
+            raise ConfigError("mixed_precision", "auto reached the training config unresolved: "
+                                                 "resolve it first (bts_trainer.resolve_mixed_"
+                                                 f"precision) to one of {', '.join(PRECISIONS)}")
         for field, choices in (("mixed_precision", PRECISIONS), ("adamw", ADAMW_VARIANTS),
                                ("distribution_strategy", DISTRIBUTION_STRATEGIES)):
             if getattr(self, field) not in choices:
