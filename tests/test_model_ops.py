@@ -325,7 +325,7 @@ def test_bench_model_records_the_model_ops_it_built_with(tmp_path):
                              "--warmup", "1", "--bench_output", str(output),
                              "--model_ops", "conv1x1=matmul", "padding=fused"]) == 0
     payload = json.loads(output.read_text())
-    expected = {"conv1x1": "matmul", "padding": "fused"}
+    expected = {"conv1x1": "matmul", "padding": "fused", "upconv": "upsample"}
     assert payload["model_ops"] == expected and payload["model"][0]["model_ops"] == expected
 
 
