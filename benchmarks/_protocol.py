@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Callable, Dict, Optional, Sequence
 
 MARK = "@@bench "
@@ -49,6 +50,15 @@ def peak_rss_mib() -> float:
 # --------------------------------------------------------------------------------------------
 # Worker side
 # --------------------------------------------------------------------------------------------
+def timed_call(call: Callable[[], object]) -> dict:
+    """One call of ``call``: wall and CPU seconds (all threads), and when it started (to show
+    the interleaving)."""
+    started, start, cpu_start = time.time(), time.perf_counter(), time.process_time()
+    call()
+    return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
+            "started": started}
+
+
 def serve(handlers: Dict[str, Callable[[dict], dict]]) -> int:
     """Answer requests ``{"cmd": name, ...}`` with ``handlers[name](request)`` until EOF/"exit".
 

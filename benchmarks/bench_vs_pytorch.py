@@ -49,7 +49,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-from benchmarks._protocol import Worker, child_env, peak_rss_mib, reset_peak_rss, serve
+from benchmarks._protocol import Worker, child_env, peak_rss_mib, reset_peak_rss, serve, timed_call
 from utils.io import atomic_write_text  # no TensorFlow in the parent: it only coordinates
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -191,10 +191,7 @@ class Ours:
         return lambda: float(steps.train_step(batch)[0])
 
     def call_once(self, request: dict) -> dict:
-        started, start, cpu_start = time.time(), time.perf_counter(), time.process_time()
-        self.call()
-        return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
-                "started": started}
+        return timed_call(self.call)
 
     def finish(self, request: dict) -> dict:
         rss = peak_rss_mib()
