@@ -77,7 +77,7 @@ def _features_loss(model, batch, training):
 
 def _assert_same_computation(build, model_ops, loss_of, scale):
     """Default and ``model_ops`` builds with the same weights: outputs (inference, training)
-    within ``1e-5·scale``, training losses and gradients within float32 round-off."""
+    within ``1e-5·max(scale, largest output)``, training losses and gradients within float32 round-off."""
     reference, lever = build(DEFAULT), build(model_ops)
     assert [v.path for v in lever.weights] == [v.path for v in reference.weights]
     _perturb_bn_statistics(reference)
@@ -89,20 +89,24 @@ def _assert_same_computation(build, model_ops, loss_of, scale):
             got_loss, got = loss_of(lever, batch, training)
         for a, b in zip(got, want):
             assert a.shape == b.shape
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5 * scale)
+            # float32 round-off grows with the values' size (oneDNN's kernels round otherwise)
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                       atol=1e-5 * max(scale, float(np.abs(np.asarray(b)).max())))
         assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-5, abs=1e-6)
         if not training:
             continue
         want_grads = [np.asarray(g) for g in tape.gradient(want_loss, reference.trainable_variables)]
         got_grads = [np.asarray(g) for g in tape.gradient(got_loss, lever.trainable_variables)]
-        # Per variable, in norm: 1e-3 relative, plus a floor of 1e-6 of the largest gradient for
-        # gradients that are zero in exact arithmetic and pure round-off here (a BN β whose
-        # output reaches a batch-statistics BN through linear layers only: the mean cancels it).
+        # Per variable, in norm: 1e-2 relative (a wrong tap or offset is O(1); float32 round-off
+        # amplified back through batch-statistics BN reaches ~4e-3 in the first layers under
+        # oneDNN), plus a floor of 1e-6 of the largest gradient for gradients that are zero in
+        # exact arithmetic and pure round-off here (a BN β whose output reaches a
+        # batch-statistics BN through linear layers only: the mean cancels it).
         floor = 1e-6 * max(np.abs(w).max() for w in want_grads)
         for variable, g, w in zip(reference.trainable_variables, got_grads, want_grads):
             assert g.shape == w.shape
             error, size = np.linalg.norm(g - w), np.linalg.norm(w)
-            assert error <= 1e-3 * size + floor, (variable.path, error, size, floor)
+            assert error <= 1e-2 * size + floor, (variable.path, error, size, floor)
     # The batch-statistics pass moved both models' moving statistics alike.
     for a, b in zip(lever.non_trainable_weights, reference.non_trainable_weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6, err_msg=a.path)
