@@ -62,28 +62,32 @@ def model_flags_for(args, dataset: str):
     return model_config(other), explicit - {"max_depth"}
 
 
+DEMO_GROUPS = ("model", "compute", "data", "serve")  # the flag groups of utils/arguments.py
+
+
 def load_predictors(args, checkpoints: Dict[str, str]):
     """One loaded, warmed-up ``DepthPredictor`` per dataset (random weights for an empty path).
 
     Each model is built as its checkpoint records (``bts_predict.load_model``); --encoder and
     --bts_size are needed only for checkpoints that record nothing."""
     from bts_predict import DepthPredictor, load_model
-    from bts_trainer import model_in_global_policy
+    from bts_trainer import model_in_global_policy, resolve_model_ops
     from utils.configs import ConfigError
 
     predictors = {}
+    model_ops = resolve_model_ops(args.model_ops)
     for dataset, checkpoint in checkpoints.items():
         flags, explicit = model_flags_for(args, dataset)
         try:
             model, config = load_model(checkpoint, flags, explicit=explicit,
-                                       allow_untrained=not checkpoint)
+                                       allow_untrained=not checkpoint, model_ops=model_ops)
         except ConfigError as err:
             if err.field != "dataset" or dataset == args.dataset:
                 raise
             # The outdoor slot's dataset is implied by its flag, not by --dataset.
             raise ConfigError("checkpoint_path_kitti", str(err).replace("does not suit", "is not a "
                               "KITTI model:", 1)) from None
-        model = model_in_global_policy(model, config)  # --mixed_precision's, set in main()
+        model = model_in_global_policy(model, config, model_ops)  # --mixed_precision's, set in main()
         predictor = DepthPredictor(model, dataset, encoder=config.encoder,
                                    do_kb_crop=args.do_kb_crop)
         LOGGER.info("%s model ready (max depth %g m); tracing it once (the full DenseNet-161 "
@@ -117,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         require(module, "requirements-demo.txt", PROG)
     from demo.app import create_app
 
-    args = parse_args(groups=("model", "data", "serve"), argv=argv, validate=_validate, prog=PROG,
+    args = parse_args(groups=DEMO_GROUPS, argv=argv, validate=_validate, prog=PROG,
                       description=__doc__.splitlines()[0], defaults={"mixed_precision": "auto"})
     quiet_tensorflow(args.verbose)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

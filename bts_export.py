@@ -458,18 +458,21 @@ def write_report(results: Sequence[ExportResult], keras_latency: float,
 
 def load_export_model(checkpoint: str, flags: BtsConfig, explicit: Sequence[str] = ()
                       ) -> Tuple[keras.Model, BtsConfig]:
-    """Float32 BTS of any input size with the weights of ``checkpoint`` (``bts_predict.load_model``:
-    built as the checkpoint records, ``flags`` for older ones); without one, the random
-    initialisation of seed 0."""
+    """Float32 BTS of any input size, the standard graph (``bts_model.ModelOps()``; a ``.keras``
+    file saved with other ops or policy is rebuilt), with the weights of ``checkpoint``
+    (``bts_predict.load_model``: built as the checkpoint records, ``flags`` for older ones);
+    without one, the random initialisation of seed 0."""
     import keras
 
     from bts_predict import load_model
+    from bts_trainer import model_in_global_policy
 
     keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(0)
     if not checkpoint:
         LOG.warning("no checkpoint: exporting the random initialisation (seed 0)")
-    return load_model(checkpoint, flags, explicit=explicit, allow_untrained=True)
+    model, config = load_model(checkpoint, flags, explicit=explicit, allow_untrained=True)
+    return model_in_global_policy(model, config), config
 
 
 def _with_test_mode(argv: Sequence[str]) -> List[str]:

@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Callable, Optional, Sequence
 
-TRAIN_GROUPS = ("model", "data", "train", "distribute", "eval")
+TRAIN_GROUPS = ("model", "compute", "data", "train", "distribute", "eval")
 
 
 def parse_train_args(argv: Optional[Sequence[str]] = None):
@@ -73,17 +73,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import tensorflow as tf
 
     from bts_dataloader import DataError
-    from bts_trainer import Trainer, TrainingError, lost_worker_message, resolve_mixed_precision, uses_tpu
+    from bts_trainer import (Trainer, TrainingError, lost_worker_message, resolve_mixed_precision,
+                             resolve_model_ops, uses_tpu)
     from utils.arguments import train_config
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
     try:
         # auto resolved before the config: the run's arguments.txt records what was used
-        args.mixed_precision = resolve_mixed_precision(
-            args.mixed_precision, tpu=uses_tpu(args.distribution_strategy, args.tpu_name))
+        tpu = uses_tpu(args.distribution_strategy, args.tpu_name)
+        args.mixed_precision = resolve_mixed_precision(args.mixed_precision, tpu=tpu)
+        model_ops = resolve_model_ops(args.model_ops, tpu=tpu)
         config = train_config(args)
-        trainer = Trainer(config, evaluate_fn=make_evaluate_fn(config))
+        trainer = Trainer(config, evaluate_fn=make_evaluate_fn(config), model_ops=model_ops)
         result = trainer.train()
     except ConfigError as err:  # a setting that cannot work, named by its flag
         print(f"bts_main.py: error: {err.as_flag_error()}", file=sys.stderr)

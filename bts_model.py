@@ -158,7 +158,56 @@ class ModelOps:
         return self.upconv == "subpixel"
 
 
+    def __str__(self) -> str:
+        """The ``--model_ops`` text: ``standard`` or the non-default fields, ``KEY=VALUE,...``."""
+        changed = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != f.default]
+        return ",".join(changed) or STANDARD_MODEL_OPS
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelOps":
+        """``standard`` or ``KEY=VALUE[,KEY=VALUE]`` (commas or spaces) → ModelOps; ConfigError
+        (field ``model_ops``, one line) for anything else."""
+        words = [w for w in text.replace(",", " ").split() if w]
+        if words == [STANDARD_MODEL_OPS]:
+            return cls()
+        fields = {f.name for f in dataclasses.fields(cls)}
+        chosen: Dict[str, str] = {}
+        for word in words:
+            key, sep, choice = word.partition("=")
+            if not sep or key not in fields:
+                raise ConfigError("model_ops", f"{word!r}: expected KEY=VALUE with KEY one of "
+                                  f"{', '.join(sorted(fields))}, or {STANDARD_MODEL_OPS!r}")
+            chosen[key] = choice
+        if not chosen:
+            raise ConfigError("model_ops", f"{text!r} names no choice; expected {STANDARD_MODEL_OPS!r} "
+                              "or KEY=VALUE, e.g. conv1x1=matmul,upconv=subpixel")
+        return cls(**chosen)
+
+
+STANDARD_MODEL_OPS = "standard"
 DEFAULT_MODEL_OPS = ModelOps()
+# What ``--model_ops auto`` builds where no GPU/TPU computes: both levers paid on every CPU kind
+# measured, fp32 and bf16, forward and training (docs/performance.md, bench_model --model_ops).
+# Accelerators keep the standard graph (cuDNN/XLA convs; not measured here).
+CPU_MODEL_OPS = ModelOps(conv1x1="matmul", upconv="subpixel")
+
+
+def model_ops_of(model: keras.Model) -> ModelOps:
+    """The op choices a built BTS model computes with, read from its layers."""
+    layers = list(_all_layers(model))
+    matmul = any(getattr(layer, "matmul_1x1", False) for layer in layers)
+    fused = any(isinstance(layer, FusedPadding) for layer in layers)
+    subpixel = any(isinstance(layer, UpConv) and layer.subpixel for layer in layers)
+    return ModelOps(conv1x1="matmul" if matmul else "conv", padding="fused" if fused else "separate",
+                    upconv="subpixel" if subpixel else "upsample")
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):  # a nested encoder model
+            yield from _all_layers(layer)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)

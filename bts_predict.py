@@ -303,7 +303,9 @@ class DepthPredictor:
 # The one model loader
 # -------------------------------------------------------------------------------------------
 def load_model(checkpoint: str, flags: BtsConfig, *, explicit: Collection[str] = (),
-               allow_untrained: bool = False) -> Tuple[keras.Model, BtsConfig]:
+               allow_untrained: bool = False,
+               model_ops: bts_model.ModelOps = bts_model.DEFAULT_MODEL_OPS
+               ) -> Tuple[keras.Model, BtsConfig]:
     """A BTS model for any input size with the weights of ``checkpoint``, and its BtsConfig.
 
     ``checkpoint``: a run folder, ``ckpt-N`` prefix, ``best/``, ``.keras`` or ``.weights.h5``
@@ -313,7 +315,9 @@ def load_model(checkpoint: str, flags: BtsConfig, *, explicit: Collection[str] =
     config must agree with the ``explicit`` fields of ``flags`` (those the user set) and with
     its focal scaling (the dataset's), else ConfigError naming the field; the other fields come
     from the checkpoint. Empty ``checkpoint``: CheckpointError, or with ``allow_untrained`` a
-    randomly initialised model built from ``flags`` (with a loud warning).
+    randomly initialised model built from ``flags`` (with a loud warning). Models built here
+    compute with ``model_ops``; a ``.keras`` file keeps the ops it was saved with
+    (``bts_trainer.model_in_global_policy`` rebuilds it with others).
     """
     if not checkpoint:
         if not allow_untrained:
@@ -322,7 +326,7 @@ def load_model(checkpoint: str, flags: BtsConfig, *, explicit: Collection[str] =
         LOGGER.warning("NO CHECKPOINT: an UNTRAINED, randomly initialised model; its depth "
                        "maps are meaningless")
         config = _for_prediction(flags)
-        return bts_model.build_bts_model(config), config
+        return bts_model.build_bts_model(config, model_ops), config
     resolved = resolve_checkpoint(checkpoint)
     if resolved.endswith(".keras"):
         model, config = _load_keras_file(resolved, flags, explicit)
@@ -330,7 +334,7 @@ def load_model(checkpoint: str, flags: BtsConfig, *, explicit: Collection[str] =
         recorded = read_model_config(resolved)
         config = _for_prediction(flags if recorded is None else _agreeing(
             recorded, flags, explicit, model_config_path(resolved)))
-        model = bts_model.build_bts_model(config)
+        model = bts_model.build_bts_model(config, model_ops)
         load_model_weights(model, resolved)
     LOGGER.info("loaded weights from %s", resolved)
     return model, config

@@ -681,7 +681,7 @@ def _benchmark_settings(args) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(groups=("model", "data", "eval", "test", "predict_batch"), argv=argv,
+    args = parse_args(groups=("model", "compute", "data", "eval", "test", "predict_batch"), argv=argv,
                       validate=_validate, prog="bts_test.py",
                       description="Evaluate BTS or predict depth maps.",
                       test_datasets=True, defaults={"mixed_precision": "auto"})
@@ -708,16 +708,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     import bts_dataloader
     from bts_predict import DepthPredictor, load_model
-    from bts_trainer import model_in_global_policy, resolve_mixed_precision, set_precision_policy
+    from bts_trainer import (model_in_global_policy, resolve_mixed_precision, resolve_model_ops,
+                             set_precision_policy)
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
     try:
         samples = read_samples(args) if items is None else None  # every listed image exists
         set_precision_policy(resolve_mixed_precision(args.mixed_precision))  # before the model
+        model_ops = resolve_model_ops(args.model_ops)
         model, config = load_model(args.checkpoint_path, model_config(args),
-                                   explicit=explicit_model_fields(args))
-        model = model_in_global_policy(model, config)
+                                   explicit=explicit_model_fields(args), model_ops=model_ops)
+        model = model_in_global_policy(model, config, model_ops)
         predictor = DepthPredictor(model, args.dataset, encoder=config.encoder,
                                    post_process=args.post_process, do_kb_crop=args.do_kb_crop)
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:

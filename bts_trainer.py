@@ -52,7 +52,7 @@ import bts_dataloader
 import bts_losses
 import bts_model
 from utils import checkpoints, precision, visualization
-from utils.configs import (AUTO_PRECISION, MODEL_CONFIG_NAME, BtsConfig, ConfigError, PipelineConfig,
+from utils.configs import (AUTO_MODEL_OPS, AUTO_PRECISION, MODEL_CONFIG_NAME, BtsConfig, ConfigError, PipelineConfig,
                            TrainConfig)
 from utils.io import (WriteError, atomic_write, atomic_write_text, check_writable_folder,
                       write_errors, write_failure_reason)
@@ -408,21 +408,38 @@ def resolve_mixed_precision(requested: str, *, tpu: bool = False) -> str:
     return resolved
 
 
-def model_in_global_policy(model: keras.Model, config: BtsConfig) -> keras.Model:
-    """``model`` computing under the global dtype policy: a ``.keras`` file records the policy of
-    each layer as it was saved, so loading one under another policy keeps part of the model in
-    the saver's (a float32 file under mixed_bfloat16 keeps a float32 encoder, a bf16-trained one
-    a bf16 encoder under float32). Such a model is rebuilt from ``config`` (the one
-    ``bts_predict.load_model`` returns) and its weights copied layer by layer; a model that
-    already computes so is returned as it is. CheckpointError when the rebuilt model does not
-    match."""
+def resolve_model_ops(requested: str, *, tpu: bool = False) -> bts_model.ModelOps:
+    """``--model_ops`` for this machine: ``auto`` is ``bts_model.CPU_MODEL_OPS`` where no GPU or
+    TPU computes and the standard graph elsewhere, logged in one line; ``standard`` or
+    ``KEY=VALUE,...`` is parsed (ConfigError naming the flag). Call it once at start-up."""
+    if requested != AUTO_MODEL_OPS:
+        return bts_model.ModelOps.parse(requested)
+    accelerated = tpu or bool(visible_gpus())
+    resolved = bts_model.DEFAULT_MODEL_OPS if accelerated else bts_model.CPU_MODEL_OPS
+    PRECISION_LOG.info("model ops: auto -> %s (%s)", resolved,
+                       "a GPU/TPU computes" if accelerated else "CPU only")
+    return resolved
+
+
+def model_in_global_policy(model: keras.Model, config: BtsConfig,
+                           model_ops: bts_model.ModelOps = bts_model.DEFAULT_MODEL_OPS) -> keras.Model:
+    """``model`` computing under the global dtype policy and with ``model_ops``: a ``.keras``
+    file records the policy and the op choices of each layer as it was saved, so loading one
+    under another policy keeps part of the model in the saver's (a float32 file under
+    mixed_bfloat16 keeps a float32 encoder, a bf16-trained one a bf16 encoder under float32).
+    Such a model is rebuilt from ``config`` (the one ``bts_predict.load_model`` returns) with
+    ``model_ops`` and its weights copied layer by layer; a model that already computes so is
+    returned as it is. CheckpointError when the rebuilt model does not match."""
     policy = keras.mixed_precision.global_policy().name
-    if policy == "float32" and all(layer.dtype_policy.name == "float32" for layer in model.layers):
+    same_ops = bts_model.model_ops_of(model) == model_ops
+    if same_ops and policy == "float32" and all(layer.dtype_policy.name == "float32"
+                                                for layer in model.layers):
         return model
-    rebuilt = bts_model.build_bts_model(config)
+    rebuilt = bts_model.build_bts_model(config, model_ops)
     loaded = {layer.name: layer for layer in model.layers}
-    if all(loaded.get(layer.name) is not None
-           and loaded[layer.name].dtype_policy.name == layer.dtype_policy.name for layer in rebuilt.layers):
+    if same_ops and all(loaded.get(layer.name) is not None
+                        and loaded[layer.name].dtype_policy.name == layer.dtype_policy.name
+                        for layer in rebuilt.layers):
         return model
     for layer in rebuilt.layers:
         if not layer.weights:
@@ -436,7 +453,8 @@ def model_in_global_policy(model: keras.Model, config: BtsConfig) -> keras.Model
             raise checkpoints.CheckpointError(
                 f"cannot rebuild the model under the {policy} dtype policy: layer {layer.name}: "
                 f"{str(err).splitlines()[0][:200]}; use --mixed_precision none") from None
-    PRECISION_LOG.info("model rebuilt under the %s dtype policy (the checkpoint recorded another)", policy)
+    PRECISION_LOG.info("model rebuilt under the %s dtype policy with model ops %s (the checkpoint "
+                       "recorded others)", policy, model_ops)
     return rebuilt
 
 
@@ -642,12 +660,15 @@ class Trainer:
 
     ``evaluate_fn(model, samples) -> metrics`` validates (``bts_predict.online_evaluator``);
     ``loss_fn(statistics, variance_focus)`` replaces the silog loss (tests); ``report(step,
-    metrics)`` sees every evaluation and may raise to stop the run (tuning: pruning).
+    metrics)`` sees every evaluation and may raise to stop the run (tuning: pruning);
+    ``model_ops`` chooses how the model computes (:func:`resolve_model_ops`), never its weights.
     """
 
     def __init__(self, config: TrainConfig, *, evaluate_fn: Optional[Callable] = None,
-                 loss_fn: Optional[Callable] = None, report: Optional[Callable] = None):
+                 loss_fn: Optional[Callable] = None, report: Optional[Callable] = None,
+                 model_ops: bts_model.ModelOps = bts_model.DEFAULT_MODEL_OPS):
         self.config = config
+        self.model_ops = model_ops  # how the graph computes, not what (--model_ops)
         self.report = report
         self.evaluate_fn = evaluate_fn
         set_precision_policy(config.mixed_precision)
@@ -702,7 +723,7 @@ class Trainer:
         with self.strategy.scope():
             # Spatial size left open: the same model trains on crops and evaluates full frames.
             try:
-                self.model = bts_model.build_bts_model(config.model)
+                self.model = bts_model.build_bts_model(config.model, self.model_ops)
             except ConfigError:
                 raise
             except ValueError as err:  # e.g. keras.applications weights that do not load

@@ -40,7 +40,7 @@ from utils.configs import ConfigError, TrainConfig
 from utils.optional import require
 from utils.quiet import quiet_tensorflow
 
-TUNE_GROUPS = ("model", "data", "train", "distribute", "eval", "tune")
+TUNE_GROUPS = ("model", "compute", "data", "train", "distribute", "eval", "tune")
 LOG = logging.getLogger("bts.tune")
 
 # Each entry: {"low", "high", "log"?, "type": "float"|"int"} or {"choices": [...]}.
@@ -257,7 +257,13 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]], b
     import optuna
 
     from bts_predict import online_evaluator
-    from bts_trainer import Trainer, TrainingError
+    from bts_trainer import Trainer, TrainingError, resolve_model_ops, uses_tpu
+
+    try:  # once: every trial computes alike
+        model_ops = resolve_model_ops(args.model_ops, tpu=uses_tpu(args.distribution_strategy,
+                                                                   args.tpu_name))
+    except ConfigError as err:
+        raise TuneError(err.as_flag_error()) from None
 
     class TrialTrainer(Trainer):
         def save_final_model(self):  # the best weights are already in best/; no model.keras per trial
@@ -286,7 +292,7 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]], b
         trial.set_user_attr("run_dir", run.run_dir)
         evaluate = online_evaluator(run.eval_data, run.evaluation)  # the held-out scenes' pipeline
         try:
-            result = TrialTrainer(run, evaluate_fn=evaluate, report=report).train()
+            result = TrialTrainer(run, evaluate_fn=evaluate, report=report, model_ops=model_ops).train()
         except ConfigError as err:  # e.g. too few training samples for the trial's batch
             raise TrainingError(err.as_flag_error()) from None
         value = result.get(metric)

@@ -75,6 +75,9 @@ LEVERS = (
     Lever("subpixel_upconv", "upconvs as four 2x2 convs on the small map (--model_ops upconv=subpixel)",
           cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "upconv=subpixel"),
           same_precision_baseline=True),
+    Lever("cpu_model_ops", "--model_ops auto on a CPU: conv1x1=matmul and upconv=subpixel together",
+          cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "conv1x1=matmul", "upconv=subpixel"),
+          same_precision_baseline=True),
 )
 QUICK_FORWARD, QUICK_TRAIN = "quick_forward_64x96_fp32", "quick_train_64x96_b2_fp32"
 
@@ -91,8 +94,10 @@ def child_command(lever: Lever, output: str, warmup: int) -> List[str]:
     command = [sys.executable, "-m", "benchmarks.bench_levers", "--child"]  # run with cwd=ROOT
     if lever.keras_bn:
         command.append("--keras_bn")
+    # Every lever against the standard graph unless it chooses ops itself.
+    flags = lever.flags if "--model_ops" in lever.flags else (*lever.flags, "--model_ops", "standard")
     command += ["--", "--cases", *lever.cases, "--repeats", str(lever.repeats),
-                "--warmup", str(warmup), "--bench_output", output, *lever.flags]
+                "--warmup", str(warmup), "--bench_output", output, *flags]
     if any(case.startswith("quick_") for case in lever.cases):
         command.append("--quick")
     return command

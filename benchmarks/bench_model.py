@@ -20,8 +20,9 @@ wall time grows with the load much more than CPU time). Inputs are synthetic: sp
 The training step is a plain GradientTape step with the silog loss and AdamW (as bts_main.py's),
 batch statistics in every BN. ``--model_ops KEY=VALUE ...`` (on the command line, not in an
 argument file) builds every case's model with that :class:`bts_model.ModelOps` (``conv1x1=conv|matmul``,
-``padding=separate|fused``; default the standard graph), recorded in each result. Results go to a
-table on stdout and to a JSON file.
+``padding=separate|fused``, ``upconv=upsample|subpixel``, or ``standard``; default ``auto``, what
+``bts_main.py`` and ``bts_test.py`` build on this machine), recorded in each result. Results go to
+a table on stdout and to a JSON file.
 """
 from __future__ import annotations
 
@@ -44,9 +45,9 @@ from benchmarks import common
 from benchmarks.common import (QUICK_SIZE, Case, build_model, default_output, format_table, peak_rss_mib,
                                reset_peak_rss, write_json)
 from bts_losses import silog_loss
-from bts_model import DEFAULT_MODEL_OPS, ModelOps
+from bts_model import DEFAULT_MODEL_OPS, STANDARD_MODEL_OPS, ModelOps
 from utils.arguments import parse_args
-from utils.configs import ConfigError
+from utils.configs import AUTO_MODEL_OPS, ConfigError
 from utils.datasets import get_dataset_facts
 
 LOG = logging.getLogger("bench_model")
@@ -101,17 +102,13 @@ MODEL_OPS_FLAG = "--model_ops"
 
 
 def parse_model_ops(values: Sequence[str]) -> ModelOps:
-    """``["conv1x1=matmul", "padding=fused"]`` → ModelOps; a one-line SystemExit otherwise."""
-    fields = {field.name for field in dataclasses.fields(ModelOps)}
-    chosen: Dict[str, str] = {}
-    for value in values:
-        key, sep, choice = value.partition("=")
-        if not sep or key not in fields:
-            raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} {value!r}: expected KEY=VALUE "
-                             f"with KEY one of {', '.join(sorted(fields))}")
-        chosen[key] = choice
+    """``["conv1x1=matmul", "padding=fused"]``, ``["standard"]`` or ``["auto"]`` (also no words:
+    what ``bts_main.py``/``bts_test.py`` build here, ``bts_trainer.resolve_model_ops``) →
+    ModelOps; a one-line SystemExit otherwise."""
+    from bts_trainer import resolve_model_ops
+
     try:
-        return ModelOps(**chosen)
+        return resolve_model_ops(" ".join(values) or AUTO_MODEL_OPS)
     except ConfigError as err:
         raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} {err}") from None
 
@@ -128,15 +125,16 @@ def split_model_ops(argv: Sequence[str]):
             if "=" in token:
                 values.append(token.split("=", 1)[1])
             index += 1
-            while index < len(argv) and "=" in argv[index] and not argv[index].startswith("-"):
+            while index < len(argv) and not argv[index].startswith("-") and (
+                    "=" in argv[index] or argv[index] in (AUTO_MODEL_OPS, STANDARD_MODEL_OPS)):
                 values.append(argv[index])
                 index += 1
             continue
         rest.append(token)
         index += 1
     if given and not values:
-        raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} needs KEY=VALUE words, e.g. "
-                         f"{MODEL_OPS_FLAG} conv1x1=matmul padding=fused")
+        raise SystemExit(f"bench_model.py: error: {MODEL_OPS_FLAG} needs KEY=VALUE words, "
+                         f"'standard' or 'auto', e.g. {MODEL_OPS_FLAG} conv1x1=matmul padding=fused")
     return parse_model_ops(values), rest
 
 
@@ -290,10 +288,10 @@ def run_model_benchmarks(args, on_case: Optional[Callable[[List[Dict[str, object
     """All selected cases of ``args`` (parsed with the ``bench`` group), in order.
 
     ``on_case(records_so_far)`` runs after each case (e.g. to save partial results).
-    ``args.model_ops`` (a ModelOps, set by :func:`main`) defaults to the standard graph.
+    ``args.model_ops`` (a ModelOps, set by :func:`main`) defaults to ``auto``'s choice here.
     """
     common.check_repeats(args)
-    model_ops = getattr(args, "model_ops", DEFAULT_MODEL_OPS)
+    model_ops = getattr(args, "model_ops", None) or parse_model_ops([])
     records = []
     for case in select_cases(args.cases, args.quick):
         records.append(run_case(case, quick=args.quick, warmup=args.warmup, repeats=args.repeats,
@@ -311,8 +309,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(groups=("bench",), argv=argv, prog="bench_model.py",
                       description="Forward and training-step speed of BTS on this machine. "
                                   f"{MODEL_OPS_FLAG} KEY=VALUE ...: conv1x1=conv|matmul, "
-                                  "padding=separate|fused (bts_model.ModelOps; default conv1x1=conv "
-                                  "padding=separate).")
+                                  "padding=separate|fused, upconv=upsample|subpixel, or standard "
+                                  "(bts_model.ModelOps; default auto: what bts_main.py builds here).")
     args.model_ops = model_ops
     output = args.bench_output or default_output("bench_model")
     save = lambda records: write_json(  # noqa: E731  (after every case: long runs keep results)

@@ -156,7 +156,8 @@ class Ours:
             from bts_predict import DepthPredictor
 
             config = bts_model.BtsConfig.for_dataset(case.dataset, encoder=encoder, bts_size=nf)
-            predictor = DepthPredictor(bts_model.build_bts_model(config), case.dataset)
+            ops = bts_trainer.resolve_model_ops("auto")  # as bts_test.py builds it here
+            predictor = DepthPredictor(bts_model.build_bts_model(config, ops), case.dataset)
 
             def call():
                 return float(predictor.predict_batch(image).sum())
@@ -179,7 +180,7 @@ class Ours:
                                  "--mixed_precision", precision, "--log_directory",
                                  tempfile.gettempdir()])
         config = train_config(args)
-        model = bts_model.build_bts_model(config.model)
+        model = bts_model.build_bts_model(config.model, bts_trainer.resolve_model_ops(args.model_ops))
         bts_trainer.apply_freezing(model, config.model.encoder, config.first_blocks)
         optimizer = bts_trainer.make_optimizer(config, model, total_steps=1000)
         steps = bts_trainer.StepFunctions(tf.distribute.get_strategy(), model, optimizer, config)

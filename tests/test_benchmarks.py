@@ -176,7 +176,10 @@ def test_lever_children_get_the_lever_and_nothing_else():
 
     levers = {lever.name: lever for lever in bench_levers.LEVERS}
     xla = bench_levers.child_command(levers["xla"], "out.json", warmup=1)
-    assert xla[-1] == "--jit_compile" and "--keras_bn" not in xla
+    # Against the standard graph unless the lever chooses ops itself.
+    assert xla[-3:] == ["--jit_compile", "--model_ops", "standard"] and "--keras_bn" not in xla
+    matmul = bench_levers.child_command(levers["conv1x1_matmul"], "out.json", warmup=1)
+    assert matmul[-2:] == ["--model_ops", "conv1x1=matmul"] and "standard" not in matmul
     keras_bn = bench_levers.child_command(bench_levers.quick_variant(levers["keras_bn"]), "o", 1)
     assert "--keras_bn" in keras_bn and "--quick" in keras_bn
     assert "quick_train_64x96_b2_fp32" in keras_bn and "--jit_compile" not in keras_bn

@@ -43,7 +43,7 @@ def checkpoints(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictors(checkpoints):
-    args = parse_args(groups=("model", "data", "serve"),
+    args = parse_args(groups=bts_demo.DEMO_GROUPS,
                       argv=["--checkpoint_path", checkpoints["nyu"],
                             "--checkpoint_path_kitti", checkpoints["kitti"]])
     return bts_demo.load_predictors(args, bts_demo.requested_checkpoints(args))

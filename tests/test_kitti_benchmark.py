@@ -12,6 +12,7 @@ import bts_dataloader
 import bts_main
 import bts_predict
 import bts_test
+import bts_trainer
 from conftest import write_random_depth, write_random_rgb
 from tiny_run import save_run_folder
 from utils import metrics
@@ -72,7 +73,8 @@ def test_benchmark_list_writes_upstream_pngs_of_the_prediction_and_scores_nothin
     assert sorted(os.listdir(out / "raw")) == [name for name, *_ in FRAMES]
 
     # The one predict path, called directly on the same weights, gives the same values.
-    model, _ = bts_predict.load_model(str(run), BtsConfig.for_dataset("kitti"))
+    model, _ = bts_predict.load_model(str(run), BtsConfig.for_dataset("kitti"),
+                                      model_ops=bts_trainer.resolve_model_ops("auto"))  # as bts_test
     predictor = bts_predict.DepthPredictor(model, "kitti", do_kb_crop=True)
     for name, height, width, focal in FRAMES:
         with Image.open(out / "raw" / name) as png:

@@ -8,6 +8,7 @@ layers occur in (DenseNet, ResNet/ResNeXt, MobileNetV2) and the BTS decoder; the
 PyTorch conversion into a levers-on model, the saved-file formats and the benchmark flags.
 """
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import bts_model
+import bts_trainer
 from bts_losses import silog_loss
 from conftest import TINY_BTS_SIZE, TINY_DENSENET, tiny_model_config
 from utils.configs import ConfigError
@@ -305,17 +307,21 @@ def test_levers_model_round_trips_through_keras_and_reads_the_default_files(tmp_
 # --------------------------------------------------------------------------------------------
 # Benchmarks: --model_ops and the two levers
 # --------------------------------------------------------------------------------------------
-def test_bench_model_parses_model_ops_and_leaves_the_other_flags():
+def test_bench_model_parses_model_ops_and_leaves_the_other_flags(monkeypatch):
     from benchmarks import bench_model
+
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
 
     ops, rest = bench_model.split_model_ops(["--quick", "--model_ops", "conv1x1=matmul",
                                              "padding=fused", "--repeats", "1"])
     assert ops == LEVERS["both"] and rest == ["--quick", "--repeats", "1"]
     assert bench_model.split_model_ops(["--model_ops=padding=fused"])[0] == LEVERS["fused"]
-    assert bench_model.split_model_ops(["--quick"]) == (DEFAULT, ["--quick"])
+    # No flag: what the scripts build on this (CPU-only) machine; 'standard' for the baseline.
+    assert bench_model.split_model_ops(["--quick"]) == (bts_model.CPU_MODEL_OPS, ["--quick"])
+    assert bench_model.split_model_ops(["--model_ops", "standard", "--quick"]) == (DEFAULT, ["--quick"])
     for bad, message in ((["--model_ops", "conv1x1=gemm"], "conv1x1='gemm' is unknown"),
                          (["--model_ops", "pad=fused"], "expected KEY=VALUE"),
-                         (["--model_ops", "--quick"], "needs KEY=VALUE")):
+                         (["--model_ops", "--quick"], "needs KEY=VALUE words")):
         with pytest.raises(SystemExit) as info:
             bench_model.split_model_ops(bad)
         assert message in str(info.value) and "\n" not in str(info.value)
@@ -367,6 +373,7 @@ import os, sys
 os.environ["KERAS_BACKEND"] = "jax"
 import numpy as np
 import bts_model
+import bts_trainer
 sys.path.insert(0, "tests")
 from conftest import tiny_model_config
 work = sys.argv[1]
@@ -396,3 +403,105 @@ def test_levers_under_jax_give_the_tensorflow_default_depth(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for encoder, depth in want.items():
         np.testing.assert_allclose(np.load(tmp_path / f"{encoder}.npy"), depth, rtol=1e-4, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# --model_ops: the text form, auto's choice per machine, and the scripts that use it
+# --------------------------------------------------------------------------------------------
+def test_model_ops_text_round_trips_and_bad_text_is_one_line():
+    assert str(DEFAULT) == "standard" and bts_model.ModelOps.parse("standard") == DEFAULT
+    assert str(bts_model.CPU_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel"
+    for ops in (*LEVERS.values(), bts_model.CPU_MODEL_OPS,
+                bts_model.ModelOps("matmul", "fused", "subpixel")):
+        assert bts_model.ModelOps.parse(str(ops)) == ops
+    assert bts_model.ModelOps.parse("conv1x1=matmul upconv=subpixel") == bts_model.CPU_MODEL_OPS
+    for bad, message in (("gemm", "'gemm': expected KEY=VALUE"), ("conv1x1=gemm", "is unknown"),
+                         ("", "names no choice"), ("pad=fused", "with KEY one of conv1x1")):
+        with pytest.raises(ConfigError) as info:
+            bts_model.ModelOps.parse(bad)
+        assert info.value.field == "model_ops" and message in str(info.value)
+        assert "\n" not in str(info.value)
+
+
+def test_auto_model_ops_are_the_cpu_levers_only_where_no_accelerator_computes(monkeypatch, caplog):
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
+    with caplog.at_level(logging.INFO, logger="bts.precision"):
+        assert bts_trainer.resolve_model_ops("auto") == bts_model.CPU_MODEL_OPS
+        assert bts_trainer.resolve_model_ops("auto", tpu=True) == DEFAULT
+        assert bts_trainer.resolve_model_ops("padding=fused") == LEVERS["fused"]  # explicit: silent
+        assert bts_trainer.resolve_model_ops("standard") == DEFAULT
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [("NVIDIA A100", (8, 0))])
+    with caplog.at_level(logging.INFO, logger="bts.precision"):
+        assert bts_trainer.resolve_model_ops("auto") == DEFAULT
+    assert [r.getMessage() for r in caplog.records if r.name == "bts.precision"] == [
+        "model ops: auto -> conv1x1=matmul,upconv=subpixel (CPU only)",
+        "model ops: auto -> standard (a GPU/TPU computes)",
+        "model ops: auto -> standard (a GPU/TPU computes)"]
+
+
+@pytest.fixture
+def built_models(monkeypatch):
+    """The models the scripts hand to DepthPredictor, in order."""
+    import bts_predict
+
+    seen = []
+
+    class Spy(bts_predict.DepthPredictor):
+        def __init__(self, model, *args, **kwargs):
+            seen.append(model)
+            super().__init__(model, *args, **kwargs)
+
+    monkeypatch.setattr(bts_predict, "DepthPredictor", Spy)
+    return seen
+
+
+def _bts_test(tmp_path, checkpoint, name, *extra):
+    import bts_test
+    from conftest import write_random_rgb
+    from tiny_run import TINY
+
+    photo = tmp_path / "photos" / "room.png"
+    if not photo.exists():
+        write_random_rgb(str(photo), 64, 80, seed=7)
+    out = tmp_path / name
+    assert bts_test.main(TINY + ["--dataset", "nyu", "--checkpoint_path", str(checkpoint),
+                                 "--image_path", str(photo), "--output_directory", str(out),
+                                 "--save_npy", *extra]) == 0
+    return np.load(out / "npy" / "room.npy")
+
+
+def test_bts_test_on_a_cpu_rebuilds_a_standard_file_with_the_cpu_ops_and_the_same_depth(
+        tmp_path, monkeypatch, built_models):
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
+    keras.utils.set_random_seed(5)
+    path = tmp_path / "standard.keras"
+    bts_model.build_bts_model(tiny_model_config("nyu")).save(path)  # as converted files are
+    auto = _bts_test(tmp_path, path, "auto")  # the default
+    standard = _bts_test(tmp_path, path, "standard", "--model_ops", "standard")
+    assert [bts_model.model_ops_of(m) for m in built_models] == [bts_model.CPU_MODEL_OPS, DEFAULT]
+    np.testing.assert_allclose(auto, standard, rtol=0, atol=1e-5 * MAX_DEPTH)
+    import bts_test
+
+    assert bts_test.main(["--checkpoint_path", str(path), "--image_path", str(tmp_path / "photos"),
+                          "--model_ops", "conv1x1=gemm"]) == 1  # one-line flag error, no traceback
+
+
+def test_a_cpu_training_run_builds_the_cpu_ops_and_its_model_file_serves_every_choice(
+        tmp_path, monkeypatch, plane_data_120x160, built_models):
+    import bts_export
+    import bts_main
+    from tiny_run import train_argv
+
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
+    assert bts_main.main(train_argv(plane_data_120x160, tmp_path, "--num_steps", "2")) == 0
+    model_file = tmp_path / "run" / "model.keras"
+    trained = keras.saving.load_model(model_file, compile=False)
+    assert bts_model.model_ops_of(trained) == bts_model.CPU_MODEL_OPS  # as it trained
+    lever = _bts_test(tmp_path, model_file, "auto")
+    standard = _bts_test(tmp_path, tmp_path / "run", "standard", "--model_ops", "standard")
+    assert [bts_model.model_ops_of(m) for m in built_models] == [bts_model.CPU_MODEL_OPS, DEFAULT]
+    np.testing.assert_allclose(lever, standard, rtol=0, atol=1e-5 * MAX_DEPTH)
+    exported, _ = bts_export.load_export_model(str(model_file), tiny_model_config("nyu"))
+    assert bts_model.model_ops_of(exported) == DEFAULT  # exports are the standard graph
+    for mine, theirs in zip(exported.weights, trained.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())

@@ -74,6 +74,15 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
                             "float32; docs/performance.md)")
 
 
+def _add_compute(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--model_ops", type=str, default="auto",
+                       help="how the model computes, never its weights or files (bts_model.ModelOps): "
+                            "auto (CPU only: conv1x1=matmul,upconv=subpixel, faster on every CPU "
+                            "measured; with a GPU/TPU: standard), standard, or KEY=VALUE[,KEY=VALUE] "
+                            "with conv1x1=conv|matmul, padding=separate|fused, upconv=upsample|subpixel "
+                            "(docs/performance.md)")
+
+
 def _add_data(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--data_path", type=str, default="",
                        help="root of the RGB paths in the list (default: none, paths as listed)")
@@ -301,6 +310,7 @@ def _add_synthetic(group: argparse._ArgumentGroup) -> None:
 
 GROUPS: Dict[str, tuple] = {
     "model": ("model", _add_model),
+    "compute": ("computation", _add_compute),
     "data": ("data", _add_data),
     "train": ("training", _add_train),
     "distribute": ("distribution", _add_distribute),

@@ -245,6 +245,8 @@ PRECISIONS = ("none", "bf16", "fp16")  # Keras policies float32, mixed_bfloat16,
 # (bts_trainer.resolve_mixed_precision, utils/precision.py) before any config or model is built, so
 # a TrainConfig, and the run folder's arguments.txt, hold the resolved value, never "auto".
 AUTO_PRECISION = "auto"
+# --model_ops "auto": the script resolves it for its devices (bts_trainer.resolve_model_ops)
+AUTO_MODEL_OPS = "auto"
 PRECISION_CHOICES = PRECISIONS + (AUTO_PRECISION,)
 # --adamw: PyTorch's update (ε added to the bias-corrected √v̂, as the official code) or Keras's
 # (ε added to the uncorrected √v, an implicit warm-up while √(1−β2ᵗ) is small).
