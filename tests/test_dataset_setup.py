@@ -141,7 +141,8 @@ def run_script(name, dataset_dir, *args):
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize("name", ["init_nyu_test_files.sh", "init_nyu_train_files.sh", "init_kitti_files.sh"])
+@pytest.mark.parametrize("name", ["init_nyu_test_files.sh", "init_nyu_train_files.sh", "init_kitti_files.sh",
+                                  "init_nyu_data_raw.sh", "init_nyu_data_raw_multiple.sh"])
 def test_init_scripts_are_strict_bash(name):
     text = open(os.path.join(ROOT, name)).read()
     assert "set -euo pipefail" in text
