@@ -7,6 +7,7 @@ import sqlite3
 import optuna
 import pytest
 
+import bts_main
 import bts_tune
 from conftest import TINY_BTS_SIZE, TINY_ENCODER
 from utils.arguments import parse_args, train_config
@@ -69,7 +70,7 @@ def test_study_completes_resumes_and_records_a_pruned_trial(tmp_path, nyu_data_4
     assert "--do_online_eval" not in trial_args and "test_files" not in trial_args
 
     best_file = runs / "tiny" / "best_arguments.txt"
-    replay = parse_args(("model", "data", "train", "distribute", "eval"), [str(best_file)])
+    replay = parse_args(bts_main.TRAIN_GROUPS, [str(best_file)])
     assert replay.learning_rate == pytest.approx(best.params["learning_rate"])
     assert replay.end_learning_rate == pytest.approx(best.params["end_lr_ratio"] * best.params["learning_rate"])
     assert replay.batch_size == best.params["batch_size"] and replay.degree == pytest.approx(best.params["degree"])
