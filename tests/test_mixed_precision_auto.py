@@ -136,6 +136,7 @@ def test_the_tf_side_lists_this_machines_gpus_and_logs_once(monkeypatch, caplog)
 
 # ---------------------------------------------------------------- defaults and configs
 def test_auto_is_the_default_where_a_script_predicts_and_opt_in_for_training(monkeypatch, capsys):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)  # the mocked AMX CPU's default
     test_args = parse_args(groups=("model", "data", "eval", "test"), argv=[], test_datasets=True,
                            defaults={"mixed_precision": "auto"})
     assert test_args.mixed_precision == "auto"
@@ -211,6 +212,7 @@ def test_bts_test_auto_on_a_cpu_without_bf16_is_float32(tmp_path, tiny_keras_fil
 def test_bts_test_auto_on_an_amx_cpu_predicts_in_bf16(tmp_path, tiny_keras_file, monkeypatch, caplog,
                                                       float32_afterwards):
     fp32 = _predict(tmp_path, tiny_keras_file, "fp32", "--mixed_precision", "none")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)  # the mocked AMX CPU's default
     monkeypatch.setattr(precision, "read_cpuinfo",
                         lambda path=precision.CPUINFO_PATH: cpuinfo(SAPPHIRE_RAPIDS_FLAGS))
     monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
