@@ -101,10 +101,11 @@ def _assert_same_computation(build, model_ops, loss_of, scale):
         got_grads = [np.asarray(g) for g in tape.gradient(got_loss, lever.trainable_variables)]
         # Per variable, in norm: 1e-2 relative (a wrong tap or offset is O(1); float32 round-off
         # amplified back through batch-statistics BN reaches ~4e-3 in the first layers under
-        # oneDNN), plus a floor of 1e-6 of the largest gradient for gradients that are zero in
-        # exact arithmetic and pure round-off here (a BN β whose output reaches a
-        # batch-statistics BN through linear layers only: the mean cancels it).
-        floor = 1e-6 * max(np.abs(w).max() for w in want_grads)
+        # oneDNN), plus a floor of 1e-4 of the largest gradient for gradients that are tiny or
+        # zero in exact arithmetic, where the round-off of the large ones dominates (a BN β
+        # whose output reaches a batch-statistics BN through linear layers only: the mean
+        # cancels it; a DASPP BN γ with a gradient 1e-3 of the largest: 1.7e-5 seen).
+        floor = 1e-4 * max(np.abs(w).max() for w in want_grads)
         for variable, g, w in zip(reference.trainable_variables, got_grads, want_grads):
             assert g.shape == w.shape
             error, size = np.linalg.norm(g - w), np.linalg.norm(w)
