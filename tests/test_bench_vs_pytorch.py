@@ -109,6 +109,10 @@ def test_quick_run_interleaves_both_programs_and_reports_their_ratio(stand_in_ch
         # interleaved: ours, official, ours, official, ... (each call starts after the other's)
         starts = [t for pair in zip(ours["started"], official["started"]) for t in pair]
         assert starts == sorted(starts)
+    # each case in fresh worker processes, so a case's peak RSS is its own
+    for side in ("ours", "official"):
+        pids = [record[side]["pid"] for record in payload["model"]]
+        assert len(set(pids)) == len(pids)
     pipeline = payload["pipeline"]
     assert pipeline["official_workers"] == 2 and pipeline["ours_samples_per_s"][0] > 0
     assert pipeline["ratio_median"] == pytest.approx(
