@@ -14,6 +14,8 @@
     # any images, any size: files, folders or list files
     python bts_test.py --dataset nyu --checkpoint_path M.keras --image_path photos/ \
         --save_png --save_cmap --save_point_cloud --output_directory out/
+    # a video: depth video beside the input (out/clip_depth.mp4), raw PNG / .npy per frame on request
+    python bts_test.py --checkpoint_path M.keras --video clip.mp4 --output_directory out/ [--save_png]
 
 Evaluation protocol (design §6): full-size ground truth; the prediction is evaluated as the official
 offline pipeline that produced the published numbers sees it (``bts_test.py`` raw uint16 PNG, then
@@ -40,6 +42,14 @@ the upstream ones (NYU ``{scene}_rgb_{id}.png``, KITTI ``{date_drive}_{frame}.pn
 as upstream. With ``--image_path`` names mirror the inputs' relative paths and every output has
 the input's size.
 
+``--video`` (or a video file among ``--image_path``'s entries; ``bts_video.py``): every frame
+predicted as an image of that size, written as a depth video (``--save_video``, default
+``<output_directory>/<video name>_depth.mp4`` when no ``--save_*`` flag is given: the input and
+its depth side by side or the depth alone, ``--video_layout``, on the fixed scale [0, max_depth]
+with a legend below; the source frame rate, each panel the source size) and/or per-frame files
+``raw/<video name>_<frame 06d>.png`` (``npy/``, ...) with the ``--save_*`` flags. Ctrl-C stops
+the run, keeps the frames written so far (a playable video, the per-frame files) and exits 130.
+
 ``--dataset kitti_benchmark`` (upstream's test-time dataset for the KITTI online depth-prediction
 benchmark, KITTI's facts): a list of ``image_path focal`` lines (upstream's ``image_path None
 focal`` too; any depth column is ignored), the KB crop always applied, the listed focal used, no
@@ -58,6 +68,7 @@ succeeded (a failed run leaves no output folder), and a non-empty output folder 
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import logging
 import os
@@ -76,6 +87,7 @@ from utils.arguments import (check_input_paths, default_output_directory, eval_c
 from utils.io import file_errors, files_for
 from utils.paths import SKIPPED_NAME_PARTS, find_prediction_pngs, upstream_output_name
 from utils.quiet import quiet_tensorflow
+from utils.video import is_video_path
 
 LOGGER = logging.getLogger("bts_test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -133,16 +145,26 @@ class ImageItem:
 # Arguments and output folder
 # -------------------------------------------------------------------------------------------
 def _validate(parser, args) -> None:
-    if args.image_path is None and not args.filenames_file:
-        parser.error("give --filenames_file (with --data_path/--gt_path) or --image_path")
+    if args.image_path is None and not args.filenames_file and not args.video:
+        parser.error("give --filenames_file (with --data_path/--gt_path), --image_path or --video")
     if args.image_path is not None and not args.image_path:
         parser.error("--image_path needs at least one file, folder or list file")
+    if args.video and args.image_path is not None:
+        parser.error("--video and --image_path: give one of them (--image_path takes video files too)")
+    if args.save_video:
+        sources = video_sources(args)
+        if not sources:
+            parser.error("--save_video writes the depth video of --video (or of a video file in "
+                         "--image_path); none is given")
+        if len(sources) != 1:
+            parser.error(f"--save_video names one file, for one video; {len(sources)} given (leave it "
+                         "out: each video is written to <output_directory>/<video name>_depth.mp4)")
     if args.eigen_crop and args.garg_crop:
         LOGGER.warning("--eigen_crop and --garg_crop both given: the Garg crop is used")
     if args.test_dataset:  # kitti_benchmark: a list of test images, no ground truth
-        if args.image_path is not None:
+        if args.image_path is not None or args.video:
             parser.error(f"--dataset {args.test_dataset} reads a --filenames_file of 'image_path "
-                         f"focal' lines; for --image_path use --dataset {args.dataset}")
+                         f"focal' lines; for --image_path or --video use --dataset {args.dataset}")
         if args.metrics_csv:
             parser.error(f"--metrics_csv: --dataset {args.test_dataset} has no ground truth, so "
                          "no metrics")
@@ -153,7 +175,7 @@ def check_inputs(args) -> Optional[str]:
     if not args.checkpoint_path:
         return ("--checkpoint_path is required: a .keras/.weights.h5 file, a training checkpoint "
                 "or a run folder (see docs/pretrained.md)")
-    if args.image_path is not None:  # the list-mode roots do not apply
+    if args.image_path is not None or args.video:  # the list-mode roots do not apply
         return check_input_paths(args, files=("checkpoint_path",))
     return check_input_paths(args, files=("checkpoint_path", "filenames_file"),
                              folders=("data_path", "gt_path"))
@@ -661,6 +683,81 @@ def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageI
 
 
 # -------------------------------------------------------------------------------------------
+# --video (and video files among --image_path): bts_video.py
+# -------------------------------------------------------------------------------------------
+def video_sources(args) -> List[Tuple[str, str]]:
+    """(flag, path) of every video to predict: --video, or the video files among --image_path
+    (by extension; folders and list files are expanded to images only)."""
+    if args.video:
+        return [("--video", args.video)]
+    return [("--image_path", entry) for entry in args.image_path or ()
+            if is_video_path(entry) and not os.path.isdir(entry)]
+
+
+def plan_videos(args, folder: str, write_video: bool):
+    """A ``bts_video.VideoJob`` per video, every check made before TensorFlow starts: each video
+    opens and decodes its first frame, and the depth video (``--save_video``, else with
+    ``write_video`` ``<folder>/<video name>_depth.mp4``) is new (or ``--overwrite``) and OpenCV
+    can write it there. VideoError / OutputError otherwise."""
+    from bts_video import VideoJob  # imports TensorFlow only when called: TF-free jobs below
+    from utils.video import FrameComposer, check_video_output, probe_video
+
+    jobs = []
+    for flag, source in video_sources(args):
+        info = probe_video(source, flag)
+        name = os.path.splitext(os.path.basename(source))[0]
+        path = args.save_video or (os.path.join(folder, f"{name}_depth.mp4") if write_video else None)
+        if path:
+            if os.path.exists(path) and not args.overwrite:
+                raise OutputError(f"--save_video {path!r} already exists; pass --overwrite to replace "
+                                  "it or choose another file")
+            size = FrameComposer(info.height, info.width, args.max_depth, args.video_layout).size
+            check_video_output(path, *size, info.output_fps, create_folder=not args.save_video)
+        jobs.append(VideoJob(source, name, path, args.video_layout, int(args.batch_size or 1),
+                             args.focal or args.fx, with_maps=args.save_lpg, flag=flag))
+    check_unique([job.name for job in jobs])
+    return jobs
+
+
+def predict_videos(args, predictor, output: StagedOutput, jobs: Sequence) -> list:
+    """Predict each video (``bts_video.predict_video``): the depth video and the per-frame outputs
+    of ``args``' ``--save_*`` flags (``save_prediction``, names ``<video name>_<frame 06d>``).
+    Returns the ``bts_video.VideoRun`` of each video predicted; stops after an interrupted one."""
+    from bts_video import predict_video
+
+    def save_frame(name: str, rgb: np.ndarray, depth: np.ndarray, maps) -> None:  # writer thread
+        intrinsics = None
+        if args.save_point_cloud:
+            intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or args.focal,
+                                                     args.fy or args.focal, args.cx, args.cy)
+        save_prediction(args, predictor, output.path, name, depth, rgb=rgb, maps=maps,
+                        intrinsics=intrinsics, shown_folder=output.folder)
+
+    runs = []
+    for job in jobs:
+        timer = Throughput()
+        run = predict_video(predictor, job, save_frame=save_frame if wants_outputs(args) else None,
+                            background_writer=BackgroundWriter, timer=timer)
+        timer.log()
+        runs.append(run)
+        if run.interrupted:
+            break
+        if run.video_path:
+            print(f"Depth video written to {run.video_path} ({run.frames} frames, {run.fps:g} fps)")
+    return runs
+
+
+def interrupted_line(run, per_frame_folder: Optional[str]) -> str:
+    """The one line an interrupted video run ends with (stderr, exit code 130)."""
+    total = run.total or "?"
+    written = [path for path in (run.video_path, per_frame_folder) if path and run.frames]
+    if not written:
+        return f"bts_test.py: interrupted after 0 of {total} frames of {run.source}; nothing written"
+    return (f"bts_test.py: interrupted after {run.frames} of {total} frames; wrote "
+            f"{' and '.join(written)} ({run.frames} frames)")
+
+
+# -------------------------------------------------------------------------------------------
 # Main
 # -------------------------------------------------------------------------------------------
 def _benchmark_settings(args) -> None:
@@ -689,19 +786,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.test_dataset:
         _benchmark_settings(args)
-    if args.image_path is not None and not wants_outputs(args):
+    sources = video_sources(args)
+    image_entries = None if args.image_path is None else [
+        entry for entry in args.image_path if entry not in {path for _, path in sources}]
+    # Videos write the per-frame kinds typed; a depth video without --save_* or with --save_video.
+    video_args = copy.copy(args)
+    write_video = bool(args.save_video) or not wants_outputs(args)
+    if image_entries and not wants_outputs(args):
         LOGGER.info("no --save_* flag: writing raw and colormapped PNGs (--save_png --save_cmap)")
         args.save_png = args.save_cmap = True
-    if args.image_path is None and not wants_outputs(args) and not args.gt_path:
+    if args.image_path is None and not args.video and not wants_outputs(args) and not args.gt_path:
         LOGGER.warning("no --gt_path and no --save_* flag: predictions are computed and dropped")
     # Cheap checks first: a wrong path fails in a second, not after TF start-up and a model load.
     try:
-        items = collect_images(args.image_path, args.data_path) if args.image_path is not None else None
+        items = collect_images(image_entries, args.data_path) if image_entries else None
         problem = check_inputs(args)
         if problem:
             raise ValueError(problem)
         folder = prepare_output_directory(args)
-    except (OSError, ValueError) as err:  # OutputError is an OSError
+        jobs = plan_videos(video_args, folder, write_video) if sources else []
+    except (OSError, ValueError) as err:  # OutputError is an OSError, VideoError a ValueError
         print(f"bts_test.py: error: {err}", file=sys.stderr)
         return 1
     import tensorflow as tf
@@ -713,8 +817,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
+    runs = []
     try:
-        samples = read_samples(args) if items is None else None  # every listed image exists
+        samples = read_samples(args) if items is None and not jobs else None  # every listed image exists
         set_precision_policy(resolve_mixed_precision(args.mixed_precision))  # before the model
         model_ops = resolve_model_ops(args.model_ops)
         model, config = load_model(args.checkpoint_path, model_config(args),
@@ -725,10 +830,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with StagedOutput(folder, enabled=wants_outputs(args)) as output:
             if items is not None:
                 predict_images(args, predictor, output, items)
-            else:
+            if jobs:
+                runs = predict_videos(video_args, predictor, output, jobs)
+            if samples is not None:
                 evaluate_list(args, predictor, output, samples)
+        if runs and runs[-1].interrupted:  # what was written is in place; say what, exit as SIGINT
+            print(interrupted_line(runs[-1], folder if wants_outputs(video_args) else None), file=sys.stderr)
+            return 130
         if wants_outputs(args):
             print(f"Predictions written to {folder}")
+    except KeyboardInterrupt:  # outside a video's frame loop: the staged outputs were dropped
+        print("bts_test.py: interrupted; nothing written", file=sys.stderr)
+        return 130
     except ConfigError as err:  # a flag that contradicts the checkpoint, named as the flag
         print(f"bts_test.py: error: {err.as_flag_error()}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CORE = {"bts_model", "bts_losses", "bts_dataloader"}
-ORCHESTRATION = {"bts_trainer", "bts_predict", "bts_export"}
+ORCHESTRATION = {"bts_trainer", "bts_predict", "bts_export", "bts_video"}
 CLIS = {"bts_main", "bts_test", "bts_convert_data", "bts_tune", "bts_demo"}
 PROJECT_PACKAGES = {"utils", "tools", "demo", "benchmarks", "tests"}
 

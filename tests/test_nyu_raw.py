@@ -156,7 +156,7 @@ def test_camera_constants_tie_to_the_dataset_table_and_the_toolbox_motion():
 
 @pytest.mark.parametrize("camera", ["rgb", "depth"])
 def test_undistortion_map_matches_opencv_undistort_points(camera):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV (requirements-dev.txt) is the reference")
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (a core requirement) is the reference")
     intrinsics, distortion = ((nyu_raw.RGB_INTRINSICS, nyu_raw.RGB_DISTORTION) if camera == "rgb"
                               else (nyu_raw.DEPTH_INTRINSICS, nyu_raw.DEPTH_DISTORTION))
     fx, fy, cx, cy = intrinsics

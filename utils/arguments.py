@@ -31,6 +31,7 @@ from utils.configs import (ADAMW_VARIANTS, BEST_DIR, DISTRIBUTION_STRATEGIES, KE
 from utils.datasets import DATASETS, TEST_ONLY_DATASETS, get_dataset_facts
 from utils.encoders import DEFAULT_ENCODER, ENCODER_NAMES, OFFICIAL_ENCODERS, encoder_facts
 from utils.metrics import EVAL_PROTOCOLS
+from utils.video import LAYOUTS as VIDEO_LAYOUTS
 
 # --encoder's help, grouped from the encoder table: the official PyTorch BTS encoders, the
 # keras.applications backbones (the names with Keras ImageNet weights) and the smoke-test rest.
@@ -214,8 +215,20 @@ def _add_test(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--image_path", type=str, nargs="*", default=None,
                        help="predict on these images / folders / list files instead of a filenames file "
                             "(default: none)")
+    group.add_argument("--video", type=str, default="",
+                       help="predict every frame of this video file (--image_path takes video files "
+                            "too): a depth video (--save_video) and/or per-frame --save_* files "
+                            "<video name>_<frame>.png, .npy, ... (default: none)")
+    group.add_argument("--save_video", type=str, default="",
+                       help="the depth video to write: .mp4/.m4v/.mov (mp4v), .avi (MJPG) or .mkv "
+                            "(FFV1, lossless); frame rate and panel size of the source (default: "
+                            "<output_directory>/<video name>_depth.mp4 when no --save_* flag is given)")
+    group.add_argument("--video_layout", type=str, default="side_by_side", choices=list(VIDEO_LAYOUTS),
+                       help="depth video frames: the input and its depth side by side, or the depth "
+                            "alone; both on the fixed scale [0, max_depth] with a legend below")
     group.add_argument("--focal", type=float, default=None,
-                       help="focal length in px for --image_path (default: the list's or the dataset's)")
+                       help="focal length in px for --image_path and --video (default: the list's or "
+                            "the dataset's)")
     group.add_argument("--save_png", action="store_true", help="write raw uint16 depth PNGs")
     group.add_argument("--save_cmap", action="store_true", help="write colormapped depth PNGs")
     group.add_argument("--save_npy", action="store_true", help="write float32 depth in metres (.npy)")
