@@ -97,9 +97,20 @@ def load_predictors(args, checkpoints: Dict[str, str]):
     return predictors
 
 
+class QuietLiveFrames(logging.Filter):
+    """Drops werkzeug's access line of each answered live camera frame (a few per second per
+    session would bury every other line); refused frames and every other request still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("/api/live/" in message and "/frame " in message and '" 200 ' in message)
+
+
 def serve(app, host: str, port: int) -> None:
     """Serve ``app`` with werkzeug's threaded server until Ctrl-C."""
     from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").addFilter(QuietLiveFrames())
 
     try:
         if not ipaddress.ip_address(host).is_loopback:

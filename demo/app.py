@@ -16,6 +16,12 @@ Routes (all errors are JSON ``{"error": message, "status": code}``):
   dropped first)
 * ``GET /api/samples``, ``GET /samples/<name>.png``   bundled sample photos (scikit-image)
 * ``GET /legend/<model>.png``        the colormap ramp over [0, max_depth]
+* ``POST /api/live/start``           a camera session (optional ``model``, ``focal``): its id, the
+  frame limits, the colormap table and its URLs; 503 when ``max_live_sessions`` are running
+* ``POST /api/live/<session>/frame`` one camera frame (the body itself, or multipart ``image``):
+  its depth as raw float32 metres like ``format=float32``, size, scale and intrinsics in headers;
+  404 unknown or expired session, 429 (``Retry-After``) faster than ``live_max_fps``
+* ``POST /api/live/<session>/stop``  ends the session (the page sends it when it hides, too)
 
 The routes are module-level views on the blueprint ``BP``; what they share (models, limits,
 result cache, work slots) is one ``DemoState`` in ``app.extensions["bts_demo"]``.
@@ -29,6 +35,13 @@ download at once (others wait up to ``queue_timeout_s``, then get 503); uploads 
 memory, never spooled to disk; the model calls themselves are serialised by
 the predictor's lock; each image is shrunk to ``max_work_pixels`` before the model sees it; the
 result cache holds ``cache_entries`` results. So memory stays bounded whatever arrives.
+
+Live camera frames take the same path (``decode_upload``, a work slot, ``predict_image``) with
+tighter limits: at most ``max_live_sessions`` sessions, one frame in flight each, at most
+``live_max_fps`` frames a second, ``live_max_frame_bytes`` and ``live_max_frame_pixels`` per frame
+(refused, not shrunk: the page sends frames within them). A frame's depth is the answer itself;
+nothing of it is kept (not in the result cache, not on disk), so a session costs a few hundred
+bytes between frames. Sessions idle for ``live_idle_timeout_s`` expire.
 """
 from __future__ import annotations
 
@@ -52,7 +65,7 @@ from werkzeug.utils import secure_filename
 
 from utils import image_io
 from demo import samples
-from demo.uploads import UploadError, decode_upload
+from demo.uploads import DecodedImage, UploadError, decode_upload
 
 if TYPE_CHECKING:  # importing the predictor starts TensorFlow; the app itself does not need it
     from bts_predict import DepthPredictor
@@ -77,7 +90,10 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' blob: data:; "
                                 "script-src 'self'; style-src 'self'; object-src 'none'; "
                                 "frame-ancestors 'none'"),
+    # The page itself may ask for the camera (live mode); no embedder, no other device.
+    "Permissions-Policy": "camera=(self), microphone=(), geolocation=()",
 }
+LIVE_BURST = 2.0  # frames a live session may bank: absorbs network jitter, mean rate stays capped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +106,17 @@ class DemoLimits:
     max_concurrent: int = 4  # requests decoding/predicting at once (each holds ≲ 100 MB)
     queue_timeout_s: float = 120.0  # waiting longer for a slot gives 503
     cache_entries: int = 16  # recent results kept for the download links
+    max_live_sessions: int = 4  # camera sessions at once (503 beyond)
+    live_max_fps: float = 5.0  # frames per second per session (429 with Retry-After beyond)
+    live_idle_timeout_s: float = 30.0  # a session without a request this long is dropped
+    live_max_frame_pixels: int = 640 * 480  # larger frames are refused (413), not shrunk
+    live_max_frame_bytes: int = 2 * 1024 * 1024  # one frame's body (413 beyond)
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not value > 0:  # also refuses NaN
+                raise ValueError(f"DemoLimits.{field.name} must be positive, got {value!r}")
 
 
 @dataclasses.dataclass
@@ -141,6 +168,98 @@ class ResultCache:
             if result is not None:
                 self._items.move_to_end(result_id)
             return result
+
+
+class RateLimited(UploadError):
+    """429: a live frame came sooner than the session's rate allows; retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(429, message)
+        self.retry_after_s = retry_after_s
+
+
+@dataclasses.dataclass
+class LiveSession:
+    """One camera stream: its model and its rate state. No frame is kept."""
+
+    model: str
+    focal: Optional[float]  # px at the frame's size, None: the dataset default
+    last_seen: float  # time.monotonic() of its last request
+    tokens: float = 1.0  # frames it may send now (token bucket, refilled at live_max_fps)
+    in_flight: bool = False  # one frame at a time
+    frames: int = 0  # frames answered
+
+
+class LiveSessions:
+    """The bounded registry of live camera sessions under random ids (memory only).
+
+    Expired sessions are dropped whenever the registry is used, so no thread is needed.
+    """
+
+    def __init__(self, limits: DemoLimits):
+        self.limits = limits
+        self._sessions: Dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._expire(time.monotonic())
+            return len(self._sessions)
+
+    def _expire(self, now: float) -> None:  # under the lock
+        timeout = self.limits.live_idle_timeout_s
+        for key in [key for key, session in self._sessions.items()
+                    if not session.in_flight and now - session.last_seen > timeout]:
+            del self._sessions[key]
+
+    def start(self, model: str, focal: Optional[float]) -> str:
+        """A new session's id; UploadError 503 when ``max_live_sessions`` are running."""
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            if len(self._sessions) >= self.limits.max_live_sessions:
+                raise UploadError(503, f"{len(self._sessions)} live sessions already (the limit); "
+                                       "try again later or upload a photo")
+            key = secrets.token_hex(16)
+            self._sessions[key] = LiveSession(model, focal, now)
+            return key
+
+    def stop(self, key: str) -> bool:
+        with self._lock:
+            return self._sessions.pop(key, None) is not None
+
+    @contextlib.contextmanager
+    def frame(self, key: str) -> Iterator[LiveSession]:
+        """Admit one frame of session ``key`` for the ``with`` block.
+
+        UploadError 404 for an unknown, stopped or expired session; RateLimited 429 while a
+        frame of it is in flight or when it has used up its ``live_max_fps`` rate (a token
+        bucket of ``LIVE_BURST`` frames, so a client pacing itself at the rate is never refused
+        for network jitter, and none gets more than the rate on average).
+        """
+        rate = self.limits.live_max_fps
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            session = self._sessions.get(key) if RESULT_ID.match(key) else None
+            if session is None:
+                raise UploadError(404, "no such live session (stopped, or idle for more than "
+                                       f"{self.limits.live_idle_timeout_s:g} s); start a new one")
+            session.tokens = min(LIVE_BURST, session.tokens + (now - session.last_seen) * rate)
+            session.last_seen = now
+            if session.in_flight:
+                raise RateLimited("one frame at a time: wait for the previous answer", 1.0 / rate)
+            if session.tokens < 1.0:
+                raise RateLimited(f"at most {rate:g} frames per second per live session",
+                                  (1.0 - session.tokens) / rate)
+            session.tokens -= 1.0
+            session.in_flight = True
+        try:
+            yield session
+            session.frames += 1
+        finally:
+            with self._lock:
+                session.in_flight = False
 
 
 def json_error(status: int, message: str) -> Response:
@@ -232,6 +351,7 @@ class DemoState:
     limits: DemoLimits
     cache: ResultCache
     slots: threading.BoundedSemaphore  # the max_concurrent work slots
+    live: LiveSessions  # camera sessions (their frames take work slots like uploads)
 
     @classmethod
     def build(cls, predictors: Mapping[str, "DepthPredictor"], untrained: bool,
@@ -239,7 +359,7 @@ class DemoState:
         if not predictors:
             raise ValueError("create_app needs at least one predictor")
         return cls(dict(predictors), bool(untrained), limits, ResultCache(limits.cache_entries),
-                   threading.BoundedSemaphore(limits.max_concurrent))
+                   threading.BoundedSemaphore(limits.max_concurrent), LiveSessions(limits))
 
     @property
     def default_model(self) -> str:
@@ -312,10 +432,27 @@ def upload_error(err: UploadError) -> Response:
     return json_error(err.status, err.message)
 
 
+@BP.app_errorhandler(RateLimited)
+def rate_limited(err: RateLimited) -> Response:
+    response = jsonify({"error": err.message, "status": 429,
+                        "retry_after_ms": math.ceil(err.retry_after_s * 1e3)})
+    response.status_code = 429
+    response.headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))  # whole seconds
+    return response
+
+
+def size_text(count: int) -> str:
+    """A byte count for a message: ``20 MB``, ``512 kB``, ``100 bytes``."""
+    if count >= 2**20:
+        return f"{count / 2**20:.0f} MB"
+    return f"{count / 2**10:.0f} kB" if count >= 2**10 else f"{count} bytes"
+
+
 @BP.app_errorhandler(HTTPException)
 def http_error(err: HTTPException) -> Response:
+    limit = request.max_content_length or state().limits.max_upload_bytes  # live frames: less
     messages = {
-        413: f"the upload is larger than {state().limits.max_upload_bytes / 2**20:.0f} MB",
+        413: f"the upload is larger than {size_text(limit)}",
         405: f"method {request.method} is not allowed on {request.path}",
         404: f"nothing at {request.path}",
     }
@@ -346,7 +483,7 @@ def healthz() -> Response:
     demo = state()
     return jsonify({"status": "ok", "untrained": demo.untrained,
                     "default_model": demo.default_model, "models": demo.models(),
-                    "limits": dataclasses.asdict(demo.limits)})
+                    "limits": dataclasses.asdict(demo.limits), "live_sessions": len(demo.live)})
 
 
 @BP.get("/api/samples")
@@ -451,16 +588,19 @@ def request_image() -> Tuple[bytes, str, Optional[str]]:
     return upload.read(), safe_stem(upload.filename), None
 
 
-def predict_upload(demo: DemoState) -> Result:
-    """Read, check, decode and predict the uploaded image (or sample) of this request."""
-    data, stem, sample = request_image()
+def request_model(demo: DemoState) -> Tuple[str, Optional[float]]:
+    """(model name, focal px or None) of this request's ``model`` and ``focal`` fields."""
     name = request.values.get("model", demo.default_model)
     if name not in demo.predictors:
         raise UploadError(400, f"model must be one of {', '.join(demo.predictors)}, "
                                f"got {name[:20]!r}")
-    focal = parse_focal(request.values.get("focal"))
-    decoded = decode_upload(data, max_pixels=demo.limits.max_pixels,
-                            max_work_pixels=demo.limits.max_work_pixels)
+    return name, parse_focal(request.values.get("focal"))
+
+
+def predict_decoded(demo: DemoState, decoded: DecodedImage, name: str, focal: Optional[float]
+                    ) -> Tuple[np.ndarray, float, image_io.Intrinsics, float]:
+    """The one prediction step of uploads and live frames: (depth (H, W) float32 m, focal px,
+    intrinsics, model milliseconds) of a decoded image with model ``name``."""
     predictor = demo.predictors[name]
     # Shrinking an image shrinks its focal length in pixels by the same factor.
     focal_px = (focal if focal is not None else predictor.default_focal) * decoded.scale
@@ -470,6 +610,18 @@ def predict_upload(demo: DemoState) -> Result:
     height, width = depth_m.shape
     given = {} if focal is None else {"fx": focal_px, "fy": focal_px}
     intrinsics = image_io.default_intrinsics(predictor.dataset, height, width, **given)
+    return depth_m, float(focal_px), intrinsics, elapsed_ms
+
+
+def predict_upload(demo: DemoState) -> Result:
+    """Read, check, decode and predict the uploaded image (or sample) of this request."""
+    data, stem, sample = request_image()
+    name, focal = request_model(demo)
+    decoded = decode_upload(data, max_pixels=demo.limits.max_pixels,
+                            max_work_pixels=demo.limits.max_work_pixels)
+    depth_m, focal_px, intrinsics, elapsed_ms = predict_decoded(demo, decoded, name, focal)
+    predictor = demo.predictors[name]
+    height, width = depth_m.shape
     LOGGER.info("%s %dx%d -> %dx%d with %s in %.0f ms", decoded.format,
                 decoded.original_size[1], decoded.original_size[0], width, height, name,
                 elapsed_ms)
@@ -479,8 +631,7 @@ def predict_upload(demo: DemoState) -> Result:
               "predict_ms": round(elapsed_ms, 1),
               "ground_truth": sample_scores(sample, depth_m, predictor.dataset)}
     return Result(decoded.rgb, depth_m, name, predictor.max_depth,
-                  image_io.depth_scale(predictor.dataset), float(focal_px), intrinsics, stem,
-                  source)
+                  image_io.depth_scale(predictor.dataset), focal_px, intrinsics, stem, source)
 
 
 def sample_scores(sample: Optional[str], depth_m: np.ndarray, dataset: str
@@ -488,3 +639,74 @@ def sample_scores(sample: Optional[str], depth_m: np.ndarray, dataset: str
     """Ground-truth scores of a bundled sample's prediction, None for uploads and other samples."""
     gt_m = samples.sample_ground_truth(sample) if sample else None
     return None if gt_m is None else ground_truth_scores(depth_m, gt_m, dataset)
+
+
+# ----------------------------------------------------------------------------------------------
+# Live camera mode: bounded sessions, one frame in flight each, depth back as raw float32
+# ----------------------------------------------------------------------------------------------
+@BP.post("/api/live/start")
+def live_start() -> Response:
+    demo = state()
+    name, focal = request_model(demo)
+    session = demo.live.start(name, focal)
+    predictor, limits = demo.predictors[name], demo.limits
+    LOGGER.info("live session %s… started with %s (%d running)", session[:6], name, len(demo.live))
+    return jsonify({
+        "session": session, "model": name, "untrained": demo.untrained,
+        "max_depth": predictor.max_depth, "depth_scale": image_io.depth_scale(predictor.dataset),
+        # The page colours the float32 depth itself with the server's table (colorize_depth).
+        "colormap": image_io.colormap_lut().tolist(),
+        "limits": {"max_fps": limits.live_max_fps,
+                   "min_interval_ms": math.ceil(1e3 / limits.live_max_fps),
+                   "max_frame_pixels": limits.live_max_frame_pixels,
+                   "max_frame_bytes": limits.live_max_frame_bytes,
+                   "idle_timeout_s": limits.live_idle_timeout_s},
+        "urls": {"frame": f"/api/live/{session}/frame", "stop": f"/api/live/{session}/stop"}})
+
+
+@BP.post("/api/live/<session_id>/frame")
+def live_frame(session_id: str) -> Response:
+    demo = state()
+    limits = demo.limits
+    with demo.live.frame(session_id) as session:  # 404 / 429 before the body is read
+        request.max_content_length = limits.live_max_frame_bytes
+        with demo.slot():
+            decoded = decode_upload(live_frame_bytes(), max_pixels=limits.live_max_frame_pixels,
+                                    max_work_pixels=limits.live_max_frame_pixels)
+            depth_m, focal_px, intrinsics, elapsed_ms = predict_decoded(
+                demo, decoded, session.model, session.focal)
+        number = session.frames + 1
+    predictor = demo.predictors[session.model]
+    height, width = depth_m.shape
+    LOGGER.debug("live %s… frame %d %dx%d in %.0f ms", session_id[:6], number, width, height,
+                 elapsed_ms)
+    response = Response(np.ascontiguousarray(depth_m, dtype="<f4").tobytes(),
+                        mimetype="application/octet-stream")
+    response.headers.update({
+        "X-Depth-Width": str(width), "X-Depth-Height": str(height),
+        "X-Max-Depth": f"{predictor.max_depth:g}",
+        "X-Depth-Scale": f"{image_io.depth_scale(predictor.dataset):g}",
+        "X-Focal-Px": f"{focal_px:.6g}", "X-Intrinsics": ",".join(f"{v:.6g}" for v in intrinsics),
+        "X-Live-Frame": str(number), "X-Predict-Ms": f"{elapsed_ms:.1f}",
+        "Cache-Control": "no-store"})
+    return response
+
+
+def live_frame_bytes() -> bytes:
+    """The frame of this request: a multipart ``image`` field, else the body itself (in memory)."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise UploadError(400, "send the frame as the request body or as the multipart "
+                                   "field 'image'")
+        return upload.read()
+    return request.get_data(cache=False)
+
+
+@BP.post("/api/live/<session_id>/stop")
+def live_stop(session_id: str) -> Response:
+    demo = state()
+    if not demo.live.stop(session_id):
+        return json_error(404, "no such live session (already stopped or expired)")
+    LOGGER.info("live session %s… stopped (%d running)", session_id[:6], len(demo.live))
+    return jsonify({"stopped": session_id})
