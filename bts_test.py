@@ -437,6 +437,15 @@ def read_samples(args):
     return checked
 
 
+def flag_intrinsics(args, height: int, width: int, focal: Optional[float] = None):
+    """Intrinsics of an ``--image_path`` image or a video frame: ``--fx --fy --cx --cy``, else
+    ``--focal``, else ``focal`` (an image list's column), else the dataset's (a focal length is fx
+    and fy in px)."""
+    given = args.focal or focal
+    return image_io.default_intrinsics(args.dataset, height, width, args.fx or given, args.fy or given,
+                                       args.cx, args.cy)
+
+
 def sample_intrinsics(args, sample, depth_shape: Tuple[int, int]):
     """(rgb, intrinsics) matching a (possibly KB-cropped) prediction, for point clouds."""
     from utils.datasets import kb_crop_offsets
@@ -656,12 +665,9 @@ def predict_images(args, predictor, output: StagedOutput, items: Sequence[ImageI
         depth = predictor.restore(depth, placement)
         if maps is not None:
             maps = {name: predictor.restore(value, placement) for name, value in maps.items()}
-        given_focal = args.focal or item.focal  # a focal length is fx (and fy) in px
-        intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2],
-                                                 args.fx or given_focal, args.fy or given_focal,
-                                                 args.cx, args.cy)
         save_prediction(args, predictor, output.path, item.name, depth, rgb=rgb, maps=maps,
-                        intrinsics=intrinsics, shown_folder=output.folder)
+                        intrinsics=flag_intrinsics(args, *rgb.shape[:2], item.focal),
+                        shown_folder=output.folder)
 
     # log lines above the bar, never glued onto it; every file written before the staging moves
     with logging_redirect_tqdm(), BackgroundWriter(max_pending=2 * batch_size + 2) as writer, \
@@ -726,10 +732,7 @@ def predict_videos(args, predictor, output: StagedOutput, jobs: Sequence) -> lis
     from bts_video import predict_video
 
     def save_frame(name: str, rgb: np.ndarray, depth: np.ndarray, maps) -> None:  # writer thread
-        intrinsics = None
-        if args.save_point_cloud:
-            intrinsics = image_io.default_intrinsics(args.dataset, *rgb.shape[:2], args.fx or args.focal,
-                                                     args.fy or args.focal, args.cx, args.cy)
+        intrinsics = flag_intrinsics(args, *rgb.shape[:2]) if args.save_point_cloud else None
         save_prediction(args, predictor, output.path, name, depth, rgb=rgb, maps=maps,
                         intrinsics=intrinsics, shown_folder=output.folder)
 
