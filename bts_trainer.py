@@ -394,18 +394,25 @@ def uses_tpu(distribution_strategy: str, tpu_name: str) -> bool:
 
 def resolve_mixed_precision(requested: str, *, tpu: bool = False) -> str:
     """``--mixed_precision`` for this machine: ``auto`` becomes none, bf16 or fp16 by the rules of
-    ``utils/precision.py`` (the visible GPUs, ``tpu``, the CPU's /proc/cpuinfo flags and
+    ``utils/precision.py`` (the visible GPUs, ``tpu``, the CPU's /proc/cpuinfo flags and vendor,
     TF_ENABLE_ONEDNN_OPTS), logged in one line; other values are returned unchanged, unlogged.
 
     Call it once at start-up, before the policy is set and any model or strategy is built.
     """
     if requested != AUTO_PRECISION:
         return requested
-    resolved, reason = precision.resolve_precision(
-        requested, cpu_flags=precision.cpu_bf16_features(precision.read_cpuinfo()),
-        gpus=visible_gpus(), tpu=tpu, onednn_off=precision.onednn_disabled(os.environ))
+    resolved, reason = auto_precision(tpu=tpu)
     PRECISION_LOG.info(precision.auto_message(resolved, reason))
     return resolved
+
+
+def auto_precision(*, tpu: bool = False) -> Tuple[str, str]:
+    """(precision, reason) that ``--mixed_precision auto`` becomes on this machine, unlogged."""
+    cpuinfo = precision.read_cpuinfo()
+    return precision.resolve_precision(
+        AUTO_PRECISION, cpu_flags=precision.cpu_bf16_features(cpuinfo), gpus=visible_gpus(),
+        tpu=tpu, onednn_off=precision.onednn_disabled(os.environ),
+        vendor=precision.cpu_vendor(cpuinfo))
 
 
 def resolve_model_ops(requested: str, *, tpu: bool = False) -> bts_model.ModelOps:

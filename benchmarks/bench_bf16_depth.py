@@ -147,12 +147,9 @@ def compare(args, max_frames: int = 0) -> Dict[str, object]:
 
 def auto_choice() -> Dict[str, str]:
     """What ``--mixed_precision auto`` resolves to here, and why (not logged)."""
-    from bts_trainer import visible_gpus
-    from utils import precision
+    from bts_trainer import auto_precision
 
-    resolved, reason = precision.resolve_precision(
-        "auto", cpu_flags=precision.cpu_bf16_features(precision.read_cpuinfo()), gpus=visible_gpus(),
-        onednn_off=precision.onednn_disabled(os.environ))
+    resolved, reason = auto_precision()
     return {"resolved": resolved, "reason": reason}
 
 

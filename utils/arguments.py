@@ -70,7 +70,8 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
                             "folder (default: none)")
     group.add_argument("--mixed_precision", type=str, default="none", choices=list(PRECISION_CHOICES),
                        help="compute dtype policy: none (float32), bf16, fp16, or auto: bf16 on a TPU, "
-                            "on GPUs of compute capability 8.0+ and on CPUs with AMX/AVX512-BF16, "
+                            "on GPUs of compute capability 8.0+, on CPUs with AMX-BF16 and on non-Intel "
+                            "CPUs with AVX512-BF16, "
                             "else none, logged once at start-up (loss, LPG and final depth stay "
                             "float32; docs/performance.md)")
 

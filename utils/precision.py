@@ -8,10 +8,14 @@ The rules (README, docs/performance.md "Mixed precision auto"):
 * GPUs visible: ``bf16`` when every one reports compute capability 8.0 or higher (Ampere and
   newer have bf16 tensor cores), else ``none``. ``auto`` never picks ``fp16``: training in fp16
   needs loss scaling and has a narrow range, which is not what "auto" promises;
-* CPU only: ``bf16`` when the CPU has AMX-BF16 or AVX512-BF16 (``/proc/cpuinfo`` flags
-  ``amx_bf16`` / ``avx512_bf16``) and oneDNN is not switched off (``TF_ENABLE_ONEDNN_OPTS=0``
-  makes bf16 about 45x slower even with AMX), else ``none``: without them TF emulates bf16, no
-  faster for inference and several times slower for training.
+* CPU only: ``bf16`` when the CPU has AMX-BF16 (``/proc/cpuinfo`` flag ``amx_bf16``), or
+  AVX512-BF16 (``avx512_bf16``) on a CPU that is not Intel's, and oneDNN is not switched off
+  (``TF_ENABLE_ONEDNN_OPTS=0`` makes bf16 about 45x slower even with AMX); else ``none``.
+  Without either feature TF emulates bf16: no faster for inference, several times slower for
+  training. An Intel CPU with AVX512-BF16 but no AMX (a Xeon whose AMX a hypervisor hides,
+  Cooper Lake) gets ``none``: on such a Xeon oneDNN's bf16 matmuls and convs ran at 0.55x the
+  fp32 rate (160 against 285 GFLOP/s, in TensorFlow and PyTorch alike) and the BTS forward pass
+  1.6x slower than fp32, while an AMD EPYC (Zen 4) with AVX512-BF16 ran it 1.55x faster.
 
 The TensorFlow side (listing GPUs, logging the choice once) is
 ``bts_trainer.resolve_mixed_precision``; this module only decides.
@@ -25,6 +29,7 @@ from utils.configs import AUTO_PRECISION, PRECISIONS
 CPUINFO_PATH = "/proc/cpuinfo"
 # /proc/cpuinfo flag -> how the reason names it, in order of preference.
 CPU_BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+INTEL_VENDOR = "GenuineIntel"  # /proc/cpuinfo vendor_id
 MIN_BF16_COMPUTE_CAPABILITY = (8, 0)
 
 GpuInfo = Tuple[str, Optional[Tuple[int, int]]]  # (device name, compute capability or None)
@@ -50,6 +55,16 @@ def cpu_bf16_features(cpuinfo_text: str) -> FrozenSet[str]:
     return frozenset(found)
 
 
+def cpu_vendor(cpuinfo_text: str) -> str:
+    """The ``vendor_id`` of a /proc/cpuinfo text (``GenuineIntel``, ``AuthenticAMD``, ...); ''
+    where it names none (ARM kernels print no vendor_id line)."""
+    for line in cpuinfo_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "vendor_id":
+            return value.strip()
+    return ""
+
+
 def onednn_disabled(environ: Mapping[str, str]) -> bool:
     """Whether ``TF_ENABLE_ONEDNN_OPTS`` turns TensorFlow's oneDNN kernels off."""
     return environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false", "off", "no")
@@ -65,13 +80,13 @@ def _capability(value) -> Optional[Tuple[int, int]]:
 
 def resolve_precision(requested: str, *, cpu_flags: FrozenSet[str] = frozenset(),
                       gpus: Sequence[GpuInfo] = (), tpu: bool = False,
-                      onednn_off: bool = False) -> Tuple[str, str]:
+                      onednn_off: bool = False, vendor: str = "") -> Tuple[str, str]:
     """(precision, reason): ``requested`` itself unless it is ``auto``; for ``auto`` one of
     ``PRECISIONS`` by the rules of this module's docstring, and a short phrase saying why.
 
     ``cpu_flags``: :func:`cpu_bf16_features`; ``gpus``: (name, compute capability (major, minor)
     or None when the device reports none) per visible GPU; ``tpu``: the run uses a TPU;
-    ``onednn_off``: :func:`onednn_disabled`.
+    ``onednn_off``: :func:`onednn_disabled`; ``vendor``: :func:`cpu_vendor`.
     """
     if requested != AUTO_PRECISION:
         if requested not in PRECISIONS:
@@ -94,6 +109,8 @@ def resolve_precision(requested: str, *, cpu_flags: FrozenSet[str] = frozenset()
         return "none", "CPU has no AMX/AVX512-BF16"
     if onednn_off:
         return "none", f"CPU has {feature} but TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off"
+    if "amx_bf16" not in cpu_flags and vendor == INTEL_VENDOR:
+        return "none", "Intel CPU has AVX512-BF16 but no AMX: bf16 is slower than fp32 there"
     return "bf16", f"CPU has {feature}"
 
 
