@@ -28,6 +28,7 @@ state-dict key; the map (``PT_NAME_TABLE``, ``pytorch_key_for``) lives in the co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -72,37 +73,59 @@ class BatchNorm(keras.layers.BatchNormalization):
 
     use_moving_statistics = False
 
-    def call(self, inputs, training=None, mask=None):
-        training = training and not self.use_moving_statistics
-        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3) or \
-                keras.backend.backend() != "tensorflow":
-            # Other backends (speed runs under JAX): Keras BN, whose moving variance is biased.
-            return super().call(inputs, training=training, mask=mask)
+    def uses_batch_statistics(self, training) -> bool:
+        """Whether a call with ``training`` normalises with (and updates from) batch statistics."""
+        return bool(training) and self.trainable and not self.use_moving_statistics
+
+    def fused(self, inputs) -> bool:
+        """Whether :meth:`call` computes with TF's fused kernel (NHWC under TensorFlow)."""
+        return (len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and keras.backend.backend() == "tensorflow")
+
+    def affine(self):
+        """(γ, β) as float32 tensors (ones/zeros where the layer has none)."""
         import tensorflow as tf  # loaded already by the TensorFlow backend
 
         gamma = self.gamma if self.scale else tf.ones_like(self.moving_mean)
         beta = self.beta if self.center else tf.zeros_like(self.moving_mean)
-        gamma = tf.cast(gamma, tf.float32)
-        beta = tf.cast(beta, tf.float32)
-        if training and self.trainable:
+        return tf.cast(gamma, tf.float32), tf.cast(beta, tf.float32)
+
+    def normalize(self, inputs, batch_statistics: bool, gamma, beta):
+        """(outputs, batch mean, unbiased batch variance) of TF's fused kernel on NHWC ``inputs``
+        with (γ, β) = ``gamma``, ``beta`` (:meth:`affine`), no moving-statistics update (the
+        means are ``None`` with the moving statistics). The one computation of :meth:`call`, also
+        recomputed in :class:`Conv2D`'s backward pass (``recompute=bn_relu``)."""
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
+        if batch_statistics:
             outputs, batch_mean, batch_var, _, _, _ = tf.raw_ops.FusedBatchNormV3(
                 x=inputs, scale=gamma, offset=beta,
                 mean=tf.constant([], tf.float32), variance=tf.constant([], tf.float32),
                 epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
                 is_training=True,
             )
-            momentum = self.momentum
-            self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
-            self.moving_variance.assign(
-                self.moving_variance * momentum + batch_var * (1.0 - momentum)
-            )
-            return outputs
+            return outputs, batch_mean, batch_var
         outputs, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=gamma, offset=beta,
             mean=tf.cast(self.moving_mean, tf.float32),
             variance=tf.cast(self.moving_variance, tf.float32),
             epsilon=self.epsilon, data_format="NHWC", is_training=False,
         )
+        return outputs, None, None
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or not self.fused(inputs):
+            # Other backends (speed runs under JAX): Keras BN, whose moving variance is biased.
+            training = training and not self.use_moving_statistics
+            return super().call(inputs, training=training, mask=mask)
+        batch_statistics = self.uses_batch_statistics(training)
+        outputs, batch_mean, batch_var = self.normalize(inputs, batch_statistics, *self.affine())
+        if batch_statistics:
+            momentum = self.momentum
+            self.moving_mean.assign(self.moving_mean * momentum + batch_mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + batch_var * (1.0 - momentum)
+            )
         return outputs
 
 
@@ -112,6 +135,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 CONV1X1_CHOICES = ("conv", "matmul")
 PADDING_CHOICES = ("separate", "fused")
 UPCONV_CHOICES = ("upsample", "subpixel")
+RECOMPUTE_CHOICES = ("none", "bn_relu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,17 +154,23 @@ class ModelOps:
     choice (a model of one choice loads another's files). ``upconv``: ``"upsample"`` (nearest ×2,
     then the 3×3 conv at the doubled size) or ``"subpixel"``: the same conv computed on the small
     map, 2.25× fewer multiply-adds (:class:`UpConv`); equal up to float rounding, since its kernel
-    taps are summed before they multiply.
+    taps are summed before they multiply. ``recompute``: ``"none"`` or ``"bn_relu"``: in a
+    training step, each DenseNet BN→ReLU→conv (dense layers' both, transitions') keeps only the
+    BN's input for the backward pass and recomputes BN→ReLU there, instead of keeping the ReLU
+    output (the largest activations of the encoder; no conv is recomputed). Same numbers; less
+    memory, a little more time (:class:`Conv2D`).
     """
 
     conv1x1: str = "conv"
     padding: str = "separate"
     upconv: str = "upsample"
+    recompute: str = "none"
 
     def __post_init__(self):
         for field, value, choices in (("conv1x1", self.conv1x1, CONV1X1_CHOICES),
                                       ("padding", self.padding, PADDING_CHOICES),
-                                      ("upconv", self.upconv, UPCONV_CHOICES)):
+                                      ("upconv", self.upconv, UPCONV_CHOICES),
+                                      ("recompute", self.recompute, RECOMPUTE_CHOICES)):
             if value not in choices:
                 raise ConfigError("model_ops", f"{field}={value!r} is unknown; valid: "
                                   f"{', '.join(f'{field}={c}' for c in choices)}")
@@ -156,6 +186,10 @@ class ModelOps:
     @property
     def subpixel_upconv(self) -> bool:
         return self.upconv == "subpixel"
+
+    @property
+    def recompute_bn_relu(self) -> bool:
+        return self.recompute == "bn_relu"
 
 
     def __str__(self) -> str:
@@ -181,16 +215,18 @@ class ModelOps:
             chosen[key] = choice
         if not chosen:
             raise ConfigError("model_ops", f"{text!r} names no choice; expected {STANDARD_MODEL_OPS!r} "
-                              "or KEY=VALUE, e.g. conv1x1=matmul,upconv=subpixel")
+                              "or KEY=VALUE, e.g. conv1x1=matmul,recompute=bn_relu")
         return cls(**chosen)
 
 
 STANDARD_MODEL_OPS = "standard"
 DEFAULT_MODEL_OPS = ModelOps()
-# What ``--model_ops auto`` builds where no GPU/TPU computes: both levers paid on every CPU kind
-# measured, fp32 and bf16, forward and training (docs/performance.md, bench_model --model_ops).
-# Accelerators keep the standard graph (cuDNN/XLA convs; not measured here).
-CPU_MODEL_OPS = ModelOps(conv1x1="matmul", upconv="subpixel")
+# What ``--model_ops auto`` builds where no GPU/TPU computes: the conv1x1 and upconv levers paid
+# on every CPU kind measured, fp32 and bf16, forward and training; recompute cuts a training
+# step's peak RSS by 1.8 GB (fp32, 416×544 b2) within the timing noise and does nothing outside
+# training (docs/performance.md, bench_model --model_ops). Accelerators keep the standard graph
+# (cuDNN/XLA convs; not measured here).
+CPU_MODEL_OPS = ModelOps(conv1x1="matmul", upconv="subpixel", recompute="bn_relu")
 
 
 def model_ops_of(model: keras.Model) -> ModelOps:
@@ -199,8 +235,10 @@ def model_ops_of(model: keras.Model) -> ModelOps:
     matmul = any(getattr(layer, "matmul_1x1", False) for layer in layers)
     fused = any(isinstance(layer, FusedPadding) for layer in layers)
     subpixel = any(isinstance(layer, UpConv) and layer.subpixel for layer in layers)
+    recompute = any(getattr(layer, "recompute_input", False) for layer in layers)
     return ModelOps(conv1x1="matmul" if matmul else "conv", padding="fused" if fused else "separate",
-                    upconv="subpixel" if subpixel else "upsample")
+                    upconv="subpixel" if subpixel else "upsample",
+                    recompute="bn_relu" if recompute else "none")
 
 
 def _all_layers(model: keras.Model):
@@ -267,17 +305,99 @@ class Conv2D(keras.layers.Conv2D):
     (1, 1, Cin, Cout) as ever. ``explicit_padding`` p (needs ``padding='valid'``): the conv
     pads p zeros on each side of H and W itself, equal to ``ZeroPadding2D(p)`` before it.
 
+    ``recompute_input`` (``ModelOps(recompute="bn_relu")``): the layer's input is ReLU(BN(x)) of
+    a :class:`BatchNorm` attached with :meth:`attach_recompute_source`, and it is called as
+    ``conv(relu_out, bn_input=pieces)`` with ``x = concat(pieces)`` (a DenseNet block's input
+    and the new features of its layers so far; or ``bn_input=x``). Forward values are the plain
+    conv's; in a training call its gradient keeps the pieces instead of ``relu_out``, recomputes
+    concat→BN→ReLU from them (BN's batch- or moving-statistics form, whichever the forward pass
+    used) and then takes the conv's, ReLU's and BN's gradients as autodiff would, so that
+    neither the ReLU outputs nor the growing concatenations stay alive for the backward pass.
+    Unattached (a model read back from a ``.keras`` file) or outside training it is the plain
+    conv of ``relu_out``.
+
     Deliberately called ``Conv2D``: ``.keras``/``.weights.h5`` files address a model's layers by
     their snake-cased class name, so a model built with any ModelOps reads and writes the same
     weight files as the default one (whose plain convs are Keras's own Conv2D).
     """
 
-    def __init__(self, *args, matmul_1x1: bool = False, explicit_padding: int = 0, **kwargs):
+    def __init__(self, *args, matmul_1x1: bool = False, explicit_padding: int = 0,
+                 recompute_input: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.matmul_1x1, self.explicit_padding = bool(matmul_1x1), int(explicit_padding)
+        self.recompute_input = bool(recompute_input)
         if self.explicit_padding and (self.padding != "valid" or self.data_format != "channels_last"):
             raise ValueError(f"{self.name}: explicit_padding needs padding='valid' and "
                              f"channels_last, got {self.padding!r}, {self.data_format!r}")
+        if self.recompute_input and (self.use_bias or self.activation is not keras.activations.linear
+                                     or tuple(self.strides) != (1, 1) or self.explicit_padding
+                                     or tuple(self.dilation_rate) != (1, 1) or self.groups != 1
+                                     or self.data_format != "channels_last"):
+            raise ValueError(f"{self.name}: recompute_input needs a bias-free, linear, stride-1, "
+                             "undilated, ungrouped channels_last conv")
+
+    def attach_recompute_source(self, batch_norm: "BatchNorm") -> None:
+        """The BN whose ReLU'd output this layer convolves (``recompute_input``). Kept outside
+        Keras's and tf.train.Checkpoint's tracking, so weight files and ``ckpt-N`` keys are the
+        plain model's."""
+        object.__setattr__(self, "_recompute_source", (batch_norm,))
+
+    def call(self, inputs, training=None, bn_input=None):
+        source = getattr(self, "_recompute_source", (None,))[0]
+        pieces = list(bn_input) if isinstance(bn_input, (list, tuple)) else [bn_input]
+        if (bn_input is None or source is None or not training
+                or keras.backend.backend() != "tensorflow" or not source.fused(inputs)):
+            return super().call(inputs)
+        return self._recomputing_conv(inputs, pieces, source, source.uses_batch_statistics(training))
+
+    def _recomputing_conv(self, relu_out, pieces, source: "BatchNorm", batch_statistics: bool):
+        """conv(relu_out) whose gradient recomputes relu_out = ReLU(BN(concat(pieces)))."""
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
+        gamma, beta = source.affine()
+        kernel = tf.cast(self.kernel, self.compute_dtype)
+        widths = [int(piece.shape[-1]) for piece in pieces]
+
+        @tf.custom_gradient
+        def conv(relu_out, gamma, beta, kernel, *pieces):
+            def grad(upstream):
+                # Not before the backward pass reaches this layer: nothing else orders the
+                # recomputation (it reads forward tensors only), and an executor that ran it
+                # early would keep every recomputed ReLU output alive, as without recompute.
+                with tf.control_dependencies([upstream]):
+                    x = tf.concat(pieces, axis=-1) if len(pieces) > 1 else tf.identity(pieces[0])
+                with tf.GradientTape() as tape:
+                    tape.watch([x, gamma, beta])
+                    recomputed = tf.nn.relu(source.normalize(x, batch_statistics, gamma, beta)[0])
+                d_relu, d_kernel = self._conv_gradients(recomputed, kernel, upstream)
+                d_x, d_gamma, d_beta = tape.gradient(recomputed, [x, gamma, beta],
+                                                     output_gradients=d_relu)
+                d_pieces = tf.split(d_x, widths, axis=-1) if len(pieces) > 1 else [d_x]
+                return (None, d_gamma, d_beta, d_kernel, *d_pieces)
+
+            return self.convolution_op(relu_out, kernel), grad
+
+        return conv(relu_out, gamma, beta, kernel, *pieces)
+
+    def _conv_gradients(self, inputs, kernel, upstream):
+        """(d inputs, d kernel) of ``convolution_op(inputs, kernel)`` for ``upstream``, without
+        its forward pass (the backward ops TF's own gradient of the op uses)."""
+        import tensorflow as tf  # loaded already by the TensorFlow backend
+
+        if self._is_matmul():
+            cin, cout = kernel.shape[2], kernel.shape[3]
+            flat_in, flat_up = tf.reshape(inputs, (-1, cin)), tf.reshape(upstream, (-1, cout))
+            d_inputs = tf.matmul(flat_up, tf.reshape(kernel, (cin, cout)), transpose_b=True)
+            d_kernel = tf.matmul(flat_in, flat_up, transpose_a=True)
+            return tf.reshape(d_inputs, tf.shape(inputs)), tf.reshape(d_kernel, kernel.shape)
+        padding = self.padding.upper()
+        d_inputs = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(inputs), filter=kernel, out_backprop=upstream,
+            strides=[1, 1, 1, 1], padding=padding)
+        d_kernel = tf.raw_ops.Conv2DBackpropFilter(
+            input=inputs, filter_sizes=tf.shape(kernel), out_backprop=upstream,
+            strides=[1, 1, 1, 1], padding=padding)
+        return d_inputs, d_kernel
 
     def _is_matmul(self) -> bool:
         return (self.matmul_1x1 and tuple(self.kernel_size) == (1, 1)
@@ -304,6 +424,8 @@ class Conv2D(keras.layers.Conv2D):
             config["matmul_1x1"] = True
         if self.explicit_padding:
             config["explicit_padding"] = self.explicit_padding
+        if self.recompute_input:
+            config["recompute_input"] = True
         return config
 
 
@@ -344,20 +466,38 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
 def _conv(filters: int, kernel: int, name: str, *, activation=None, strides: int = 1,
           padding: str = "same", dilation: int = 1, initializer="glorot_uniform",
-          model_ops: ModelOps = DEFAULT_MODEL_OPS, explicit_padding: int = 0
-          ) -> keras.layers.Conv2D:
+          model_ops: ModelOps = DEFAULT_MODEL_OPS, explicit_padding: int = 0,
+          recompute_input: bool = False) -> keras.layers.Conv2D:
     """A bias-free conv (PT BTS has no conv biases); Xavier-uniform by default as PT's decoder.
 
     Keras's Conv2D under the default ModelOps; :class:`Conv2D` where ``model_ops`` makes a 1×1
-    conv a MatMul or ``explicit_padding`` (the fused padding of a 'valid' conv) is set.
+    conv a MatMul, ``explicit_padding`` (the fused padding of a 'valid' conv) or
+    ``recompute_input`` (its input is a recomputed BN→ReLU) is set.
     """
     kwargs = dict(strides=strides, padding=padding, dilation_rate=dilation, use_bias=False,
                   activation=activation, kernel_initializer=initializer, name=name)
-    matmul = model_ops.matmul_1x1 and kernel == 1 and strides == 1 and dilation == 1
-    if not (matmul or explicit_padding):
-        return keras.layers.Conv2D(filters, kernel, **kwargs)
-    extra = {"matmul_1x1": True} if matmul else {"explicit_padding": explicit_padding}
-    return Conv2D(filters, kernel, **kwargs, **extra)
+    extra = {}
+    if model_ops.matmul_1x1 and kernel == 1 and strides == 1 and dilation == 1:
+        extra["matmul_1x1"] = True
+    if explicit_padding:
+        extra["explicit_padding"] = explicit_padding
+    if recompute_input:
+        extra["recompute_input"] = True
+    return Conv2D(filters, kernel, **kwargs, **extra) if extra else \
+        keras.layers.Conv2D(filters, kernel, **kwargs)
+
+
+def _bn_relu_conv(x, bn: "BatchNorm", relu_name: str, conv: Callable[..., keras.layers.Conv2D],
+                  model_ops: ModelOps, pieces: Optional[Sequence[keras.KerasTensor]] = None):
+    """``conv(ReLU(bn(x)))``; with ``recompute=bn_relu`` the conv recomputes BN→ReLU from
+    ``pieces`` (``x`` = their concatenation; default ``[x]``) in its backward pass
+    (:class:`Conv2D` ``recompute_input``). ``conv(recompute_input=...)`` builds the conv layer."""
+    y = keras.layers.ReLU(name=relu_name)(bn(x))
+    if not model_ops.recompute_bn_relu:
+        return conv(recompute_input=False)(y)
+    layer = conv(recompute_input=True)
+    layer.attach_recompute_source(bn)
+    return layer(y, bn_input=list(pieces) if pieces else x)
 
 
 def _decoder_bn(name: str, epsilon: float = DECODER_BN_EPSILON) -> BatchNorm:
@@ -387,25 +527,27 @@ def _encoder_bn(name: str) -> BatchNorm:
                      name=ENCODER_PREFIX + name)
 
 
-def _dense_layer(x, config: DenseNetConfig, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS):
-    """torchvision _DenseLayer: BN→ReLU→1×1 (bn_size·k) →BN→ReLU→3×3 (k), concatenated to x."""
+def _dense_layer(x, config: DenseNetConfig, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS,
+                 pieces: Optional[Sequence[keras.KerasTensor]] = None):
+    """torchvision _DenseLayer: BN→ReLU→1×1 (bn_size·k) →BN→ReLU→3×3 (k), concatenated to x.
+    ``pieces``: the block's input and its layers' new features, whose concatenation is ``x``
+    (what ``recompute=bn_relu`` recomputes ``x`` from). Returns (concat(x, y), y)."""
     p = ENCODER_PREFIX + name
-    y = _encoder_bn(f"{name}.norm1")(x)
-    y = keras.layers.ReLU(name=f"{p}.relu1")(y)
-    y = _conv(config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_kaiming_normal(),
-              model_ops=model_ops)(y)
-    y = _encoder_bn(f"{name}.norm2")(y)
-    y = keras.layers.ReLU(name=f"{p}.relu2")(y)
-    y = _conv(config.growth_rate, 3, f"{p}.conv2", initializer=_kaiming_normal())(y)
-    return keras.layers.Concatenate(name=f"{p}.concat")([x, y])
+    y = _bn_relu_conv(x, _encoder_bn(f"{name}.norm1"), f"{p}.relu1", functools.partial(
+        _conv, config.bn_size * config.growth_rate, 1, f"{p}.conv1", initializer=_kaiming_normal(),
+        model_ops=model_ops), model_ops, pieces)
+    y = _bn_relu_conv(y, _encoder_bn(f"{name}.norm2"), f"{p}.relu2", functools.partial(
+        _conv, config.growth_rate, 3, f"{p}.conv2", initializer=_kaiming_normal()), model_ops)
+    return keras.layers.Concatenate(name=f"{p}.concat")([x, y]), y
 
 
-def _transition(x, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS):
+def _transition(x, name: str, model_ops: ModelOps = DEFAULT_MODEL_OPS,
+                pieces: Optional[Sequence[keras.KerasTensor]] = None):
     """torchvision _Transition: BN→ReLU→1×1 conv (C/2)→2×2 average pool, stride 2."""
     p = ENCODER_PREFIX + name
-    x = _encoder_bn(f"{name}.norm")(x)
-    x = keras.layers.ReLU(name=f"{p}.relu")(x)
-    x = _conv(x.shape[-1] // 2, 1, f"{p}.conv", initializer=_kaiming_normal(), model_ops=model_ops)(x)
+    x = _bn_relu_conv(x, _encoder_bn(f"{name}.norm"), f"{p}.relu", functools.partial(
+        _conv, x.shape[-1] // 2, 1, f"{p}.conv", initializer=_kaiming_normal(),
+        model_ops=model_ops), model_ops, pieces)
     return keras.layers.AveragePooling2D(2, 2, name=f"{p}.pool")(x)
 
 
@@ -433,10 +575,13 @@ def densenet_encoder(image, config: DenseNetConfig, model_ops: ModelOps = DEFAUL
     skip4 = x = keras.layers.MaxPooling2D(3, 2, padding="valid", name=p + "pool0")(x)
     taps = []
     for block, num_layers in enumerate(config.block_config, start=1):
+        pieces = [x]  # x = concat(pieces): the block's input and each layer's new features
         for layer in range(1, num_layers + 1):
-            x = _dense_layer(x, config, f"denseblock{block}.denselayer{layer}", model_ops)
+            x, features = _dense_layer(x, config, f"denseblock{block}.denselayer{layer}",
+                                       model_ops, pieces)
+            pieces.append(features)
         if block != len(config.block_config):
-            x = _transition(x, f"transition{block}", model_ops)
+            x = _transition(x, f"transition{block}", model_ops, pieces)
             taps.append(x)
     x = _encoder_bn("norm5")(x)
     dense32 = keras.layers.ReLU(name=p + "relu5")(x)  # the BTS decoder's ReLU on norm5

@@ -75,9 +75,16 @@ LEVERS = (
     Lever("subpixel_upconv", "upconvs as four 2x2 convs on the small map (--model_ops upconv=subpixel)",
           cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "upconv=subpixel"),
           same_precision_baseline=True),
-    Lever("cpu_model_ops", "--model_ops auto on a CPU: conv1x1=matmul and upconv=subpixel together",
+    Lever("cpu_model_ops", "conv1x1=matmul and upconv=subpixel together",
           cases=(FORWARD, TRAIN, FORWARD_BF16), flags=("--model_ops", "conv1x1=matmul", "upconv=subpixel"),
           same_precision_baseline=True),
+    # Training only: forward calls never recompute. Compare the peak RSS column too.
+    Lever("recompute_bn_relu", "DenseNet BN->ReLU recomputed in the backward pass "
+          "(--model_ops recompute=bn_relu)", cases=(TRAIN,),
+          flags=("--model_ops", "recompute=bn_relu"), same_precision_baseline=True),
+    Lever("cpu_model_ops_recompute", "conv1x1=matmul, upconv=subpixel and recompute=bn_relu",
+          cases=(TRAIN,), flags=("--model_ops", "conv1x1=matmul", "upconv=subpixel",
+                                 "recompute=bn_relu"), same_precision_baseline=True),
 )
 QUICK_FORWARD, QUICK_TRAIN = "quick_forward_64x96_fp32", "quick_train_64x96_b2_fp32"
 

@@ -10,6 +10,7 @@ PyTorch conversion into a levers-on model, the saved-file formats and the benchm
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -32,7 +33,10 @@ LEVERS = {"matmul": bts_model.ModelOps(conv1x1="matmul"),
           "fused": bts_model.ModelOps(padding="fused"),
           "both": bts_model.ModelOps(conv1x1="matmul", padding="fused"),
           "subpixel": bts_model.ModelOps(upconv="subpixel"),
-          "all": bts_model.ModelOps(conv1x1="matmul", padding="fused", upconv="subpixel")}
+          "all": bts_model.ModelOps(conv1x1="matmul", padding="fused", upconv="subpixel",
+                                    recompute="bn_relu"),
+          "recompute": bts_model.ModelOps(recompute="bn_relu"),
+          "recompute_matmul": bts_model.ModelOps(conv1x1="matmul", recompute="bn_relu")}
 # A ResNeXt-shaped encoder small enough for a unit test: one block per stage, 2 groups of 4.
 SMALL_RESNEXT = ResNetConfig((1, 1, 1, 1), groups=2, width_per_group=4)
 
@@ -253,6 +257,94 @@ def test_resnext_encoder_levers_compute_the_default_features(lever):
     _assert_same_computation(_resnext_features, LEVERS[lever], _features_loss, 1.0)
 
 
+@pytest.mark.parametrize("training_mode", ["batch_statistics", "official_freezing", "moving_statistics"])
+def test_recompute_is_exact_where_the_ops_are_the_same(training_mode):
+    """recompute=bn_relu runs the very ops autodiff runs (recomputed BN→ReLU, the conv's backward
+    ops, ReLU's and BN's gradients), so with standard convs gradients are bit-identical: with
+    batch statistics, with the recipe's freezing (encoder γ/β and the first dense layer frozen)
+    and with --bn_no_track_stats (every BN on its moving statistics)."""
+    reference, lever = _bts("densenet_tiny", DEFAULT), _bts("densenet_tiny", LEVERS["recompute"])
+    _perturb_bn_statistics(reference)
+    lever.set_weights(reference.get_weights())
+    for model in (reference, lever):
+        if training_mode != "batch_statistics":
+            assert bts_trainer.apply_freezing(model, "densenet_tiny", first_blocks=1)
+        if training_mode == "moving_statistics":
+            assert bts_trainer.use_moving_statistics(model)
+    assert len(lever.trainable_variables) == len(reference.trainable_variables)
+    batch = _inputs()
+    grads = []
+    for model in (reference, lever):
+        with tf.GradientTape() as tape:
+            loss, _ = _bts_loss(model, batch, True)
+        grads.append(tape.gradient(loss, model.trainable_variables))
+    for variable, got, want in zip(lever.trainable_variables, grads[1], grads[0]):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=variable.path)
+    for a, b in zip(lever.non_trainable_weights, reference.non_trainable_weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def _relu_consumers(model, relu_names):
+    """{relu layer name: op types reading its forward output} in one traced training step."""
+    @tf.function
+    def step(image, focal):
+        with tf.GradientTape() as tape:
+            depth = model({"image": image, "focal": focal}, training=True)
+            loss = tf.reduce_mean(depth)
+        return tape.gradient(loss, model.trainable_variables)
+
+    graph = step.get_concrete_function(tf.TensorSpec((2, HEIGHT, WIDTH, 3)),
+                                       tf.TensorSpec((2,))).graph
+    consumers = {}
+    for op in graph.get_operations():
+        # ops are named <model>/<layer>[_<n>]/<op>
+        layer = next((name for name in relu_names
+                      if re.search(rf"/{re.escape(name)}(_\d+)?/", f"/{op.name}")), None)
+        if op.type == "Relu" and layer and not op.name.startswith("gradient_tape"):
+            consumers[layer] = sorted(c.type for c in op.outputs[0].consumers())
+    return consumers
+
+
+@pytest.mark.parametrize("lever", ["recompute", "recompute_matmul"])
+def test_recompute_keeps_no_dense_layer_relu_output_for_the_backward_pass(lever):
+    reference, model = _bts("densenet_tiny", DEFAULT), _bts("densenet_tiny", LEVERS[lever])
+    relus = [layer.name for layer in model.layers if layer.name.endswith((".relu1", ".relu2"))
+             or (".transition" in layer.name and layer.name.endswith(".relu"))]
+    assert relus and [layer.name for layer in model.layers] == [other.name for other in reference.layers]
+    standard, recomputed = _relu_consumers(reference, relus), _relu_consumers(model, relus)
+    assert set(standard) == set(recomputed) == set(relus)
+    # standard: the ReLU's own gradient (and the conv's weight gradient) read the output
+    assert all("ReluGrad" in types for types in standard.values())
+    # recomputed: only the forward conv reads it; the backward pass recomputes its own
+    forward = {"Conv2D", "MatMul", "Reshape", "IdentityN"}  # IdentityN: tf.custom_gradient's
+    assert all(set(types) <= forward for types in recomputed.values()), recomputed
+
+
+def test_recompute_model_files_are_the_default_models(tmp_path):
+    batch = _inputs(batch=1)
+    default, lever = _bts("densenet_tiny", DEFAULT), _bts("densenet_tiny", LEVERS["recompute"])
+    _perturb_bn_statistics(default)
+    want = np.asarray(default(batch, training=False))
+    # ckpt-N: the same object graph (the attached BN is not tracked twice) both ways
+    default_path = tf.train.Checkpoint(model=default).save(str(tmp_path / "default"))
+    lever_path = tf.train.Checkpoint(model=lever).save(str(tmp_path / "lever"))
+    assert tf.train.list_variables(lever_path) == tf.train.list_variables(default_path)
+    tf.train.Checkpoint(model=lever).restore(default_path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(np.asarray(lever(batch, training=False)), want)
+    # .weights.h5 both ways, and .keras keeps the choice (its convs, unattached, are plain convs)
+    lever.save_weights(str(tmp_path / "lever.weights.h5"))
+    fresh = _bts("densenet_tiny", DEFAULT)
+    fresh.load_weights(str(tmp_path / "lever.weights.h5"))
+    np.testing.assert_array_equal(np.asarray(fresh(batch, training=False)), want)
+    lever.save(str(tmp_path / "lever.keras"))
+    again = keras.saving.load_model(str(tmp_path / "lever.keras"))
+    assert bts_model.model_ops_of(again) == LEVERS["recompute"]
+    np.testing.assert_array_equal(np.asarray(again(batch, training=False)), want)
+    with tf.GradientTape() as tape:
+        loss, _ = _bts_loss(again, _inputs(), True)
+    assert all(g is not None for g in tape.gradient(loss, again.trainable_variables))
+
+
 # --------------------------------------------------------------------------------------------
 # Official-checkpoint conversion and our own files
 # --------------------------------------------------------------------------------------------
@@ -336,7 +428,7 @@ def test_bench_model_records_the_model_ops_it_built_with(tmp_path):
                              "--warmup", "1", "--bench_output", str(output),
                              "--model_ops", "conv1x1=matmul", "padding=fused"]) == 0
     payload = json.loads(output.read_text())
-    expected = {"conv1x1": "matmul", "padding": "fused", "upconv": "upsample"}
+    expected = {"conv1x1": "matmul", "padding": "fused", "upconv": "upsample", "recompute": "none"}
     assert payload["model_ops"] == expected and payload["model"][0]["model_ops"] == expected
 
 
@@ -411,11 +503,12 @@ def test_levers_under_jax_give_the_tensorflow_default_depth(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_model_ops_text_round_trips_and_bad_text_is_one_line():
     assert str(DEFAULT) == "standard" and bts_model.ModelOps.parse("standard") == DEFAULT
-    assert str(bts_model.CPU_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel"
+    assert str(bts_model.CPU_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel,recompute=bn_relu"
     for ops in (*LEVERS.values(), bts_model.CPU_MODEL_OPS,
                 bts_model.ModelOps("matmul", "fused", "subpixel")):
         assert bts_model.ModelOps.parse(str(ops)) == ops
-    assert bts_model.ModelOps.parse("conv1x1=matmul upconv=subpixel") == bts_model.CPU_MODEL_OPS
+    assert bts_model.ModelOps.parse("conv1x1=matmul upconv=subpixel recompute=bn_relu") == \
+        bts_model.CPU_MODEL_OPS
     for bad, message in (("gemm", "'gemm': expected KEY=VALUE"), ("conv1x1=gemm", "is unknown"),
                          ("", "names no choice"), ("pad=fused", "with KEY one of conv1x1")):
         with pytest.raises(ConfigError) as info:
@@ -435,7 +528,7 @@ def test_auto_model_ops_are_the_cpu_levers_only_where_no_accelerator_computes(mo
     with caplog.at_level(logging.INFO, logger="bts.precision"):
         assert bts_trainer.resolve_model_ops("auto") == DEFAULT
     assert [r.getMessage() for r in caplog.records if r.name == "bts.precision"] == [
-        "model ops: auto -> conv1x1=matmul,upconv=subpixel (CPU only)",
+        "model ops: auto -> conv1x1=matmul,upconv=subpixel,recompute=bn_relu (CPU only)",
         "model ops: auto -> standard (a GPU/TPU computes)",
         "model ops: auto -> standard (a GPU/TPU computes)"]
 

@@ -79,10 +79,11 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
 def _add_compute(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--model_ops", type=str, default="auto",
                        help="how the model computes, never its weights or files (bts_model.ModelOps): "
-                            "auto (CPU only: conv1x1=matmul,upconv=subpixel, faster on every CPU "
-                            "measured; with a GPU/TPU: standard), standard, or KEY=VALUE[,KEY=VALUE] "
-                            "with conv1x1=conv|matmul, padding=separate|fused, upconv=upsample|subpixel "
-                            "(docs/performance.md)")
+                            "auto (CPU only: conv1x1=matmul,upconv=subpixel,recompute=bn_relu, faster "
+                            "on every CPU measured, and 1.8 GB less memory in a training step; with a "
+                            "GPU/TPU: standard), standard, or KEY=VALUE[,KEY=VALUE] with "
+                            "conv1x1=conv|matmul, padding=separate|fused, upconv=upsample|subpixel, "
+                            "recompute=none|bn_relu (docs/performance.md)")
 
 
 def _add_data(group: argparse._ArgumentGroup) -> None:
