@@ -75,7 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from bts_dataloader import DataError
     from bts_trainer import (Trainer, TrainingError, lost_worker_message, resolve_mixed_precision,
                              resolve_model_ops, uses_tpu)
-    from utils.arguments import train_config
+    from utils.arguments import train_config, training_pixels
     from utils.checkpoints import CheckpointError
     from utils.configs import ConfigError
 
@@ -83,7 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # auto resolved before the config: the run's arguments.txt records what was used
         tpu = uses_tpu(args.distribution_strategy, args.tpu_name)
         args.mixed_precision = resolve_mixed_precision(args.mixed_precision, tpu=tpu)
-        model_ops = resolve_model_ops(args.model_ops, tpu=tpu)
+        model_ops = resolve_model_ops(args.model_ops, tpu=tpu, training_pixels=training_pixels(args))
         config = train_config(args)
         trainer = Trainer(config, evaluate_fn=make_evaluate_fn(config), model_ops=model_ops)
         result = trainer.train()

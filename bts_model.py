@@ -221,12 +221,15 @@ class ModelOps:
 
 STANDARD_MODEL_OPS = "standard"
 DEFAULT_MODEL_OPS = ModelOps()
-# What ``--model_ops auto`` builds where no GPU/TPU computes: the conv1x1 and upconv levers paid
-# on every CPU kind measured, fp32 and bf16, forward and training; recompute cuts a training
-# step's peak RSS by 1.8 GB (fp32, 416×544 b2) within the timing noise and does nothing outside
-# training (docs/performance.md, bench_model --model_ops). Accelerators keep the standard graph
-# (cuDNN/XLA convs; not measured here).
-CPU_MODEL_OPS = ModelOps(conv1x1="matmul", upconv="subpixel", recompute="bn_relu")
+# What ``--model_ops auto`` builds where no GPU/TPU computes: both levers paid on every CPU kind
+# measured, fp32 and bf16, forward and training (docs/performance.md, bench_model --model_ops).
+# Accelerators keep the standard graph (cuDNN/XLA convs; not measured here).
+CPU_MODEL_OPS = ModelOps(conv1x1="matmul", upconv="subpixel")
+# ... and for training batches of at least RECOMPUTE_MIN_PIXELS (batch × height × width), also
+# recompute=bn_relu: at 2×416×544 it cut the step's peak RSS by 1.8 GB (fp32) within the timing
+# noise; at 4×128×160 (./demo.sh) it cost 25 % of the step (per-op overhead on small maps).
+CPU_TRAINING_MODEL_OPS = dataclasses.replace(CPU_MODEL_OPS, recompute="bn_relu")
+RECOMPUTE_MIN_PIXELS = 1 << 18
 
 
 def model_ops_of(model: keras.Model) -> ModelOps:

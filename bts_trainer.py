@@ -415,16 +415,23 @@ def auto_precision(*, tpu: bool = False) -> Tuple[str, str]:
         vendor=precision.cpu_vendor(cpuinfo))
 
 
-def resolve_model_ops(requested: str, *, tpu: bool = False) -> bts_model.ModelOps:
-    """``--model_ops`` for this machine: ``auto`` is ``bts_model.CPU_MODEL_OPS`` where no GPU or
-    TPU computes and the standard graph elsewhere, logged in one line; ``standard`` or
-    ``KEY=VALUE,...`` is parsed (ConfigError naming the flag). Call it once at start-up."""
+def resolve_model_ops(requested: str, *, tpu: bool = False,
+                      training_pixels: int = 0) -> bts_model.ModelOps:
+    """``--model_ops`` for this machine: ``auto`` is the standard graph where a GPU or TPU
+    computes; on a CPU ``bts_model.CPU_MODEL_OPS``, or ``CPU_TRAINING_MODEL_OPS`` (recompute) for
+    training batches of ``training_pixels`` (batch × height × width; 0 when not training) ≥
+    ``RECOMPUTE_MIN_PIXELS``; logged in one line. ``standard`` or ``KEY=VALUE,...`` is parsed
+    (ConfigError naming the flag). Call it once at start-up."""
     if requested != AUTO_MODEL_OPS:
         return bts_model.ModelOps.parse(requested)
-    accelerated = tpu or bool(visible_gpus())
-    resolved = bts_model.DEFAULT_MODEL_OPS if accelerated else bts_model.CPU_MODEL_OPS
-    PRECISION_LOG.info("model ops: auto -> %s (%s)", resolved,
-                       "a GPU/TPU computes" if accelerated else "CPU only")
+    if tpu or visible_gpus():
+        resolved, reason = bts_model.DEFAULT_MODEL_OPS, "a GPU/TPU computes"
+    elif training_pixels >= bts_model.RECOMPUTE_MIN_PIXELS:
+        resolved, reason = bts_model.CPU_TRAINING_MODEL_OPS, (
+            f"CPU only; training batches of {training_pixels} pixels")
+    else:
+        resolved, reason = bts_model.CPU_MODEL_OPS, "CPU only"
+    PRECISION_LOG.info("model ops: auto -> %s (%s)", resolved, reason)
     return resolved
 
 

@@ -35,7 +35,7 @@ import sys
 import warnings
 from typing import Any, Dict, Optional, Sequence
 
-from utils.arguments import argument_file_text, check_input_paths, train_config
+from utils.arguments import argument_file_text, check_input_paths, train_config, training_pixels
 from utils.configs import ConfigError, TrainConfig
 from utils.optional import require
 from utils.quiet import quiet_tensorflow
@@ -260,8 +260,9 @@ def make_objective(args: argparse.Namespace, space: Dict[str, Dict[str, Any]], b
     from bts_trainer import Trainer, TrainingError, resolve_model_ops, uses_tpu
 
     try:  # once: every trial computes alike
-        model_ops = resolve_model_ops(args.model_ops, tpu=uses_tpu(args.distribution_strategy,
-                                                                   args.tpu_name))
+        model_ops = resolve_model_ops(
+            args.model_ops, tpu=uses_tpu(args.distribution_strategy, args.tpu_name),
+            training_pixels=training_pixels(args))
     except ConfigError as err:
         raise TuneError(err.as_flag_error()) from None
 

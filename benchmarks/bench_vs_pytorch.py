@@ -175,7 +175,7 @@ class Ours:
         import bts_model
         import bts_trainer
         from bts_main import parse_train_args
-        from utils.arguments import train_config
+        from utils.arguments import train_config, training_pixels
 
         tf = self.tf
         args = parse_train_args([os.path.join(ROOT, "arguments_train_nyu.txt"), "--encoder", encoder,
@@ -183,7 +183,8 @@ class Ours:
                                  "--mixed_precision", precision, "--log_directory",
                                  tempfile.gettempdir()])
         config = train_config(args)
-        model = bts_model.build_bts_model(config.model, bts_trainer.resolve_model_ops(args.model_ops))
+        ops = bts_trainer.resolve_model_ops(args.model_ops, training_pixels=training_pixels(args))
+        model = bts_model.build_bts_model(config.model, ops)  # as bts_main.py builds it here
         bts_trainer.apply_freezing(model, config.model.encoder, config.first_blocks)
         optimizer = bts_trainer.make_optimizer(config, model, total_steps=1000)
         steps = bts_trainer.StepFunctions(tf.distribute.get_strategy(), model, optimizer, config)

@@ -503,12 +503,12 @@ def test_levers_under_jax_give_the_tensorflow_default_depth(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_model_ops_text_round_trips_and_bad_text_is_one_line():
     assert str(DEFAULT) == "standard" and bts_model.ModelOps.parse("standard") == DEFAULT
-    assert str(bts_model.CPU_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel,recompute=bn_relu"
+    assert str(bts_model.CPU_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel"
+    assert str(bts_model.CPU_TRAINING_MODEL_OPS) == "conv1x1=matmul,upconv=subpixel,recompute=bn_relu"
     for ops in (*LEVERS.values(), bts_model.CPU_MODEL_OPS,
                 bts_model.ModelOps("matmul", "fused", "subpixel")):
         assert bts_model.ModelOps.parse(str(ops)) == ops
-    assert bts_model.ModelOps.parse("conv1x1=matmul upconv=subpixel recompute=bn_relu") == \
-        bts_model.CPU_MODEL_OPS
+    assert bts_model.ModelOps.parse("conv1x1=matmul upconv=subpixel") == bts_model.CPU_MODEL_OPS
     for bad, message in (("gemm", "'gemm': expected KEY=VALUE"), ("conv1x1=gemm", "is unknown"),
                          ("", "names no choice"), ("pad=fused", "with KEY one of conv1x1")):
         with pytest.raises(ConfigError) as info:
@@ -521,14 +521,22 @@ def test_auto_model_ops_are_the_cpu_levers_only_where_no_accelerator_computes(mo
     monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
     with caplog.at_level(logging.INFO, logger="bts.precision"):
         assert bts_trainer.resolve_model_ops("auto") == bts_model.CPU_MODEL_OPS
-        assert bts_trainer.resolve_model_ops("auto", tpu=True) == DEFAULT
+        # training: recompute from 2^18 pixels per batch (2x416x544 yes, ./demo.sh's 4x128x160 no)
+        assert bts_trainer.resolve_model_ops("auto", training_pixels=2 * 416 * 544) == \
+            bts_model.CPU_TRAINING_MODEL_OPS
+        assert bts_trainer.resolve_model_ops("auto", training_pixels=4 * 128 * 160) == \
+            bts_model.CPU_MODEL_OPS
+        assert bts_trainer.resolve_model_ops("auto", tpu=True, training_pixels=1 << 20) == DEFAULT
         assert bts_trainer.resolve_model_ops("padding=fused") == LEVERS["fused"]  # explicit: silent
         assert bts_trainer.resolve_model_ops("standard") == DEFAULT
     monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [("NVIDIA A100", (8, 0))])
     with caplog.at_level(logging.INFO, logger="bts.precision"):
         assert bts_trainer.resolve_model_ops("auto") == DEFAULT
     assert [r.getMessage() for r in caplog.records if r.name == "bts.precision"] == [
-        "model ops: auto -> conv1x1=matmul,upconv=subpixel,recompute=bn_relu (CPU only)",
+        "model ops: auto -> conv1x1=matmul,upconv=subpixel (CPU only)",
+        "model ops: auto -> conv1x1=matmul,upconv=subpixel,recompute=bn_relu "
+        "(CPU only; training batches of 452608 pixels)",
+        "model ops: auto -> conv1x1=matmul,upconv=subpixel (CPU only)",
         "model ops: auto -> standard (a GPU/TPU computes)",
         "model ops: auto -> standard (a GPU/TPU computes)"]
 
@@ -578,6 +586,48 @@ def test_bts_test_on_a_cpu_rebuilds_a_standard_file_with_the_cpu_ops_and_the_sam
 
     assert bts_test.main(["--checkpoint_path", str(path), "--image_path", str(tmp_path / "photos"),
                           "--model_ops", "conv1x1=gemm"]) == 1  # one-line flag error, no traceback
+
+
+def test_bts_main_with_recompute_trains_to_the_standard_graphs_weights(tmp_path, monkeypatch,
+                                                                      plane_data_120x160):
+    import bts_main
+    from tiny_run import train_argv
+
+    weights = []
+    for ops in ("standard", "recompute=bn_relu"):
+        folder = tmp_path / ops.replace("=", "_")
+        assert bts_main.main(train_argv(plane_data_120x160, folder, "--num_steps", "2",
+                                        "--model_ops", ops)) == 0
+        trained = keras.saving.load_model(folder / "run" / "model.keras", compile=False)
+        assert bts_model.model_ops_of(trained) == bts_model.ModelOps.parse(ops)
+        weights.append(trained.get_weights())
+    # The same backward ops; the traced step sums each piece's gradient contributions in another
+    # order (AddN over the later layers), so float32 round-off only (1 ulp seen after 2 steps).
+    for got, want in zip(*weights):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_bts_main_auto_recomputes_only_for_full_size_training_batches(tmp_path, monkeypatch,
+                                                                       plane_data_120x160, caplog):
+    import bts_main
+    from tiny_run import train_argv
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def trainer(config, evaluate_fn=None, model_ops=None):
+        seen.append(model_ops)
+        raise Stop
+
+    monkeypatch.setattr(bts_trainer, "visible_gpus", lambda: [])
+    monkeypatch.setattr(bts_trainer, "Trainer", trainer)
+    for size in (("416", "544"), ("64", "96")):  # batch 2: 452608 and 12288 pixels
+        with pytest.raises(Stop):
+            bts_main.main(train_argv(plane_data_120x160, tmp_path, "--input_height", size[0],
+                                     "--input_width", size[1]))
+    assert seen == [bts_model.CPU_TRAINING_MODEL_OPS, bts_model.CPU_MODEL_OPS]
 
 
 def test_a_cpu_training_run_builds_the_cpu_ops_and_its_model_file_serves_every_choice(

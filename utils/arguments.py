@@ -79,9 +79,10 @@ def _add_model(group: argparse._ArgumentGroup) -> None:
 def _add_compute(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--model_ops", type=str, default="auto",
                        help="how the model computes, never its weights or files (bts_model.ModelOps): "
-                            "auto (CPU only: conv1x1=matmul,upconv=subpixel,recompute=bn_relu, faster "
-                            "on every CPU measured, and 1.8 GB less memory in a training step; with a "
-                            "GPU/TPU: standard), standard, or KEY=VALUE[,KEY=VALUE] with "
+                            "auto (CPU only: conv1x1=matmul,upconv=subpixel, faster on every CPU "
+                            "measured, plus recompute=bn_relu when training on batches of 2^18+ "
+                            "pixels, 1.8 GB less memory at 2x416x544; with a GPU/TPU: standard), "
+                            "standard, or KEY=VALUE[,KEY=VALUE] with "
                             "conv1x1=conv|matmul, padding=separate|fused, upconv=upsample|subpixel, "
                             "recompute=none|bn_relu (docs/performance.md)")
 
@@ -829,6 +830,12 @@ def eval_config(args: argparse.Namespace, **overrides) -> EvalConfig:
 
 # TrainConfig fields that are not plain flags of the same name (built from several flags).
 _TRAIN_BUILT = ("model", "data", "evaluation", "eval_data", "first_blocks", "argument_text")
+
+
+def training_pixels(args: argparse.Namespace) -> int:
+    """Pixels of one training batch (``--batch_size`` × ``--input_height`` × ``--input_width``),
+    what ``--model_ops auto`` decides recompute by (``bts_trainer.resolve_model_ops``)."""
+    return args.batch_size * args.input_height * args.input_width
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
