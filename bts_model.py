@@ -156,9 +156,10 @@ class ModelOps:
     map, 2.25× fewer multiply-adds (:class:`UpConv`); equal up to float rounding, since its kernel
     taps are summed before they multiply. ``recompute``: ``"none"`` or ``"bn_relu"``: in a
     training step, each DenseNet BN→ReLU→conv (dense layers' both, transitions') keeps only the
-    BN's input for the backward pass and recomputes BN→ReLU there, instead of keeping the ReLU
-    output (the largest activations of the encoder; no conv is recomputed). Same numbers; less
-    memory, a little more time (:class:`Conv2D`).
+    dense block's pieces whose concatenation is the BN's input, and recomputes concat→BN→ReLU in
+    the backward pass, instead of keeping the ReLU outputs and the growing concatenations (the
+    encoder's largest activations; no conv is recomputed). Same numbers; much less memory; on
+    small maps more time (:class:`Conv2D`, ``RECOMPUTE_MIN_PIXELS``).
     """
 
     conv1x1: str = "conv"
