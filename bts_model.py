@@ -348,10 +348,10 @@ class Conv2D(keras.layers.Conv2D):
 
     def call(self, inputs, training=None, bn_input=None):
         source = getattr(self, "_recompute_source", (None,))[0]
-        pieces = list(bn_input) if isinstance(bn_input, (list, tuple)) else [bn_input]
-        if (bn_input is None or source is None or not training
-                or keras.backend.backend() != "tensorflow" or not source.fused(inputs)):
+        # BatchNorm.fused: the BN's own fused TF kernel, the one the backward pass recomputes
+        if bn_input is None or source is None or not training or not source.fused(inputs):
             return super().call(inputs)
+        pieces = list(bn_input) if isinstance(bn_input, (list, tuple)) else [bn_input]
         return self._recomputing_conv(inputs, pieces, source, source.uses_batch_statistics(training))
 
     def _recomputing_conv(self, relu_out, pieces, source: "BatchNorm", batch_statistics: bool):
